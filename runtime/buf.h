@@ -1,0 +1,43 @@
+/*
+ * buf.h - a growable byte buffer and JSON text output.
+ *
+ * Provides: mm_buf_t (append bytes, formatted text, JSON string literals
+ * and numbers). Every append returns 0 or MM_ENOMEM; after a failure the
+ * buffer keeps what it had and remembers the failure (mm_buf_failed), so a
+ * writer may append a whole document and check once. The data is owned by
+ * the buffer (mm_buf_free) until taken with mm_buf_take.
+ */
+#ifndef MM_BUF_H
+#define MM_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mm_buf {
+  char *data;    /* NUL-terminated when len > 0 or after any append */
+  size_t len;
+  size_t cap;
+  int failed;
+} mm_buf_t;
+
+#define MM_BUF_INIT {NULL, 0, 0, 0}
+
+int mm_buf_reserve(mm_buf_t *b, size_t extra);
+int mm_buf_add(mm_buf_t *b, const void *p, size_t n);
+int mm_buf_adds(mm_buf_t *b, const char *s);
+int mm_buf_addc(mm_buf_t *b, char c);
+int mm_buf_printf(mm_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* s as a JSON string literal: quotes, escapes, control characters as
+ * \u00XX; invalid UTF-8 bytes become U+FFFD so the output is always valid. */
+int mm_buf_json_str(mm_buf_t *b, const char *s, size_t n);
+/* A double as the shortest JSON number that reads back the same;
+ * NaN/inf as null. */
+int mm_buf_json_double(mm_buf_t *b, double v);
+static inline int mm_buf_failed(const mm_buf_t *b) { return b->failed; }
+void mm_buf_reset(mm_buf_t *b);          /* len = 0, keeps memory */
+void mm_buf_free(mm_buf_t *b);
+/* Hands the data to the caller (free()); the buffer becomes empty. */
+char *mm_buf_take(mm_buf_t *b, size_t *len);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * decimal.h - exact decimal numbers with DynamoDB's limits.
+ *
+ * Provides: parsing of DynamoDB N text ("-0", "1E+2", 38 digits), exact
+ * addition, subtraction and comparison, shortest round-trip text for a
+ * double, and canonical formatting. The local stores and the Lua helpers
+ * use it so that sums agree with DynamoDB's exact ADD (0.1 + 0.2 = 0.3).
+ * Relies on nothing but libc. Values are plain structs (no ownership).
+ */
+#ifndef MM_DECIMAL_H
+#define MM_DECIMAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+/* Significant digits DynamoDB keeps. */
+#define MM_DEC_DIGITS 38
+/* Exponent range of DynamoDB numbers: 1E-130 <= |x| < 1E+126. */
+#define MM_DEC_MIN_EXP (-130)
+#define MM_DEC_MAX_EXP 125
+/* Buffer size that holds any formatted decimal. */
+#define MM_DEC_TEXT_MAX 192
+
+/* value = (neg ? -1 : 1) * coefficient * 10^exp, where coefficient is the
+ * ndig digits dig[0..ndig) (most significant first, no leading zeros, no
+ * trailing zeros; ndig == 0 means zero). */
+typedef struct mm_dec {
+  int neg;
+  int exp;
+  int ndig;
+  uint8_t dig[MM_DEC_DIGITS + 2];
+} mm_dec_t;
+
+/* Parses JSON-number-like text (also accepts a leading '+', "1E+2",
+ * ".5" is rejected). More than 38 significant digits or an exponent out of
+ * range is MM_EINVAL with a message saying which. */
+int mm_dec_parse(mm_dec_t *out, const char *s, size_t len, mm_err_t *err);
+
+/* The shortest decimal that reads back (strtod) as exactly v. NaN and the
+ * infinities are MM_EINVAL. */
+int mm_dec_from_double(mm_dec_t *out, double v, mm_err_t *err);
+
+void mm_dec_from_int(mm_dec_t *out, int64_t v);
+
+/* out = a + b, exactly. A result needing more than 38 digits or out of
+ * range is MM_EINVAL (DynamoDB rejects it too). out may alias a or b. */
+int mm_dec_add(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err);
+int mm_dec_sub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err);
+
+/* -1, 0, 1 (exact; -0 == 0). */
+int mm_dec_cmp(const mm_dec_t *a, const mm_dec_t *b);
+
+static inline int mm_dec_is_zero(const mm_dec_t *a) { return a->ndig == 0; }
+
+/* Canonical text: plain notation ("0.3", "-12", "100") while it is at most
+ * 40 characters long, else scientific ("1.5E+60", "-2E-45"). Returns the
+ * length; buf must hold MM_DEC_TEXT_MAX bytes. */
+size_t mm_dec_format(const mm_dec_t *a, char *buf);
+
+/* 1 when a is integral and fits int64 (then *out is set). */
+int mm_dec_to_int64(const mm_dec_t *a, int64_t *out);
+
+/* Nearest double (correctly rounded via strtod of the canonical text). */
+double mm_dec_to_double(const mm_dec_t *a);
+
+#endif

@@ -1,0 +1,115 @@
+/*
+ * json.h - a validating, single-pass JSON parser producing a flat tape.
+ *
+ * Provides: mm_json_parse, which checks the whole input (RFC 8259 grammar,
+ * UTF-8 well-formedness including overlongs and surrogates, \u escapes with
+ * paired surrogates, a nesting limit) in one pass with an explicit stack (no
+ * recursion, so no input can overflow the C stack), and records every value
+ * as a 12-byte node on a tape. Nothing is unescaped or converted up front:
+ * strings and numbers are slices of the input, read on demand.
+ *
+ * Ownership: the document borrows the input buffer (it must outlive the
+ * document) and owns the tape (mm_json_free). Node indices are uint32_t;
+ * index 0 is the root value.
+ *
+ * Tape layout: a container node is followed by its children in order; an
+ * object's children alternate key (a STR node) and value. Every node records
+ * the index just past its subtree (mm_json_next), so siblings are found by
+ * skipping, not by walking.
+ */
+#ifndef MM_JSON_H
+#define MM_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+
+/* Default nesting limit (arrays and objects) for a whole document. */
+#define MM_JSON_MAX_DEPTH 512
+/* Largest input accepted (offsets are 28 bits). */
+#define MM_JSON_MAX_INPUT ((size_t)1 << 28)
+
+typedef enum {
+  MM_JSON_NULL = 0,
+  MM_JSON_FALSE,
+  MM_JSON_TRUE,
+  MM_JSON_NUM,
+  MM_JSON_STR,
+  MM_JSON_ARR,
+  MM_JSON_OBJ
+} mm_json_type_t;
+
+/* One tape node. tag: bits 0-2 type, bit 3 "string has escapes",
+ * bits 4-31 byte offset of the value's first byte (for STR: the byte after
+ * the opening quote). len: STR/NUM raw byte length (STR without quotes);
+ * ARR element count; OBJ member count. next: index past the subtree. */
+typedef struct mm_json_node {
+  uint32_t tag;
+  uint32_t len;
+  uint32_t next;
+} mm_json_node_t;
+
+typedef struct mm_json_doc {
+  const char *src;        /* borrowed input */
+  size_t src_len;
+  mm_json_node_t *nodes;  /* owned */
+  uint32_t count;         /* nodes used */
+  uint32_t cap;
+} mm_json_doc_t;
+
+/* Parses buf[0..len) into doc. A leading UTF-8 BOM and surrounding white
+ * space are accepted; anything after the root value is an error. max_depth
+ * 0 means MM_JSON_MAX_DEPTH. On error the message names the byte offset and
+ * what was expected; doc is left empty (safe to mm_json_free). */
+int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
+                  unsigned max_depth, mm_err_t *err);
+
+/* Releases the tape (doc may be NULL or empty). */
+void mm_json_free(mm_json_doc_t *doc);
+
+static inline mm_json_type_t mm_json_type(const mm_json_doc_t *d, uint32_t i) {
+  return (mm_json_type_t)(d->nodes[i].tag & 7u);
+}
+static inline uint32_t mm_json_next(const mm_json_doc_t *d, uint32_t i) {
+  return d->nodes[i].next;
+}
+static inline uint32_t mm_json_len(const mm_json_doc_t *d, uint32_t i) {
+  return d->nodes[i].len;
+}
+/* Raw bytes of a STR (escapes not decoded) or NUM node. Borrowed from src. */
+static inline const char *mm_json_raw(const mm_json_doc_t *d, uint32_t i) {
+  return d->src + (d->nodes[i].tag >> 4);
+}
+static inline int mm_json_has_escapes(const mm_json_doc_t *d, uint32_t i) {
+  return (d->nodes[i].tag >> 3) & 1u;
+}
+
+/* Index of the first child of container i (only valid when len > 0). */
+static inline uint32_t mm_json_first(const mm_json_doc_t *d, uint32_t i) {
+  (void)d;
+  return i + 1;
+}
+
+/* Decodes the escapes of a validated STR slice into dst, which must hold at
+ * least len bytes (decoding never grows a string). Returns the decoded
+ * length. */
+size_t mm_json_unescape(const char *raw, size_t len, char *dst);
+
+/* Value node of member `key` (klen bytes, unescaped) in object obj, or 0
+ * when absent (0 is the root, never a member). Keys with escapes compare by
+ * their decoded text. The last duplicate wins, as in JSON.parse. */
+uint32_t mm_json_get(const mm_json_doc_t *d, uint32_t obj, const char *key,
+                     size_t klen);
+
+/* Compares STR node i's decoded text with s: 1 when equal. */
+int mm_json_str_eq(const mm_json_doc_t *d, uint32_t i, const char *s, size_t n);
+
+/* Copies STR node i's decoded text into a malloc'd NUL-terminated string
+ * (caller frees). NULL on allocation failure. */
+char *mm_json_strdup(const mm_json_doc_t *d, uint32_t i, size_t *len_out);
+
+/* Number node i (or a STR holding a number) as a double. Returns 0, or
+ * MM_EINVAL when the text is not a number. */
+int mm_json_double(const mm_json_doc_t *d, uint32_t i, double *out);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * metrics.h - one CloudWatch Embedded Metric Format line per invocation.
+ *
+ * Provides: counters for an invocation and mm_metrics_emit, which writes
+ * one compact JSON object on one line (spec: runtime-contract section 4):
+ * namespace MURMUR_METRICS_NAMESPACE (default "murmur"), one dimension set
+ * (default ["pipeline"]; MURMUR_METRICS_DIMENSIONS lists others from
+ * {pipeline, function, aggregate}), every counter as a Count metric and
+ * the merge latencies (at most 100 values, as the spec allows) in
+ * Milliseconds. Owns its latency array (mm_metrics_free).
+ */
+#ifndef MM_METRICS_H
+#define MM_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stddef.h>
+
+typedef struct mm_metrics {
+  uint64_t records;          /* records in the batch */
+  uint64_t applied;          /* records whose every merge succeeded */
+  uint64_t skipped;          /* decode returned nil, or no keys */
+  uint64_t decode_errors;    /* poison pills */
+  uint64_t retries;          /* store attempts beyond the first */
+  uint64_t dedup_skips;      /* duplicates skipped */
+  uint64_t failures;         /* records reported in batchItemFailures */
+  uint64_t deadline_skips;   /* records not started: deadline margin */
+  uint64_t unknown_outcomes; /* writes sent without an answer */
+  uint64_t merges;           /* store merge operations issued */
+  double *latency_ms;        /* owned: each store round's latency */
+  size_t nlatency, caplatency;
+} mm_metrics_t;
+
+void mm_metrics_reset(mm_metrics_t *m);  /* zero counters, keep buffer */
+void mm_metrics_free(mm_metrics_t *m);
+void mm_metrics_latency(mm_metrics_t *m, double ms);
+
+/* Dimension values for one line. */
+typedef struct mm_metrics_dims {
+  const char *pipeline;
+  const char *function;      /* AWS_LAMBDA_FUNCTION_NAME or "local" */
+  const char *aggregate;
+} mm_metrics_dims_t;
+
+/* Writes the EMF line (with newline) and flushes. namespace/dimensions as
+ * in mm_config_t (NULL = defaults). */
+int mm_metrics_emit(const mm_metrics_t *m, FILE *out, const char *ns,
+                    const char *dimensions, const mm_metrics_dims_t *dims,
+                    int64_t now_ms);
+
+#endif

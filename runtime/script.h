@@ -1,0 +1,100 @@
+/*
+ * script.h - the Lua host: loads decode.lua, sandboxes it, runs it safely.
+ *
+ * Provides: a Lua 5.4 state with a sandboxed standard library (no
+ * os.exit/os.execute/io.popen/package.loadlib/io.open/dofile/loadfile of
+ * arbitrary paths; require searches only the script's directory
+ * ($LAMBDA_TASK_ROOT) and the layer's lua/ directory, plus the preloaded
+ * "cjson" and "murmur.core"), the validated pipeline definition, and
+ * mm_script_run_record, which runs decode -> keys/key -> value for one record
+ * under lua_pcall with a traceback handler, an instruction budget per call
+ * and a heap ceiling, and turns the results into C keys and a delta.
+ *
+ * Limits: the budget is enforced by a count hook; once exceeded the hook
+ * re-arms itself every instruction, so a script's own pcall cannot swallow
+ * the abort. The heap ceiling is an allocator limit applied after setup;
+ * the abort is an ordinary memory error that the record's call sees, and
+ * the next record runs with a full budget after a full GC.
+ *
+ * Ownership: mm_script_t is owned by its loader (mm_script_destroy); an
+ * outcome owns its keys and delta (mm_outcome_free).
+ */
+#ifndef MM_SCRIPT_H
+#define MM_SCRIPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lua.h>
+#include "agg.h"
+#include "err.h"
+#include "json.h"
+
+typedef struct mm_script_opts {
+  long budget;            /* instructions per call, 0 = unlimited */
+  size_t mem_limit;       /* Lua heap bytes after setup, 0 = unlimited */
+  const char *lua_dir;    /* the layer's lua/ directory (may be NULL) */
+  int max_depth;          /* AttributeValue nesting limit */
+} mm_script_opts_t;
+
+/* The pipeline table, validated. */
+typedef struct mm_def {
+  char name[128];          /* "name", default: the script's base name */
+  mm_agg_t agg;
+  int windowed;
+  int64_t granularity_s;   /* window.granularity */
+  int64_t retention_s;     /* window.retention (0 = granularity) */
+  int has_keys;            /* keys() instead of key() */
+  int has_value;
+  int has_on_decode_error;
+} mm_def_t;
+
+typedef struct mm_script mm_script_t;
+
+/* Loads path. A syntax error is MM_ELUA with "decode.lua:LINE: ..." (chunk
+ * and line in err); a missing file MM_EIO naming it; a pipeline table with
+ * a missing or wrong-typed field MM_EINVAL naming the field. */
+int mm_script_load(mm_script_t **out, const char *path,
+                   const mm_script_opts_t *opts, mm_err_t *err);
+void mm_script_destroy(mm_script_t *s);
+
+const mm_def_t *mm_script_def(const mm_script_t *s);
+lua_State *mm_script_state(mm_script_t *s);
+
+/* Loads and validates path like mm_script_load, reporting every problem
+ * found (not just the first) through report(ud, "file:line: message").
+ * Returns the number of problems. */
+int mm_script_check(const char *path, const mm_script_opts_t *opts,
+                    void (*report)(void *ud, const char *problem), void *ud);
+
+/* Sets the document whose records the following runs read (borrowed until
+ * the next call; NULL at the end of an invocation). */
+void mm_script_set_doc(mm_script_t *s, const mm_json_doc_t *doc);
+
+typedef enum {
+  MM_OUT_VALUE = 0,  /* keys and delta are set (nkeys may be 0) */
+  MM_OUT_SKIP,       /* decode returned nil */
+  MM_OUT_POISON      /* err says why: decode raised, a limit was hit,
+                        keys/value returned something unusable */
+} mm_outcome_kind_t;
+
+typedef struct mm_outcome {
+  mm_outcome_kind_t kind;
+  char **keys;        /* owned: distinct keys in first-seen order */
+  size_t *key_lens;
+  size_t nkeys;
+  mm_delta_t delta;   /* owned; delta.time = event_time */
+  mm_err_t err;       /* POISON: message with file:line and traceback */
+} mm_outcome_t;
+
+/* Runs the pipeline on record `node` of the current document. Never
+ * raises; returns 0 (the outcome says what happened) or MM_ENOMEM when the
+ * outcome itself cannot be built. */
+int mm_script_run_record(mm_script_t *s, uint32_t node, double event_time,
+                         mm_outcome_t *out);
+void mm_outcome_free(mm_outcome_t *o);
+
+/* Calls on_decode_error(rec, message) when defined, protected and under
+ * the same limits; its own failure is logged, never raised. */
+void mm_script_on_decode_error(mm_script_t *s, uint32_t node, const char *msg);
+
+#endif

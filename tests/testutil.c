@@ -1,0 +1,62 @@
+/*
+ * testutil.c - helpers shared by the Check suites (see testutil.h).
+ */
+#include "testutil.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *tu_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  for (;;) {
+    if (!buf) break;
+    if (n + 1 >= cap) {
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) { free(buf); buf = NULL; break; }
+      buf = nb;
+      cap *= 2;
+    }
+    size_t r = fread(buf + n, 1, cap - n - 1, f);
+    if (r == 0) break;
+    n += r;
+  }
+  fclose(f);
+  if (buf) {
+    buf[n] = '\0';
+    if (len) *len = n;
+  }
+  return buf;
+}
+
+char *tu_fixture(const char *name, size_t *len) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", MM_FIXTURES, name);
+  char *b = tu_read_file(path, len);
+  ck_assert_msg(b != NULL, "cannot read fixture %s", path);
+  return b;
+}
+
+const char *tu_write_temp(const char *suffix, const char *text) {
+  static char paths[64][256];
+  static int next;
+  char *path = paths[next++ % 64];
+  snprintf(path, 256, "/tmp/mmtestXXXXXX%s", suffix ? suffix : "");
+  int fd = mkstemps(path, suffix ? (int)strlen(suffix) : 0);
+  ck_assert_msg(fd >= 0, "mkstemps failed");
+  size_t n = strlen(text);
+  ck_assert(write(fd, text, n) == (ssize_t)n);
+  close(fd);
+  return path;
+}
+
+char *tu_temp_dir(void) {
+  char *p = strdup("/tmp/mmtestdirXXXXXX");
+  ck_assert(p && mkdtemp(p));
+  return p;
+}
