@@ -73,7 +73,7 @@ void mm_delta_free(mm_delta_t *d);
 int mm_delta_coalesce(mm_delta_t *dst, const mm_delta_t *src, mm_err_t *err);
 
 /* Merges delta d into a stored value (old may be NULL/0 for a new row) and
- * returns the new stored value as a malloc'd buffer in *out/*out_len
+ * returns the new stored value as a malloc'd buffer in *out and *out_len
  * (caller frees). *changed is 0 when the row is unchanged (a min that is not
  * lower, a first that is not earlier). A stored value that cannot be parsed
  * is MM_EPERM, never overwritten. */

@@ -1,0 +1,888 @@
+/*
+ * pipeline.c - one invocation, DESIGN section 3 (see pipeline.h).
+ *
+ * An invocation runs in four phases, so that a batch's store requests are
+ * started together rather than one blocking call per key:
+ *
+ *   1. decode   every record, in order, through the script (skip / poison /
+ *               keys + delta), stopping at deadline - margin;
+ *   2. claim    (dedup on) every eventID in one dedup round; duplicates are
+ *               skipped, PARTIAL claims drop the merges already applied;
+ *   3. merge    every remaining (key, bucket) in rounds: additive deltas for
+ *               the same (key, bucket) are coalesced into one op, failures
+ *               that may succeed are retried with full-jitter backoff, each
+ *               op's outcome is mapped back to every record it carries;
+ *   4. finish   (dedup on) record what each attempt applied, and mark the
+ *               claims whose merges all completed as done.
+ *
+ * A record whose effect did not reach the store is reported in
+ * batchItemFailures by SequenceNumber; a poison pill is logged, counted and
+ * handed to on_decode_error, never reported (the same bytes would fail
+ * again).
+ */
+#include "pipeline.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "event.h"
+#include "log.h"
+#include "retry.h"
+
+/* Record states. */
+enum {
+  REC_PENDING = 0, /* has merges to do */
+  REC_OK,          /* every merge applied (or nothing to merge) */
+  REC_SKIP,        /* decode returned nil / no keys */
+  REC_POISON,      /* decode failed: logged, not reported */
+  REC_DUP,         /* dedup: already applied by an earlier delivery */
+  REC_FAILED,      /* reported in batchItemFailures */
+  REC_NOTSTARTED   /* deadline margin reached before it started: reported */
+};
+
+/* Per-key states within a record. */
+enum { KEY_TODO = 0, KEY_PREV, KEY_APPLIED, KEY_FAILED };
+
+typedef struct rec {
+  int state;
+  uint32_t node;
+  size_t seq_off, id_off;  /* offsets into the pipeline's text arena */
+  int has_seq;
+  char **keys;             /* owned (taken from the outcome) */
+  size_t *key_lens;
+  size_t nkeys;
+  char **ids;              /* owned: "<bucket>:<key>" merge ids */
+  uint8_t *key_state;      /* owned: KEY_* per key */
+  mm_delta_t delta;        /* owned */
+  int64_t bucket, ttl;
+  long claim;              /* index into claims, -1 when none */
+  long same_as;            /* earlier record with the same eventID, or -1 */
+} rec_t;
+
+/* One store op and the (record, key) pairs it carries. */
+typedef struct op {
+  mm_delta_t delta;        /* owned copy when coalesced */
+  int coalesced;
+  size_t first_ref, nrefs; /* into the refs array */
+  int attempts;
+  int final;               /* 0 pending, else final status + 1 */
+} op_t;
+
+typedef struct ref {
+  size_t rec, key;
+} ref_t;
+
+struct mm_pipeline {
+  mm_script_t *script;
+  mm_store_t *store;
+  mm_dedup_t *dedup;
+  mm_config_t cfg;
+  mm_metrics_t metrics;
+  mm_retry_t retry;
+  FILE *metrics_out;
+  const char *function_name;
+  mm_buf_t arena;          /* eventIDs and SequenceNumbers of the batch */
+};
+
+/* ------------------------------------------------------------------ */
+/* Creation                                                            */
+/* ------------------------------------------------------------------ */
+
+int mm_pipeline_create(mm_pipeline_t **out, mm_script_t *script,
+                       mm_store_t *store, mm_dedup_t *dedup,
+                       const mm_config_t *cfg, mm_err_t *err) {
+  *out = NULL;
+  mm_pipeline_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    mm_script_destroy(script);
+    mm_store_destroy(store);
+    if (dedup) mm_dedup_destroy(dedup);
+    return mm_err_set(err, MM_ENOMEM, "out of memory creating the pipeline");
+  }
+  p->script = script;
+  p->store = store;
+  p->dedup = dedup;
+  p->cfg = *cfg;
+  p->metrics_out = stdout;
+  p->function_name = getenv("AWS_LAMBDA_FUNCTION_NAME");
+  if (!p->function_name || !*p->function_name) p->function_name = "local";
+  mm_retry_init(&p->retry, cfg->max_attempts, cfg->retry_base_ms,
+                cfg->retry_max_ms, (uint64_t)mm_mono_ms() ^ 0x9E3779B97F4A7C15ull);
+  *out = p;
+  return 0;
+}
+
+int mm_pipeline_open(mm_pipeline_t **out, const char *script_path,
+                     const char *lua_dir, const mm_config_t *cfg,
+                     const char *default_store, mm_err_t *err) {
+  mm_script_t *script = NULL;
+  mm_store_t *store = NULL;
+  mm_dedup_t *dedup = NULL;
+  *out = NULL;
+  mm_script_opts_t so = {
+      .budget = cfg->lua_budget,
+      .mem_limit = (size_t)cfg->lua_memory_mb * 1024u * 1024u,
+      .lua_dir = lua_dir,
+      .max_depth = cfg->max_depth,
+  };
+  int rc = mm_script_load(&script, script_path, &so, err);
+  if (rc) return rc;
+  const char *surl = cfg->store_url ? cfg->store_url : default_store;
+  if (!surl) {
+    mm_script_destroy(script);
+    return mm_err_set(err, MM_EINVAL, "MURMUR_STORE is not set (dynamodb://TABLE, sqlite://PATH or memory://)");
+  }
+  mm_store_opts_t sto = {.max_inflight = cfg->max_inflight, .request_timeout_ms = 0};
+  if ((rc = mm_store_open(&store, surl, &sto, err))) {
+    mm_script_destroy(script);
+    return rc;
+  }
+  if (cfg->dedup_url && (rc = mm_dedup_open(&dedup, cfg->dedup_url, &sto, err))) {
+    mm_script_destroy(script);
+    mm_store_destroy(store);
+    return rc;
+  }
+  return mm_pipeline_create(out, script, store, dedup, cfg, err);
+}
+
+void mm_pipeline_destroy(mm_pipeline_t *p) {
+  if (!p) return;
+  mm_script_destroy(p->script);
+  mm_store_destroy(p->store);
+  if (p->dedup) mm_dedup_destroy(p->dedup);
+  mm_metrics_free(&p->metrics);
+  mm_buf_free(&p->arena);
+  free(p);
+}
+
+const mm_metrics_t *mm_pipeline_metrics(const mm_pipeline_t *p) { return &p->metrics; }
+const mm_def_t *mm_pipeline_def(const mm_pipeline_t *p) { return mm_script_def(p->script); }
+mm_store_t *mm_pipeline_store(mm_pipeline_t *p) { return p->store; }
+void mm_pipeline_set_metrics_out(mm_pipeline_t *p, FILE *out) { p->metrics_out = out; }
+
+void mm_result_free(mm_result_t *res) {
+  if (!res) return;
+  free(res->response);
+  res->response = NULL;
+  res->len = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static void rec_free(rec_t *r) {
+  for (size_t k = 0; k < r->nkeys; k++) {
+    free(r->keys[k]);
+    if (r->ids) free(r->ids[k]);
+  }
+  free(r->keys);
+  free(r->key_lens);
+  free(r->ids);
+  free(r->key_state);
+  mm_delta_free(&r->delta);
+}
+
+static const char *rec_seq(const mm_pipeline_t *p, const rec_t *r) {
+  return p->arena.data + r->seq_off;
+}
+static const char *rec_id(const mm_pipeline_t *p, const rec_t *r) {
+  return p->arena.data + r->id_off;
+}
+
+/* Absolute time after which no work starts (0 = no deadline). */
+static int64_t stop_time(const mm_pipeline_t *p, int64_t deadline_ms) {
+  return deadline_ms > 0 ? deadline_ms - p->cfg.deadline_margin_ms : 0;
+}
+
+/* FNV-1a of a key mixed with a bucket, for the batch's hash tables. */
+static uint64_t hash_kb(const char *k, size_t n, int64_t b) {
+  uint64_t h = 1469598103934665603ull ^ (uint64_t)b;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+  return h ^ (h >> 29);
+}
+
+static int past(int64_t stop_at) { return stop_at > 0 && mm_now_ms() >= stop_at; }
+
+/* Byte just past the JSON value at node (validated tape), for copying a
+ * value's raw text (the tumbling-window state) into the response. */
+static size_t raw_end(const mm_json_doc_t *d, uint32_t n) {
+  size_t off = (size_t)(mm_json_raw(d, n) - d->src);
+  switch (mm_json_type(d, n)) {
+  case MM_JSON_NULL: return off + 4;
+  case MM_JSON_TRUE: return off + 4;
+  case MM_JSON_FALSE: return off + 5;
+  case MM_JSON_NUM: return off + mm_json_len(d, n);
+  case MM_JSON_STR: return off + mm_json_len(d, n) + 1;
+  default: break;
+  }
+  size_t pos = off + 1;
+  uint32_t cnt = mm_json_len(d, n);
+  if (cnt) {
+    /* the last child: skip siblings (an object's last child is a value) */
+    uint32_t c = mm_json_first(d, n), last = c;
+    uint32_t steps = mm_json_type(d, n) == MM_JSON_OBJ ? 2 * cnt : cnt;
+    for (uint32_t i = 0; i < steps; i++) {
+      last = c;
+      c = mm_json_next(d, c);
+    }
+    pos = raw_end(d, last);
+  }
+  while (pos < d->src_len && d->src[pos] != ']' && d->src[pos] != '}') pos++;
+  return pos + 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Phase 1: decode                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Runs record i through the script and fills r. */
+static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
+                       mm_outcome_t *out) {
+  const mm_def_t *def = mm_script_def(p->script);
+  mm_record_info_t info;
+  mm_err_t err;
+  mm_err_clear(&err);
+  int rc = mm_event_record(ev, r->node, &info, &err);
+  /* Keep the identifiers even when the record is malformed: logs need them. */
+  r->has_seq = info.seq[0] != '\0';
+  r->seq_off = p->arena.len;
+  mm_buf_add(&p->arena, info.seq, strlen(info.seq) + 1);
+  r->id_off = p->arena.len;
+  mm_buf_add(&p->arena, info.event_id, strlen(info.event_id) + 1);
+  if (rc) {
+    r->state = REC_POISON;
+    p->metrics.decode_errors++;
+    mm_log(MM_LOG_ERROR, info.event_id[0] ? info.event_id : NULL,
+           "malformed record (poison pill, not retried): %s", err.msg);
+    mm_script_on_decode_error(p->script, r->node, err.msg);
+    return;
+  }
+  double t = info.has_time ? info.time : p->cfg.has_now ? p->cfg.now
+                                                        : (double)mm_now_ms() / 1000.0;
+  rc = mm_script_run_record(p->script, r->node, t, out);
+  if (rc) {
+    /* The outcome could not even be built: a store-independent failure
+     * that a redelivery may not repeat, so report the record. */
+    r->state = REC_FAILED;
+    mm_log(MM_LOG_ERROR, info.event_id, "record could not be processed: out of memory");
+    return;
+  }
+  switch (out->kind) {
+  case MM_OUT_SKIP:
+    r->state = REC_SKIP;
+    p->metrics.skipped++;
+    return;
+  case MM_OUT_POISON:
+    r->state = REC_POISON;
+    p->metrics.decode_errors++;
+    mm_log(MM_LOG_ERROR, info.event_id, "decode error (poison pill, not retried): %s",
+           out->err.msg);
+    mm_script_on_decode_error(p->script, r->node, out->err.msg);
+    return;
+  case MM_OUT_VALUE:
+    break;
+  }
+  if (out->nkeys == 0) {
+    r->state = REC_SKIP;
+    p->metrics.skipped++;
+    return;
+  }
+  /* Take the keys and delta from the outcome. */
+  r->keys = out->keys;
+  r->key_lens = out->key_lens;
+  r->nkeys = out->nkeys;
+  r->delta = out->delta;
+  out->keys = NULL;
+  out->key_lens = NULL;
+  out->nkeys = 0;
+  memset(&out->delta, 0, sizeof out->delta);
+  if (def->windowed) {
+    int64_t g = def->granularity_s;
+    r->bucket = (int64_t)floor(t / (double)g);
+    r->ttl = (r->bucket + 1) * g + def->retention_s;
+  }
+  r->ids = calloc(r->nkeys, sizeof *r->ids);
+  r->key_state = calloc(r->nkeys, 1);
+  if (!r->ids || !r->key_state) goto nomem;
+  for (size_t k = 0; k < r->nkeys; k++) {
+    size_t n = r->key_lens[k] + 24;
+    r->ids[k] = malloc(n);
+    if (!r->ids[k]) goto nomem;
+    snprintf(r->ids[k], n, "%lld:%s", (long long)r->bucket, r->keys[k]);
+  }
+  r->state = REC_PENDING;
+  return;
+nomem:
+  r->state = REC_FAILED;
+  mm_log(MM_LOG_ERROR, info.event_id, "record could not be processed: out of memory");
+}
+
+/* ------------------------------------------------------------------ */
+/* Phase 2 and 4: dedup                                                */
+/* ------------------------------------------------------------------ */
+
+/* Runs fn over the claims in rounds until none is transiently failing,
+ * with the merge retry budget and backoff. Returns after the last round;
+ * each claim's status is final. */
+static void dedup_rounds(mm_pipeline_t *p, mm_claim_t *claims, size_t n,
+                         int (*fn)(mm_dedup_t *, mm_claim_t *, size_t, int64_t),
+                         int64_t stop_at) {
+  size_t *todo = malloc(n * sizeof *todo);
+  mm_claim_t *batch = malloc(n * sizeof *batch);
+  if (!todo || !batch) {
+    for (size_t i = 0; i < n; i++)
+      mm_err_set(&claims[i].err, claims[i].status = MM_ENOMEM, "out of memory");
+    free(todo);
+    free(batch);
+    return;
+  }
+  size_t nt = n;
+  for (size_t i = 0; i < n; i++) todo[i] = i;
+  for (int attempt = 1; nt > 0; attempt++) {
+    /* Work on copies so a round only touches the claims it retries. */
+    for (size_t i = 0; i < nt; i++) {
+      batch[i] = claims[todo[i]];
+      batch[i].status = 0;
+      mm_err_clear(&batch[i].err);
+    }
+    int64_t t0 = mm_mono_ms();
+    fn(p->dedup, batch, nt, stop_at);
+    mm_metrics_latency(&p->metrics, (double)(mm_mono_ms() - t0));
+    size_t again = 0;
+    for (size_t i = 0; i < nt; i++) {
+      claims[todo[i]] = batch[i];
+      int st = batch[i].status;
+      if (st == MM_EUNKNOWN) p->metrics.unknown_outcomes++;
+      if ((st == MM_ERETRY || st == MM_EUNKNOWN) && attempt < p->retry.max_attempts)
+        todo[again++] = todo[i];
+    }
+    if (!again) break;
+    int64_t wait = mm_retry_delay_ms(&p->retry, attempt);
+    if (stop_at > 0 && mm_now_ms() + wait >= stop_at) {
+      for (size_t i = 0; i < again; i++)
+        mm_err_set(&claims[todo[i]].err, claims[todo[i]].status = MM_EDEADLINE,
+                   "deadline margin reached before the dedup claim could be retried");
+      break;
+    }
+    p->metrics.retries += again;
+    mm_sleep_ms(wait);
+    nt = again;
+  }
+  free(todo);
+  free(batch);
+}
+
+/* Returns 1 when id is in the claim's earlier-merged list. */
+static int was_merged(const mm_claim_t *c, const char *id) {
+  for (size_t i = 0; i < c->nmerged; i++)
+    if (strcmp(c->merged[i], id) == 0) return 1;
+  return 0;
+}
+
+/* Phase 2: claims every pending record's eventID. */
+static int claim_all(mm_pipeline_t *p, rec_t *recs, size_t n, mm_claim_t **claims_out,
+                     size_t *nclaims_out, char ***cids_out, int64_t stop_at) {
+  const mm_def_t *def = mm_script_def(p->script);
+  size_t nc = 0;
+  for (size_t i = 0; i < n; i++)
+    if (recs[i].state == REC_PENDING) nc++;
+  *claims_out = NULL;
+  *nclaims_out = 0;
+  *cids_out = NULL;
+  if (!nc) return 0;
+  mm_claim_t *claims = calloc(nc, sizeof *claims);
+  char **cids = calloc(nc, sizeof *cids);
+  size_t cap = 16;
+  while (cap < nc * 2) cap *= 2;
+  size_t *seen = calloc(cap, sizeof *seen); /* eventID -> record index + 1 */
+  if (!claims || !cids || !seen) {
+    free(claims);
+    free(cids);
+    free(seen);
+    return MM_ENOMEM;
+  }
+  int64_t ttl = mm_now_ms() / 1000 + p->cfg.dedup_ttl_s;
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = &recs[i];
+    if (r->state != REC_PENDING) continue;
+    /* The same eventID twice in one batch is the same change delivered
+     * twice: the later copy follows the first one's fate. */
+    const char *eid = rec_id(p, r);
+    size_t h = hash_kb(eid, strlen(eid), 0) & (cap - 1);
+    while (seen[h] && strcmp(rec_id(p, &recs[seen[h] - 1]), eid) != 0) h = (h + 1) & (cap - 1);
+    if (seen[h]) {
+      r->same_as = (long)(seen[h] - 1);
+      continue;
+    }
+    seen[h] = i + 1;
+    size_t len = strlen(def->name) + 1 + strlen(rec_id(p, r)) + 1;
+    cids[c] = malloc(len);
+    if (!cids[c]) {
+      free(seen);
+      *claims_out = claims;
+      *nclaims_out = c;
+      *cids_out = cids;
+      return MM_ENOMEM;
+    }
+    snprintf(cids[c], len, "%s#%s", def->name, rec_id(p, r));
+    claims[c].id = cids[c];
+    claims[c].id_len = len - 1;
+    claims[c].ttl = ttl;
+    r->claim = (long)c;
+    c++;
+  }
+  free(seen);
+  *claims_out = claims;
+  *nclaims_out = c;
+  *cids_out = cids;
+  dedup_rounds(p, claims, c, mm_dedup_begin, stop_at);
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = &recs[i];
+    if (r->state != REC_PENDING || r->claim < 0) continue;
+    mm_claim_t *cl = &claims[r->claim];
+    if (cl->status) {
+      r->state = REC_FAILED;
+      mm_log(MM_LOG_ERROR, rec_id(p, r), "dedup claim failed: %s", cl->err.msg);
+      continue;
+    }
+    if (cl->state == MM_CLAIM_DONE) {
+      r->state = REC_DUP;
+      p->metrics.dedup_skips++;
+      continue;
+    }
+    for (size_t k = 0; k < r->nkeys; k++)
+      if (cl->state == MM_CLAIM_PARTIAL && was_merged(cl, r->ids[k])) r->key_state[k] = KEY_PREV;
+  }
+  return 0;
+}
+
+/* Phase 4: tells the dedup store what each claimed record applied. */
+static void finish_all(mm_pipeline_t *p, rec_t *recs, size_t n, mm_claim_t *claims,
+                       size_t nclaims, int64_t stop_at) {
+  if (!nclaims) return;
+  /* Per claim: the ids this attempt applied (borrowed from the records). */
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    if (recs[i].claim >= 0) total += recs[i].nkeys;
+  const char **applied = calloc(total ? total : 1, sizeof *applied);
+  if (!applied) return;
+  size_t used = 0;
+  mm_claim_t *todo = calloc(nclaims, sizeof *todo);
+  size_t *owner = calloc(nclaims, sizeof *owner);
+  size_t nt = 0;
+  if (!todo || !owner) goto done;
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = &recs[i];
+    if (r->claim < 0) continue;
+    mm_claim_t *cl = &claims[r->claim];
+    if (cl->status) continue; /* never claimed: nothing to record */
+    if (r->state == REC_DUP) continue;
+    const char **mine = applied + used;
+    size_t na = 0;
+    for (size_t k = 0; k < r->nkeys; k++)
+      if (r->key_state[k] == KEY_APPLIED) mine[na++] = r->ids[k];
+    used += na;
+    int done = r->state == REC_OK;
+    if (!na && !done) continue; /* nothing new to say */
+    todo[nt] = *cl;
+    todo[nt].merged = NULL; /* begin's outputs stay with the original */
+    todo[nt].nmerged = 0;
+    todo[nt].applied = mine;
+    todo[nt].napplied = na;
+    todo[nt].done = done;
+    owner[nt] = i;
+    nt++;
+  }
+  dedup_rounds(p, todo, nt, mm_dedup_finish, stop_at);
+  for (size_t t = 0; t < nt; t++) {
+    if (!todo[t].status) continue;
+    rec_t *r = &recs[owner[t]];
+    /* The merges reached the store; only the bookkeeping is missing. A
+     * redelivery would re-merge what this attempt applied: meter it. */
+    p->metrics.unknown_outcomes++;
+    mm_log(MM_LOG_WARN, rec_id(p, r),
+           "dedup claim could not record applied merges (a redelivery may apply them again): %s",
+           todo[t].err.msg);
+  }
+done:
+  free(applied);
+  free(todo);
+  free(owner);
+}
+
+/* ------------------------------------------------------------------ */
+/* Phase 3: merge                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct merge_plan {
+  op_t *ops;
+  size_t nops;
+  ref_t *refs;
+  size_t nrefs;
+} merge_plan_t;
+
+static void plan_free(merge_plan_t *pl) {
+  for (size_t i = 0; i < pl->nops; i++)
+    if (pl->ops[i].coalesced) mm_delta_free(&pl->ops[i].delta);
+  free(pl->ops);
+  free(pl->refs);
+}
+
+/* Open-addressing index over (key, bucket) for coalescing. */
+typedef struct slot {
+  size_t op; /* op index + 1; 0 = empty */
+} slot_t;
+
+
+/* Builds the ops: one per (record, key) still to merge, except that
+ * additive deltas for the same (key, bucket) share one op. */
+static int plan_build(mm_pipeline_t *p, rec_t *recs, size_t n, merge_plan_t *pl) {
+  const mm_def_t *def = mm_script_def(p->script);
+  int additive = mm_agg_is_additive(def->agg);
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    if (recs[i].state == REC_PENDING && recs[i].same_as < 0) total += recs[i].nkeys;
+  memset(pl, 0, sizeof *pl);
+  if (!total) return 0;
+  pl->ops = calloc(total, sizeof *pl->ops);
+  pl->refs = calloc(total, sizeof *pl->refs);
+  size_t cap = 16;
+  while (cap < total * 2) cap *= 2;
+  slot_t *tab = additive ? calloc(cap, sizeof *tab) : NULL;
+  size_t *next_ref = calloc(total, sizeof *next_ref); /* chain refs of an op */
+  size_t *last_ref = calloc(total, sizeof *last_ref);
+  int rc = 0;
+  if (!pl->ops || !pl->refs || (additive && !tab) || !next_ref || !last_ref) {
+    rc = MM_ENOMEM;
+    goto out;
+  }
+  /* First pass: assign refs to ops, chaining the refs of each op. */
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = &recs[i];
+    if (r->state != REC_PENDING || r->same_as >= 0) continue;
+    for (size_t k = 0; k < r->nkeys; k++) {
+      if (r->key_state[k] != KEY_TODO) continue;
+      size_t ri = pl->nrefs++;
+      pl->refs[ri] = (ref_t){i, k};
+      next_ref[ri] = (size_t)-1;
+      size_t oi = (size_t)-1;
+      if (additive) {
+        size_t h = hash_kb(r->keys[k], r->key_lens[k], r->bucket) & (cap - 1);
+        while (tab[h].op) {
+          op_t *o = &pl->ops[tab[h].op - 1];
+          ref_t *f = &pl->refs[o->first_ref];
+          rec_t *fr = &recs[f->rec];
+          if (fr->bucket == r->bucket && fr->key_lens[f->key] == r->key_lens[k] &&
+              memcmp(fr->keys[f->key], r->keys[k], r->key_lens[k]) == 0) {
+            oi = tab[h].op - 1;
+            break;
+          }
+          h = (h + 1) & (cap - 1);
+        }
+        if (oi == (size_t)-1) tab[h].op = pl->nops + 1;
+      }
+      if (oi == (size_t)-1) {
+        oi = pl->nops++;
+        pl->ops[oi].first_ref = ri;
+        pl->ops[oi].nrefs = 1;
+        pl->ops[oi].delta = r->delta; /* borrowed until coalesced */
+        last_ref[oi] = ri;
+      } else {
+        op_t *o = &pl->ops[oi];
+        if (!o->coalesced) {
+          mm_delta_t copy = {0};
+          mm_err_t e;
+          copy.agg = o->delta.agg;
+          copy.weight = o->delta.weight;
+          copy.time = o->delta.time;
+          if (mm_scalar_copy(&copy.v, &o->delta.v, &e)) {
+            rc = MM_ENOMEM;
+            goto out;
+          }
+          o->delta = copy;
+          o->coalesced = 1;
+        }
+        mm_err_t e;
+        if (mm_delta_coalesce(&o->delta, &r->delta, &e)) {
+          /* e.g. a sum beyond 38 digits: keep this contribution apart */
+          oi = pl->nops++;
+          pl->ops[oi].first_ref = ri;
+          pl->ops[oi].nrefs = 1;
+          pl->ops[oi].delta = r->delta;
+          last_ref[oi] = ri;
+          continue;
+        }
+        next_ref[last_ref[oi]] = ri;
+        last_ref[oi] = ri;
+        o->nrefs++;
+      }
+    }
+  }
+  /* Second pass: lay each op's refs out contiguously. */
+  {
+    ref_t *sorted = malloc(pl->nrefs * sizeof *sorted);
+    if (!sorted) {
+      rc = MM_ENOMEM;
+      goto out;
+    }
+    size_t pos = 0;
+    for (size_t o = 0; o < pl->nops; o++) {
+      size_t start = pos;
+      for (size_t ri = pl->ops[o].first_ref; ri != (size_t)-1; ri = next_ref[ri])
+        sorted[pos++] = pl->refs[ri];
+      pl->ops[o].first_ref = start;
+    }
+    free(pl->refs);
+    pl->refs = sorted;
+  }
+out:
+  free(tab);
+  free(next_ref);
+  free(last_ref);
+  return rc;
+}
+
+/* Runs the ops in rounds with retries; sets every ref's key state. */
+static void merge_all(mm_pipeline_t *p, rec_t *recs, merge_plan_t *pl, int64_t stop_at) {
+  size_t n = pl->nops;
+  if (!n) return;
+  mm_merge_t *batch = malloc(n * sizeof *batch);
+  size_t *idx = malloc(n * sizeof *idx);
+  if (!batch || !idx) {
+    for (size_t o = 0; o < n; o++) pl->ops[o].final = MM_ENOMEM - 1;
+    goto map;
+  }
+  size_t nt = n;
+  for (size_t o = 0; o < n; o++) idx[o] = o;
+  for (int attempt = 1; nt > 0; attempt++) {
+    for (size_t i = 0; i < nt; i++) {
+      op_t *o = &pl->ops[idx[i]];
+      ref_t *f = &pl->refs[o->first_ref];
+      rec_t *r = &recs[f->rec];
+      batch[i] = (mm_merge_t){.key = r->keys[f->key], .key_len = r->key_lens[f->key],
+                              .bucket = r->bucket, .ttl = r->ttl, .delta = &o->delta};
+      mm_err_clear(&batch[i].err);
+    }
+    p->metrics.merges += nt;
+    int64_t t0 = mm_mono_ms();
+    mm_store_merge(p->store, batch, nt, stop_at);
+    mm_metrics_latency(&p->metrics, (double)(mm_mono_ms() - t0));
+    size_t again = 0;
+    for (size_t i = 0; i < nt; i++) {
+      op_t *o = &pl->ops[idx[i]];
+      int st = batch[i].status;
+      o->attempts = attempt;
+      if (st == MM_EUNKNOWN) p->metrics.unknown_outcomes++;
+      if (st == 0) {
+        o->final = 1;
+      } else if ((st == MM_ERETRY || st == MM_EUNKNOWN) && attempt < p->retry.max_attempts) {
+        idx[again++] = idx[i];
+        mm_log(MM_LOG_WARN, rec_id(p, &recs[pl->refs[o->first_ref].rec]),
+               "merge of '%s' failed (attempt %d of %d, will retry): %s", batch[i].key,
+               attempt, p->retry.max_attempts, batch[i].err.msg);
+      } else {
+        o->final = st - 1;
+        mm_log(MM_LOG_ERROR, rec_id(p, &recs[pl->refs[o->first_ref].rec]),
+               "merge of '%s' failed (%s, attempt %d of %d): %s", batch[i].key,
+               mm_err_name(st), attempt, p->retry.max_attempts, batch[i].err.msg);
+      }
+    }
+    if (!again) break;
+    int64_t wait = mm_retry_delay_ms(&p->retry, attempt);
+    if (stop_at > 0 && mm_now_ms() + wait >= stop_at) {
+      for (size_t i = 0; i < again; i++) pl->ops[idx[i]].final = MM_EDEADLINE - 1;
+      mm_log(MM_LOG_WARN, NULL, "deadline margin reached: %zu merges not retried", again);
+      break;
+    }
+    p->metrics.retries += again;
+    mm_sleep_ms(wait);
+    nt = again;
+  }
+map:
+  /* Map every op's outcome back to each (record, key) it carried. */
+  for (size_t o = 0; o < n; o++) {
+    op_t *op = &pl->ops[o];
+    for (size_t j = 0; j < op->nrefs; j++) {
+      ref_t *rf = &pl->refs[op->first_ref + j];
+      recs[rf->rec].key_state[rf->key] = op->final == 1 ? KEY_APPLIED : KEY_FAILED;
+    }
+  }
+  free(batch);
+  free(idx);
+}
+
+/* ------------------------------------------------------------------ */
+/* The invocation                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Builds Lambda's answer: the failures by SequenceNumber, and the window
+ * state echoed back for tumbling-window events. */
+static int build_response(mm_pipeline_t *p, const mm_event_t *ev, rec_t *recs, size_t n,
+                          mm_result_t *res) {
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"batchItemFailures\":[");
+  int first = 1;
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = &recs[i];
+    if (r->state != REC_FAILED && r->state != REC_NOTSTARTED) continue;
+    if (!r->has_seq) continue; /* cannot happen: such records are poison */
+    if (!first) mm_buf_addc(&b, ',');
+    first = 0;
+    mm_buf_adds(&b, "{\"itemIdentifier\":");
+    const char *s = rec_seq(p, r);
+    mm_buf_json_str(&b, s, strlen(s));
+    mm_buf_addc(&b, '}');
+  }
+  mm_buf_addc(&b, ']');
+  if (ev->is_window) {
+    const mm_json_doc_t *d = &ev->doc;
+    size_t start = (size_t)(mm_json_raw(d, ev->state) - d->src);
+    if (mm_json_type(d, ev->state) == MM_JSON_STR) start--; /* the quote */
+    mm_buf_adds(&b, ",\"state\":");
+    mm_buf_add(&b, d->src + start, raw_end(d, ev->state) - start);
+  }
+  mm_buf_addc(&b, '}');
+  if (mm_buf_failed(&b)) {
+    mm_buf_free(&b);
+    return MM_ENOMEM;
+  }
+  res->response = mm_buf_take(&b, &res->len);
+  return 0;
+}
+
+int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) {
+  memset(res, 0, sizeof *res);
+  mm_metrics_reset(&p->metrics);
+  mm_buf_reset(&p->arena);
+  mm_event_t ev;
+  memset(&ev, 0, sizeof ev);
+  const char *etype = NULL;
+  int rc = mm_event_parse(&ev, inv->event, inv->len, &etype, &res->err);
+  if (rc) {
+    res->error_type = etype ? etype : MM_ETYPE_INVALID_JSON;
+    mm_log(MM_LOG_ERROR, NULL, "invocation rejected (%s): %s", res->error_type, res->err.msg);
+    mm_event_free(&ev);
+    return MM_EINVAL;
+  }
+  int64_t stop_at = stop_time(p, inv->deadline_ms);
+  size_t n = ev.nrecords;
+  rec_t *recs = calloc(n ? n : 1, sizeof *recs);
+  mm_claim_t *claims = NULL;
+  char **cids = NULL;
+  size_t nclaims = 0;
+  merge_plan_t plan = {0};
+  mm_outcome_t out;
+  memset(&out, 0, sizeof out);
+  if (!recs) {
+    rc = mm_err_set(&res->err, MM_ENOMEM, "out of memory for %zu records", n);
+    res->error_type = "Runtime.OutOfMemory";
+    goto done;
+  }
+  p->metrics.records = n;
+  mm_script_set_doc(p->script, &ev.doc);
+
+  /* Phase 1: decode, in order, while time allows. */
+  uint32_t node = n ? mm_json_first(&ev.doc, ev.records) : 0;
+  for (size_t i = 0; i < n; i++, node = mm_json_next(&ev.doc, node)) {
+    rec_t *r = &recs[i];
+    r->node = node;
+    r->claim = -1;
+    r->same_as = -1;
+    if (past(stop_at)) {
+      mm_record_info_t info;
+      mm_err_t e;
+      mm_event_record(&ev, node, &info, &e);
+      r->has_seq = info.seq[0] != '\0';
+      r->seq_off = p->arena.len;
+      mm_buf_add(&p->arena, info.seq, strlen(info.seq) + 1);
+      r->id_off = p->arena.len;
+      mm_buf_add(&p->arena, info.event_id, strlen(info.event_id) + 1);
+      r->state = r->has_seq ? REC_NOTSTARTED : REC_POISON;
+      p->metrics.deadline_skips++;
+      continue;
+    }
+    decode_one(p, &ev, r, &out);
+    mm_outcome_free(&out);
+  }
+  if (p->arena.failed) {
+    rc = mm_err_set(&res->err, MM_ENOMEM, "out of memory for record identifiers");
+    res->error_type = "Runtime.OutOfMemory";
+    goto done;
+  }
+
+  /* Phase 2: claim. */
+  if (p->dedup && claim_all(p, recs, n, &claims, &nclaims, &cids, stop_at)) {
+    for (size_t i = 0; i < n; i++)
+      if (recs[i].state == REC_PENDING) recs[i].state = REC_FAILED;
+  }
+
+  /* Phase 3: merge. */
+  if (plan_build(p, recs, n, &plan)) {
+    for (size_t i = 0; i < n; i++)
+      if (recs[i].state == REC_PENDING && recs[i].same_as < 0) recs[i].state = REC_FAILED;
+    mm_log(MM_LOG_ERROR, NULL, "out of memory planning merges: records reported");
+  } else {
+    merge_all(p, recs, &plan, stop_at);
+  }
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = &recs[i];
+    if (r->state != REC_PENDING || r->same_as >= 0) continue;
+    int ok = 1;
+    for (size_t k = 0; k < r->nkeys; k++)
+      if (r->key_state[k] == KEY_FAILED || r->key_state[k] == KEY_TODO) ok = 0;
+    r->state = ok ? REC_OK : REC_FAILED;
+  }
+  /* Copies of an eventID already in this batch follow the first copy. */
+  for (size_t i = 0; i < n; i++) {
+    rec_t *r = &recs[i];
+    if (r->state != REC_PENDING || r->same_as < 0) continue;
+    int st = recs[r->same_as].state;
+    if (st == REC_OK || st == REC_DUP) {
+      r->state = REC_DUP;
+      p->metrics.dedup_skips++;
+    } else {
+      r->state = REC_FAILED;
+    }
+  }
+
+  /* Phase 4: finish claims. Like every store request, none starts past
+   * the margin; a claim left unfinished stays PARTIAL, which is safe. */
+  if (p->dedup) finish_all(p, recs, n, claims, nclaims, stop_at);
+
+  for (size_t i = 0; i < n; i++) {
+    if (recs[i].state == REC_OK) p->metrics.applied++;
+    if (recs[i].state == REC_FAILED || recs[i].state == REC_NOTSTARTED) p->metrics.failures++;
+  }
+  rc = build_response(p, &ev, recs, n, res);
+  if (rc) {
+    mm_err_set(&res->err, rc, "out of memory building the response");
+    res->error_type = "Runtime.OutOfMemory";
+  }
+
+done:
+  mm_script_set_doc(p->script, NULL);
+  if (p->metrics_out) {
+    const mm_def_t *def = mm_script_def(p->script);
+    mm_metrics_dims_t dims = {.pipeline = def->name, .function = p->function_name,
+                              .aggregate = mm_agg_name(def->agg)};
+    mm_metrics_emit(&p->metrics, p->metrics_out, p->cfg.metrics_namespace,
+                    p->cfg.metrics_dimensions, &dims, mm_now_ms());
+  }
+  if (recs)
+    for (size_t i = 0; i < n; i++) rec_free(&recs[i]);
+  free(recs);
+  for (size_t c = 0; c < nclaims; c++) {
+    mm_claim_reset(&claims[c]);
+    free(cids[c]);
+  }
+  free(claims);
+  free(cids);
+  plan_free(&plan);
+  mm_event_free(&ev);
+  return rc ? MM_EINVAL : 0;
+}
