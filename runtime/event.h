@@ -21,6 +21,8 @@
 /* Invocation error types (Runtime API keeps (Runtime|Function).Name). */
 #define MM_ETYPE_INVALID_JSON "Runtime.InvalidJSON"
 #define MM_ETYPE_NOT_STREAM "Runtime.UnsupportedEvent"
+/* The payload could not be parsed for lack of memory (not its fault). */
+#define MM_ETYPE_NO_MEMORY "Runtime.OutOfMemory"
 
 /* Longest eventID / SequenceNumber kept (real ones are < 64 bytes). */
 #define MM_EVENT_ID_MAX 256
@@ -35,7 +37,9 @@ typedef struct mm_event {
 
 /* Parses and checks payload. On failure *etype names the invocation error
  * type (MM_ETYPE_*) and err says what is wrong, e.g. "event is not a
- * DynamoDB Streams event: Records[0].eventSource is \"aws:sqs\"". */
+ * DynamoDB Streams event: Records[0].eventSource is \"aws:sqs\"".
+ * Returns 0, MM_EINVAL (the payload's fault, also for the nesting and size
+ * limits: etype INVALID_JSON or NOT_STREAM) or MM_ENOMEM (etype NO_MEMORY). */
 int mm_event_parse(mm_event_t *ev, const char *buf, size_t len,
                    const char **etype, mm_err_t *err);
 void mm_event_free(mm_event_t *ev);
@@ -53,7 +57,8 @@ typedef struct mm_record_info {
 /* Reads record `node`. A record that is not an object, lacks eventID or
  * dynamodb.SequenceNumber (or has them of the wrong type), or has a
  * malformed ApproximateCreationDateTime is MM_EINVAL with a message naming
- * the field; info->seq/event_id are still filled when they were readable. */
+ * the field; info->seq/event_id are still filled when they were readable.
+ * An absent or null ApproximateCreationDateTime is not an error (has_time 0). */
 int mm_event_record(const mm_event_t *ev, uint32_t node, mm_record_info_t *info,
                     mm_err_t *err);
 

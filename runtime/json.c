@@ -1,0 +1,717 @@
+/*
+ * json.c - the validating single-pass JSON parser (see json.h).
+ *
+ * One loop over the input, driven by gotos between three states (a value is
+ * expected, an object key is expected, a value just ended). There is no
+ * recursion and no separate stack: while a container is open its tape node's
+ * `next` field holds the index of the enclosing container (the parent link),
+ * and is overwritten with the real "index past the subtree" when the
+ * container closes. So nesting costs nothing but the depth counter, and a
+ * 100000-deep input fails at the limit without touching the C stack.
+ *
+ * Hot paths: plain string bytes are skipped 8 at a time (a SWAR test for
+ * '"', '\\', control characters and non-ASCII bytes in one word), only
+ * non-ASCII bytes go through the UTF-8 state checks, and nodes live in one
+ * geometrically grown array (no per-node allocation).
+ *
+ * Error codes: MM_EINVAL for malformed input, MM_ELIMIT for the nesting
+ * limit and oversized input, MM_ENOMEM when the tape cannot grow. Messages
+ * start with "byte N: " where N is the 0-based offset into the buffer as
+ * given (a BOM counts).
+ */
+#include "json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef unsigned char uchar;
+
+/* Parent link of the root container: "no enclosing container". */
+#define NO_PARENT UINT32_MAX
+/* Tag bit marking a string that contains backslash escapes. */
+#define TAG_ESC 8u
+
+/* ------------------------------------------------------------------ */
+/* Character classes                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Value of a hex digit, or -1. */
+static const signed char hexval[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6,
+    ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12,
+    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12,
+    ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+}; /* stored +1 so that the zero default means "not hex" */
+
+/* Reads 4 hex digits at p (bounds checked by the caller); -1 if any is
+ * not a hex digit. */
+static inline long hex4(const uchar *p) {
+  int a = hexval[p[0]], b = hexval[p[1]], c = hexval[p[2]], d = hexval[p[3]];
+  if (!a || !b || !c || !d) return -1;
+  return ((long)(a - 1) << 12) | ((b - 1) << 8) | ((c - 1) << 4) | (d - 1);
+}
+
+static inline int is_ws(uchar c) {
+  return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+static inline int is_digit(uchar c) { return (uchar)(c - '0') < 10; }
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    (defined(__GNUC__) || defined(__clang__))
+#define MM_SWAR 1
+#define ONES 0x0101010101010101ULL
+#define HIGH 0x8080808080808080ULL
+
+/* High bit set in each byte of x that needs a look inside a string: '"',
+ * '\\', below 0x20, or 0x80 and above. Borrows can only flag bytes above
+ * the first real hit, so the lowest set bit is exact. */
+static inline uint64_t str_special(uint64_t x) {
+  uint64_t q = x ^ (ONES * '"');
+  uint64_t b = x ^ (ONES * '\\');
+  uint64_t m = ((q - ONES) & ~q) | ((b - ONES) & ~b) |
+               ((x - ONES * 0x20) & ~x) | x;
+  return m & HIGH;
+}
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                               */
+/* ------------------------------------------------------------------ */
+
+/* "byte N: expected X, found 'c'" (or "... but the input ended"). */
+static int fail_expect(mm_err_t *err, const uchar *base, const uchar *p,
+                       const uchar *end, const char *what) {
+  size_t off = (size_t)(p - base);
+  if (p >= end)
+    return mm_err_set(err, MM_EINVAL,
+                      "byte %zu: expected %s but the input ended", off, what);
+  if (*p >= 0x21 && *p < 0x7f)
+    return mm_err_set(err, MM_EINVAL, "byte %zu: expected %s, found '%c'",
+                      off, what, *p);
+  return mm_err_set(err, MM_EINVAL, "byte %zu: expected %s, found byte 0x%02X",
+                    off, what, *p);
+}
+
+/* "byte N: why" for errors that are not a simple "expected". */
+static int fail_at(mm_err_t *err, const uchar *base, const uchar *p,
+                   const char *why) {
+  return mm_err_set(err, MM_EINVAL, "byte %zu: %s", (size_t)(p - base), why);
+}
+
+/* ------------------------------------------------------------------ */
+/* Strings                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Checks one UTF-8 sequence starting at lead byte p[0] >= 0x80 (Unicode
+ * table 3-7: no overlongs, no surrogates, nothing above U+10FFFF). Returns
+ * its length, or 0 with *why set. */
+static inline int utf8_len(const uchar *p, const uchar *end, const char **why) {
+  uchar c = p[0];
+  size_t avail = (size_t)(end - p);
+  int n;
+  uchar lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+  if (c < 0xC0) {
+    *why = "invalid UTF-8 in string (unexpected continuation byte)";
+    return 0;
+  }
+  if (c < 0xC2) {
+    *why = "invalid UTF-8 in string (overlong encoding)";
+    return 0;
+  }
+  if (c < 0xE0) {
+    n = 2;
+  } else if (c < 0xF0) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    else if (c == 0xED) hi = 0x9F;
+  } else if (c < 0xF5) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    else if (c == 0xF4) hi = 0x8F;
+  } else {
+    *why = c < 0xF8 ? "invalid UTF-8 in string (above U+10FFFF)"
+                    : "invalid UTF-8 in string (byte never valid in UTF-8)";
+    return 0;
+  }
+  if (avail < 2 || (p[1] & 0xC0) != 0x80) {
+    *why = "invalid UTF-8 in string (truncated sequence)";
+    return 0;
+  }
+  if (p[1] < lo || p[1] > hi) {
+    if (c == 0xED) *why = "invalid UTF-8 in string (encoded surrogate)";
+    else if (c == 0xF4) *why = "invalid UTF-8 in string (above U+10FFFF)";
+    else *why = "invalid UTF-8 in string (overlong encoding)";
+    return 0;
+  }
+  for (int k = 2; k < n; k++) {
+    if ((size_t)k >= avail || (p[k] & 0xC0) != 0x80) {
+      *why = "invalid UTF-8 in string (truncated sequence)";
+      return 0;
+    }
+  }
+  return n;
+}
+
+/* Scans a string body from p (just past the opening quote) to its closing
+ * quote, validating escapes and UTF-8. Returns the closing quote, or NULL
+ * with *errp at the offending byte and *why set. *esc is set when the
+ * string contains a backslash. */
+static inline const uchar *scan_string(const uchar *p, const uchar *end,
+                                       uint32_t *esc, const uchar **errp,
+                                       const char **why) {
+  for (;;) {
+#ifdef MM_SWAR
+    while (end - p >= 8) {
+      uint64_t x;
+      memcpy(&x, p, 8);
+      uint64_t m = str_special(x);
+      if (m) {
+        p += __builtin_ctzll(m) >> 3;
+        goto special;
+      }
+      p += 8;
+    }
+#endif
+    if (p >= end) {
+      *errp = p;
+      *why = "unterminated string";
+      return NULL;
+    }
+#ifdef MM_SWAR
+  special:
+#endif
+    {
+      uchar c = *p;
+      if (c == '"') return p;
+      if (c == '\\') {
+        *esc = TAG_ESC;
+        if (end - p < 2) {
+          *errp = end;
+          *why = "unterminated string";
+          return NULL;
+        }
+        switch (p[1]) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+        case 'r': case 't':
+          p += 2;
+          continue;
+        case 'u': break;
+        default:
+          *errp = p;
+          *why = "invalid escape (expected one of \\\" \\\\ \\/ \\b \\f \\n "
+                 "\\r \\t \\uXXXX)";
+          return NULL;
+        }
+        long cp = end - p >= 6 ? hex4(p + 2) : -1;
+        if (cp < 0) {
+          *errp = p;
+          *why = "invalid \\u escape (expected 4 hex digits)";
+          return NULL;
+        }
+        if (cp >= 0xDC00 && cp <= 0xDFFF) {
+          *errp = p;
+          *why = "invalid \\u escape (low surrogate without a high "
+                 "surrogate before it)";
+          return NULL;
+        }
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          long lo = -1;
+          if (end - p >= 12 && p[6] == '\\' && p[7] == 'u') lo = hex4(p + 8);
+          if (lo < 0xDC00 || lo > 0xDFFF) {
+            *errp = p;
+            *why = "invalid \\u escape (high surrogate not followed by a "
+                   "low surrogate escape)";
+            return NULL;
+          }
+          p += 12;
+        } else {
+          p += 6;
+        }
+        continue;
+      }
+      if (c < 0x20) {
+        *errp = p;
+        *why = "control character in string (must be escaped)";
+        return NULL;
+      }
+      if (c >= 0x80) {
+        int n = utf8_len(p, end, why);
+        if (!n) {
+          *errp = p;
+          return NULL;
+        }
+        p += n;
+        continue;
+      }
+      p++; /* a plain byte in the tail shorter than a word */
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* The parser                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Grows the tape: doubles it, never beyond `most` (one node per input
+ * byte is the most any input can need). */
+static int grow(mm_json_node_t **nodes, uint32_t *cap, size_t most) {
+  size_t ncap = (size_t)*cap * 2;
+  if (ncap < 64) ncap = 64;
+  if (ncap > most) ncap = most;
+  if (ncap <= *cap) ncap = (size_t)*cap + 1;
+  mm_json_node_t *n = realloc(*nodes, ncap * sizeof *n);
+  if (!n) return -1;
+  *nodes = n;
+  *cap = (uint32_t)ncap;
+  return 0;
+}
+
+/* Appends a node whose `next` is provisional (fixed when a container
+ * closes; for scalars it is simply the following index). */
+#define PUSH(type_tag, off, ln, nxt)                                        \
+  do {                                                                      \
+    if (count == cap && grow(&nodes, &cap, most)) goto nomem;               \
+    nodes[count].tag = (uint32_t)(type_tag) | ((uint32_t)(off) << 4);       \
+    nodes[count].len = (uint32_t)(ln);                                      \
+    nodes[count].next = (nxt);                                              \
+    count++;                                                                \
+  } while (0)
+
+#define SKIP_WS() while (p < end && is_ws(*p)) p++
+
+int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
+                  unsigned max_depth, mm_err_t *err) {
+  const uchar *base = (const uchar *)buf;
+  const uchar *p = base, *end = base + len;
+  mm_json_node_t *nodes = NULL;
+  uint32_t count = 0, cap = 0;
+  uint32_t cur = NO_PARENT; /* innermost open container */
+  unsigned depth = 0;
+  size_t most = len + 1;
+  int rc = MM_OK;
+  const uchar *errp = NULL;
+  const char *why = NULL;
+
+  memset(doc, 0, sizeof *doc);
+  if (max_depth == 0) max_depth = MM_JSON_MAX_DEPTH;
+  if (len > MM_JSON_MAX_INPUT) {
+    return mm_err_set(err, MM_ELIMIT,
+                      "byte 0: input of %zu bytes is larger than the limit "
+                      "of %zu bytes",
+                      len, MM_JSON_MAX_INPUT);
+  }
+  if (!buf) len = 0, p = end = base;
+
+  /* A first guess that fits typical events without regrowing much. */
+  {
+    size_t guess = len / 8 + 16;
+    if (guess > most) guess = most;
+    nodes = malloc(guess * sizeof *nodes);
+    if (!nodes) goto nomem;
+    cap = (uint32_t)guess;
+  }
+
+  if (len >= 3 && base[0] == 0xEF && base[1] == 0xBB && base[2] == 0xBF)
+    p += 3;
+
+value:
+  SKIP_WS();
+  if (p >= end) {
+    rc = fail_expect(err, base, p, end, "a value");
+    goto fail;
+  }
+  switch (*p) {
+  case '"': {
+    uint32_t esc = 0;
+    const uchar *s = p + 1;
+    const uchar *q = scan_string(s, end, &esc, &errp, &why);
+    if (!q) goto bad_string;
+    PUSH(MM_JSON_STR | esc, s - base, q - s, count + 1);
+    p = q + 1;
+    goto after;
+  }
+  case '{':
+    if (depth == max_depth) goto too_deep;
+    depth++;
+    PUSH(MM_JSON_OBJ, p - base, 0, cur);
+    cur = count - 1;
+    p++;
+    SKIP_WS();
+    if (p < end && *p == '}') {
+      p++;
+      goto close;
+    }
+    if (p >= end || *p != '"') {
+      rc = fail_expect(err, base, p, end, "a string key or '}'");
+      goto fail;
+    }
+    goto key;
+  case '[':
+    if (depth == max_depth) goto too_deep;
+    depth++;
+    PUSH(MM_JSON_ARR, p - base, 0, cur);
+    cur = count - 1;
+    p++;
+    SKIP_WS();
+    if (p < end && *p == ']') {
+      p++;
+      goto close;
+    }
+    goto value;
+  case 't':
+    if (end - p < 4 || memcmp(p, "true", 4) != 0) {
+      rc = fail_at(err, base, p, "invalid literal (expected true)");
+      goto fail;
+    }
+    PUSH(MM_JSON_TRUE, p - base, 0, count + 1);
+    p += 4;
+    goto after;
+  case 'f':
+    if (end - p < 5 || memcmp(p, "false", 5) != 0) {
+      rc = fail_at(err, base, p, "invalid literal (expected false)");
+      goto fail;
+    }
+    PUSH(MM_JSON_FALSE, p - base, 0, count + 1);
+    p += 5;
+    goto after;
+  case 'n':
+    if (end - p < 4 || memcmp(p, "null", 4) != 0) {
+      rc = fail_at(err, base, p, "invalid literal (expected null)");
+      goto fail;
+    }
+    PUSH(MM_JSON_NULL, p - base, 0, count + 1);
+    p += 4;
+    goto after;
+  case '-': case '0': case '1': case '2': case '3': case '4': case '5':
+  case '6': case '7': case '8': case '9': {
+    const uchar *s = p;
+    if (*p == '-') p++;
+    if (p < end && *p == '0') {
+      p++;
+      if (p < end && is_digit(*p)) {
+        rc = fail_at(err, base, p - 1, "leading zero in number");
+        goto fail;
+      }
+    } else if (p < end && is_digit(*p)) {
+      p++;
+      while (p < end && is_digit(*p)) p++;
+    } else {
+      rc = fail_expect(err, base, p, end, "a digit after '-'");
+      goto fail;
+    }
+    if (p < end && *p == '.') {
+      p++;
+      if (p >= end || !is_digit(*p)) {
+        rc = fail_expect(err, base, p, end, "a digit after '.'");
+        goto fail;
+      }
+      while (p < end && is_digit(*p)) p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+      p++;
+      if (p < end && (*p == '+' || *p == '-')) p++;
+      if (p >= end || !is_digit(*p)) {
+        rc = fail_expect(err, base, p, end, "a digit in the exponent");
+        goto fail;
+      }
+      while (p < end && is_digit(*p)) p++;
+    }
+    PUSH(MM_JSON_NUM, s - base, p - s, count + 1);
+    goto after;
+  }
+  default:
+    goto bad_value;
+  }
+
+key: /* p is at the opening quote of a member name */
+  {
+    uint32_t esc = 0;
+    const uchar *s = p + 1;
+    const uchar *q = scan_string(s, end, &esc, &errp, &why);
+    if (!q) goto bad_string;
+    PUSH(MM_JSON_STR | esc, s - base, q - s, count + 1);
+    p = q + 1;
+    SKIP_WS();
+    if (p >= end || *p != ':') {
+      rc = fail_expect(err, base, p, end, "':'");
+      goto fail;
+    }
+    p++;
+    goto value;
+  }
+
+close: /* the container `cur` just ended at p */
+  {
+    uint32_t parent = nodes[cur].next;
+    nodes[cur].next = count;
+    cur = parent;
+    depth--;
+  }
+  /* fall through: the container is a value that just ended */
+
+after:
+  if (cur == NO_PARENT) goto done;
+  nodes[cur].len++;
+  SKIP_WS();
+  if (p >= end) {
+    rc = fail_expect(err, base, p, end,
+                     (nodes[cur].tag & 7u) == MM_JSON_OBJ ? "',' or '}'"
+                                                          : "',' or ']'");
+    goto fail;
+  }
+  if ((nodes[cur].tag & 7u) == MM_JSON_OBJ) {
+    if (*p == ',') {
+      p++;
+      SKIP_WS();
+      if (p >= end || *p != '"') {
+        rc = fail_expect(err, base, p, end, "a string key");
+        goto fail;
+      }
+      goto key;
+    }
+    if (*p == '}') {
+      p++;
+      goto close;
+    }
+    rc = fail_expect(err, base, p, end, "',' or '}'");
+    goto fail;
+  }
+  if (*p == ',') {
+    p++;
+    goto value;
+  }
+  if (*p == ']') {
+    p++;
+    goto close;
+  }
+  rc = fail_expect(err, base, p, end, "',' or ']'");
+  goto fail;
+
+done:
+  SKIP_WS();
+  if (p != end) {
+    rc = fail_expect(err, base, p, end, "end of input after the value");
+    goto fail;
+  }
+  doc->src = buf;
+  doc->src_len = len;
+  doc->nodes = nodes;
+  doc->count = count;
+  doc->cap = cap;
+  return MM_OK;
+
+bad_value:
+  rc = fail_expect(err, base, p, end, "a value");
+  goto fail;
+bad_string:
+  rc = fail_at(err, base, errp, why);
+  goto fail;
+too_deep:
+  rc = mm_err_set(err, MM_ELIMIT, "byte %zu: nesting deeper than %u levels",
+                  (size_t)(p - base), max_depth);
+  goto fail;
+nomem:
+  rc = mm_err_set(err, MM_ENOMEM, "out of memory for the JSON tape (%zu bytes "
+                  "of input)", len);
+fail:
+  free(nodes);
+  return rc;
+}
+
+void mm_json_free(mm_json_doc_t *doc) {
+  if (!doc) return;
+  free(doc->nodes);
+  memset(doc, 0, sizeof *doc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reading strings and numbers                                          */
+/* ------------------------------------------------------------------ */
+
+/* Encodes code point cp (valid, not a surrogate) as UTF-8 into d. */
+static inline size_t put_utf8(char *d, unsigned long cp) {
+  if (cp < 0x80) {
+    d[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    d[0] = (char)(0xC0 | (cp >> 6));
+    d[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    d[0] = (char)(0xE0 | (cp >> 12));
+    d[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    d[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  d[0] = (char)(0xF0 | (cp >> 18));
+  d[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  d[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  d[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* Decodes the escape at s[0] == '\\' of a validated string into d.
+ * Returns the bytes written; *used gets the input bytes consumed. */
+static inline size_t decode_escape(const uchar *s, char *d, size_t *used) {
+  switch (s[1]) {
+  case 'b': *d = '\b'; break;
+  case 'f': *d = '\f'; break;
+  case 'n': *d = '\n'; break;
+  case 'r': *d = '\r'; break;
+  case 't': *d = '\t'; break;
+  case 'u': {
+    unsigned long cp = (unsigned long)hex4(s + 2);
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+      unsigned long lo = (unsigned long)hex4(s + 8);
+      *used = 12;
+      return put_utf8(d, 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
+    }
+    *used = 6;
+    return put_utf8(d, cp);
+  }
+  default: *d = (char)s[1]; break; /* '"', '\\', '/' */
+  }
+  *used = 2;
+  return 1;
+}
+
+size_t mm_json_unescape(const char *raw, size_t len, char *dst) {
+  const uchar *s = (const uchar *)raw, *end = s + len;
+  char *d = dst;
+  while (s < end) {
+    const uchar *bs = memchr(s, '\\', (size_t)(end - s));
+    if (!bs) {
+      memcpy(d, s, (size_t)(end - s));
+      d += end - s;
+      break;
+    }
+    memcpy(d, s, (size_t)(bs - s));
+    d += bs - s;
+    size_t used;
+    d += decode_escape(bs, d, &used);
+    s = bs + used;
+  }
+  return (size_t)(d - dst);
+}
+
+/* Compares the escaped slice raw[0..len) with s[0..n) by decoded text,
+ * without allocating. */
+static int escaped_eq(const uchar *raw, size_t len, const uchar *s, size_t n) {
+  const uchar *r = raw, *rend = raw + len, *t = s, *tend = s + n;
+  while (r < rend) {
+    if (*r != '\\') {
+      if (t >= tend || *t != *r) return 0;
+      r++, t++;
+      continue;
+    }
+    char tmp[4];
+    size_t used, k = decode_escape(r, tmp, &used);
+    if ((size_t)(tend - t) < k || memcmp(t, tmp, k) != 0) return 0;
+    t += k;
+    r += used;
+  }
+  return t == tend;
+}
+
+int mm_json_str_eq(const mm_json_doc_t *d, uint32_t i, const char *s,
+                   size_t n) {
+  const mm_json_node_t *nd = &d->nodes[i];
+  const char *raw = d->src + (nd->tag >> 4);
+  if (!(nd->tag & TAG_ESC)) return nd->len == n && memcmp(raw, s, n) == 0;
+  if (n > nd->len) return 0; /* decoding never grows a string */
+  return escaped_eq((const uchar *)raw, nd->len, (const uchar *)s, n);
+}
+
+uint32_t mm_json_get(const mm_json_doc_t *d, uint32_t obj, const char *key,
+                     size_t klen) {
+  const mm_json_node_t *nodes = d->nodes;
+  if ((nodes[obj].tag & 7u) != MM_JSON_OBJ) return 0;
+  uint32_t found = 0, k = obj + 1, end = nodes[obj].next;
+  while (k < end) {
+    const mm_json_node_t *kn = &nodes[k];
+    if (kn->tag & TAG_ESC) {
+      if (mm_json_str_eq(d, k, key, klen)) found = k + 1;
+    } else if (kn->len == klen &&
+               memcmp(d->src + (kn->tag >> 4), key, klen) == 0) {
+      found = k + 1;
+    }
+    k = nodes[k + 1].next;
+  }
+  return found;
+}
+
+char *mm_json_strdup(const mm_json_doc_t *d, uint32_t i, size_t *len_out) {
+  const mm_json_node_t *nd = &d->nodes[i];
+  char *s = malloc((size_t)nd->len + 1);
+  if (!s) return NULL;
+  size_t n;
+  if (nd->tag & TAG_ESC) {
+    n = mm_json_unescape(d->src + (nd->tag >> 4), nd->len, s);
+  } else {
+    n = nd->len;
+    memcpy(s, d->src + (nd->tag >> 4), n);
+  }
+  s[n] = '\0';
+  if (len_out) *len_out = n;
+  return s;
+}
+
+/* 1 when s[0..n) is exactly a JSON number (RFC 8259 section 6). */
+static int is_json_number(const char *s, size_t n) {
+  const uchar *p = (const uchar *)s, *end = p + n;
+  if (p < end && *p == '-') p++;
+  if (p >= end) return 0;
+  if (*p == '0') {
+    p++;
+  } else if (is_digit(*p)) {
+    while (p < end && is_digit(*p)) p++;
+  } else {
+    return 0;
+  }
+  if (p < end && *p == '.') {
+    p++;
+    if (p >= end || !is_digit(*p)) return 0;
+    while (p < end && is_digit(*p)) p++;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) p++;
+    if (p >= end || !is_digit(*p)) return 0;
+    while (p < end && is_digit(*p)) p++;
+  }
+  return p == end;
+}
+
+int mm_json_double(const mm_json_doc_t *d, uint32_t i, double *out) {
+  const mm_json_node_t *nd = &d->nodes[i];
+  mm_json_type_t t = (mm_json_type_t)(nd->tag & 7u);
+  char small[128];
+  char *copy = small;
+  int rc = MM_OK;
+  size_t n = nd->len;
+
+  if (t != MM_JSON_NUM && t != MM_JSON_STR) return MM_EINVAL;
+  if (n + 1 > sizeof small) {
+    copy = malloc(n + 1);
+    if (!copy) return MM_ENOMEM;
+  }
+  if (t == MM_JSON_STR && (nd->tag & TAG_ESC))
+    n = mm_json_unescape(d->src + (nd->tag >> 4), n, copy);
+  else
+    memcpy(copy, d->src + (nd->tag >> 4), n);
+  copy[n] = '\0';
+  /* A NUM node is already valid; a string must hold exactly a number (no
+   * white space, hex, "inf" or "nan", which strtod would take). */
+  if (t == MM_JSON_STR && !is_json_number(copy, n)) {
+    rc = MM_EINVAL;
+    goto done;
+  }
+  *out = strtod(copy, NULL);
+done:
+  if (copy != small) free(copy);
+  return rc;
+}
