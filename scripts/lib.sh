@@ -1,0 +1,53 @@
+# scripts/lib.sh - shared by scripts/demo, scripts/test and scripts/bench.
+# Sourced, not run. Installs what is missing (Debian packages with apt-get,
+# test servers with `npm ci` from committed lock files) and builds.
+set -euo pipefail
+
+MM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MM_JOBS=${MM_JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+# Debian packages the build and tests need.
+MM_PACKAGES=(gcc make cmake pkg-config liblua5.4-dev lua-cjson-dev
+  libcurl4-openssl-dev check libsqlite3-dev zip unzip binutils)
+
+mm_log() { printf '==> %s\n' "$*" >&2; }
+
+# Installs the packages in "$@" that are not installed yet.
+mm_apt() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  mm_log "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+mm_deps() {
+  mm_apt "${MM_PACKAGES[@]}"
+  if ! command -v node >/dev/null 2>&1; then mm_apt nodejs npm; fi
+}
+
+# npm ci in a directory holding a committed package-lock.json, once per lock.
+mm_npm_ci() {
+  local dir=$1
+  [ -f "$dir/package-lock.json" ] || return 0
+  if [ ! -f "$dir/node_modules/.mm-lock" ] || ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.mm-lock"; then
+    mm_log "npm ci in ${dir#"$MM_ROOT"/}"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$dir/package-lock.json" "$dir/node_modules/.mm-lock"
+  fi
+}
+
+# mm_build DIR [cmake args...]: configures (once) and builds.
+mm_build() {
+  local dir=$1
+  shift
+  if [ ! -f "$dir/CMakeCache.txt" ]; then
+    cmake -S "$MM_ROOT" -B "$dir" "$@" >/dev/null
+  fi
+  cmake --build "$dir" -j "$MM_JOBS" >/dev/null
+}
