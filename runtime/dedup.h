@@ -72,4 +72,11 @@ void mm_claim_reset(mm_claim_t *c);
 int mm_dedup_memory_open(mm_dedup_t **out, mm_err_t *err);
 int mm_dedup_sqlite_open(mm_dedup_t **out, const char *path, mm_err_t *err);
 
+/* Test hook of the memory backend: the next `count` begin or finish calls
+ * on claim `id` (a NUL-terminated "<pipeline>#<eventID>") fail with `status`
+ * (MM_ERETRY, MM_EPERM or MM_EUNKNOWN; for MM_EUNKNOWN the call IS applied,
+ * the claim created or updated, as when an answer is lost). count <= 0
+ * cancels pending failures; other backends ignore the call. */
+void mm_dedup_memory_inject(mm_dedup_t *d, const char *id, int count, int status);
+
 #endif

@@ -1,0 +1,5 @@
+# Stores and dedup (helper "store"): the interface, URL dispatch and the
+# in-process backends (memory://, sqlite://PATH).
+target_sources(murmur_core PRIVATE
+  runtime/store.c runtime/store_memory.c runtime/store_sqlite.c
+  runtime/dedup.c runtime/dedup_memory.c runtime/dedup_sqlite.c)

@@ -1,0 +1,166 @@
+/*
+ * store.c - store URL dispatch, the call wrappers, and the merge rules the
+ * in-process backends share (see store.h and store_local.h).
+ */
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "retry.h"
+#include "store_local.h"
+
+/* Longest part of a key quoted in an error message. */
+#define KEY_QUOTE_MAX 200
+
+/* ------------------------------------------------------------------ */
+/* URL dispatch                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Opens the backend a URL names. The scheme decides the backend; the rest
+ * is the location: nothing for memory://, a file path for sqlite:// (as
+ * written after the scheme, so "sqlite://state.db" is relative and
+ * "sqlite:///tmp/state.db" absolute), a table name for dynamodb://.
+ */
+int mm_store_open(mm_store_t **out, const char *url, const mm_store_opts_t *opts,
+                  mm_err_t *err) {
+  (void)opts; /* only the DynamoDB backend uses them */
+  *out = NULL;
+  if (!url)
+    return mm_err_set(err, MM_EINVAL, "no store URL given");
+  if (strncmp(url, "memory://", 9) == 0) {
+    if (url[9] != '\0')
+      return mm_err_set(err, MM_EINVAL,
+                        "store URL '%s': memory:// takes no location", url);
+    return mm_store_memory_open(out, err);
+  }
+  if (strncmp(url, "sqlite://", 9) == 0) {
+    if (url[9] == '\0')
+      return mm_err_set(err, MM_EINVAL,
+                        "store URL '%s': sqlite:// needs a file path "
+                        "(sqlite://state.db or sqlite:///abs/state.db)", url);
+    int rc = mm_store_sqlite_open(out, url + 9, err);
+    if (rc) mm_err_prefix(err, "store URL '%s'", url);
+    return rc;
+  }
+  if (strncmp(url, "dynamodb://", 11) == 0) {
+    if (url[11] == '\0')
+      return mm_err_set(err, MM_EINVAL,
+                        "store URL '%s': dynamodb:// needs a table name", url);
+    return mm_err_set(err, MM_EINVAL,
+                      "store URL '%s': dynamodb store not built yet", url);
+  }
+  return mm_err_set(err, MM_EINVAL,
+                    "unknown store URL '%s' (expected memory://, "
+                    "sqlite://PATH or dynamodb://TABLE)", url);
+}
+
+/*
+ * Clears every op's outputs, then lets the backend run them. A missing
+ * store fails every op (the call could not run).
+ */
+int mm_store_merge(mm_store_t *s, mm_merge_t *ops, size_t n, int64_t deadline_ms) {
+  for (size_t i = 0; i < n; i++) {
+    ops[i].status = 0;
+    mm_err_clear(&ops[i].err);
+  }
+  if (n == 0) return 0;
+  if (!s) {
+    for (size_t i = 0; i < n; i++)
+      ops[i].status = mm_err_set(&ops[i].err, MM_EINVAL, "no store");
+    return MM_EINVAL;
+  }
+  return s->vt->merge(s, ops, n, deadline_ms);
+}
+
+int mm_store_query(mm_store_t *s, const char *key, const int64_t *bucket,
+                   mm_row_fn fn, void *ud, mm_err_t *err) {
+  if (!s || !key || !fn)
+    return mm_err_set(err, MM_EINVAL, "query needs a store, a key and a callback");
+  return s->vt->query(s, key, bucket, fn, ud, err);
+}
+
+void mm_store_destroy(mm_store_t *s) {
+  if (s) s->vt->destroy(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Rules shared by the in-process backends                             */
+/* ------------------------------------------------------------------ */
+
+int mm_local_expired(int64_t ttl, int64_t now_s) { return ttl != 0 && ttl < now_s; }
+
+/*
+ * The checks every in-process op runs before touching state: the deadline
+ * (an op not started by then is MM_EDEADLINE, never half-done), a delta, and
+ * a non-empty key (DynamoDB rejects empty key attributes, so the local
+ * stores do too rather than accept what production would refuse).
+ */
+int mm_local_op_start(mm_merge_t *op, int64_t deadline_ms) {
+  if (deadline_ms > 0 && mm_now_ms() >= deadline_ms)
+    return op->status = mm_err_set(&op->err, MM_EDEADLINE,
+                                   "deadline reached before the merge started");
+  if (!op->delta)
+    return op->status = mm_err_set(&op->err, MM_EPERM, "merge without a delta");
+  if (op->key && op->key_len == 0) op->key_len = strlen(op->key);
+  if (!op->key || op->key_len == 0)
+    return op->status = mm_err_set(&op->err, MM_EPERM,
+                                   "empty key: DynamoDB rejects empty key attributes");
+  return 0;
+}
+
+/*
+ * One delta into one row. The aggregate kind is checked here (a row holds
+ * one kind for life); everything about the value itself is mm_agg_merge's.
+ *
+ * Expired rows: DynamoDB deletes a row some time after its ttl passes (up
+ * to days later), so what a merge into an expired row sees there depends on
+ * timing. The in-process stores pick the outcome the table converges to: a
+ * row whose ttl is before now is treated as absent, and the merge starts a
+ * fresh row (of any aggregate) over it.
+ */
+int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
+                       const void *old, size_t old_len, int64_t old_ttl,
+                       int64_t now_s, char **out, size_t *out_len, int *write,
+                       mm_err_t *err) {
+  *out = NULL;
+  *out_len = 0;
+  *write = 0;
+  if (have && mm_local_expired(old_ttl, now_s)) have = 0;
+  const mm_delta_t *d = op->delta;
+  if (have && old_agg != d->agg) {
+    size_t kl = op->key_len > KEY_QUOTE_MAX ? KEY_QUOTE_MAX : op->key_len;
+    return mm_err_set(err, MM_EPERM, "row %.*s%s/%lld holds a %s, not a %s",
+                      (int)kl, op->key, kl < op->key_len ? "..." : "",
+                      (long long)op->bucket, mm_agg_name(old_agg),
+                      mm_agg_name(d->agg));
+  }
+  int changed = 0;
+  int rc = mm_agg_merge(d, have ? old : NULL, have ? old_len : 0, out, out_len,
+                        &changed, err);
+  if (rc) {
+    free(*out);
+    *out = NULL;
+    *out_len = 0;
+    /* The op statuses are store outcomes: a value the aggregate rejects
+     * (a sum past 38 digits, a bad stored sketch) is what DynamoDB answers
+     * with a ValidationException, a permanent failure. */
+    size_t kl = op->key_len > KEY_QUOTE_MAX ? KEY_QUOTE_MAX : op->key_len;
+    mm_err_prefix(err, "row %.*s/%lld", (int)kl, op->key, (long long)op->bucket);
+    rc = rc == MM_ENOMEM ? MM_ERETRY : MM_EPERM;
+    if (err) err->code = rc;
+    return rc;
+  }
+  /* A new row is always written, an existing one only when its value
+   * changed (as DynamoDB's conditional min/max/first/last writes). */
+  *write = !have || changed;
+  if (*write && !*out) {
+    /* Defensive: an unchanged merge that returned no bytes keeps old. */
+    *out = malloc(old_len ? old_len : 1);
+    if (!*out) return mm_err_set(err, MM_ERETRY, "out of memory merging a row");
+    if (old_len) memcpy(*out, old, old_len);
+    *out_len = old_len;
+  }
+  return 0;
+}
