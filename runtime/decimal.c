@@ -1,0 +1,393 @@
+/*
+ * decimal.c - exact decimals with DynamoDB's limits (see decimal.h).
+ *
+ * A value is a sign, up to 38 coefficient digits without leading or
+ * trailing zeros, and a power-of-ten exponent. Because DynamoDB bounds both
+ * the digits (38) and the magnitude (1E-130 .. <1E+126), every digit of a
+ * valid value sits at a decimal position between 10^-167 and 10^125. The
+ * arithmetic therefore works on a fixed positional digit array covering
+ * that span (plus one for a carry): exact, and no bignum code is needed.
+ */
+#include "decimal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+/* Lowest decimal position a valid digit can occupy: a 38-digit number whose
+ * leading digit is at 10^-130. */
+#define POS_LO (MM_DEC_MIN_EXP - (MM_DEC_DIGITS - 1))
+/* Highest position a sum can reach: the carry above 10^125. */
+#define POS_HI (MM_DEC_MAX_EXP + 1)
+#define POS_WIDTH (POS_HI - POS_LO + 1)
+/* Longest plain-notation text before switching to scientific. */
+#define PLAIN_MAX 40
+/* Input shown in error messages is cut to this many bytes. */
+#define QUOTE_MAX 48
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Copies at most QUOTE_MAX bytes of s into out (printable ASCII kept, other
+ * bytes as '?'), adding "..." when cut, so messages stay short and clean. */
+static void quote(char out[QUOTE_MAX + 4], const char *s, size_t len) {
+  size_t n = len < QUOTE_MAX ? len : QUOTE_MAX;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    out[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+  }
+  if (len > QUOTE_MAX) {
+    memcpy(out + n, "...", 3);
+    n += 3;
+  }
+  out[n] = '\0';
+}
+
+/* Exponent of the leading digit (a nonzero value lies in
+ * [10^adj, 10^(adj+1))). */
+static long adjusted(const mm_dec_t *a) { return (long)a->exp + a->ndig - 1; }
+
+/* 1 when a respects the mm_dec_t invariants and DynamoDB's limits. Guards
+ * the arithmetic against structs built by hand. */
+static int dec_valid(const mm_dec_t *a) {
+  if (a->ndig == 0) return 1;
+  if (a->ndig < 0 || a->ndig > MM_DEC_DIGITS) return 0;
+  if (a->dig[0] == 0 || a->dig[a->ndig - 1] == 0) return 0;
+  for (int i = 0; i < a->ndig; i++)
+    if (a->dig[i] > 9) return 0;
+  long adj = adjusted(a);
+  return adj >= MM_DEC_MIN_EXP && adj <= MM_DEC_MAX_EXP;
+}
+
+/* Compares |a| and |b| (both nonzero): -1, 0, 1. */
+static int cmp_mag(const mm_dec_t *a, const mm_dec_t *b) {
+  long ea = adjusted(a), eb = adjusted(b);
+  if (ea != eb) return ea < eb ? -1 : 1;
+  int n = a->ndig < b->ndig ? a->ndig : b->ndig;
+  for (int i = 0; i < n; i++)
+    if (a->dig[i] != b->dig[i]) return a->dig[i] < b->dig[i] ? -1 : 1;
+  if (a->ndig != b->ndig) return a->ndig < b->ndig ? -1 : 1;
+  return 0;
+}
+
+static void set_zero(mm_dec_t *out) {
+  memset(out, 0, sizeof *out);
+}
+
+/* ------------------------------------------------------------------ */
+/* parsing                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Grammar: [+-] digits [ '.' digits ] [ (e|E) [+-] digits ]. Leading zeros
+ * are accepted ("007"); ".5" and "5." are not. Significant digits are
+ * counted after dropping leading and trailing zeros, so "1000" has one and
+ * "1.50" is 1.5. Zero ("-0", "0.000", "0E+999") is always in range and has
+ * no sign.
+ */
+int mm_dec_parse(mm_dec_t *out, const char *s, size_t len, mm_err_t *err) {
+  char q[QUOTE_MAX + 4];
+  const char *why = NULL;
+  size_t i = 0;
+  int neg = 0;
+  set_zero(out);
+  if (!s) len = 0;
+  if (i < len && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+  size_t int_start = i;
+  while (i < len && s[i] >= '0' && s[i] <= '9') i++;
+  size_t int_end = i;
+  if (int_end == int_start) {
+    why = i < len && s[i] == '.' ? "a digit is needed before '.'" : "expected a digit";
+    goto bad;
+  }
+  size_t frac_start = i, frac_end = i;
+  if (i < len && s[i] == '.') {
+    frac_start = ++i;
+    while (i < len && s[i] >= '0' && s[i] <= '9') i++;
+    frac_end = i;
+    if (frac_end == frac_start) {
+      why = "expected a digit after '.'";
+      goto bad;
+    }
+  }
+  long long e = 0; /* written exponent, clamped: it only matters in range */
+  if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+    i++;
+    int eneg = 0;
+    if (i < len && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
+    size_t exp_start = i;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+      if (e < 1000000000LL) e = e * 10 + (s[i] - '0');
+      i++;
+    }
+    if (i == exp_start) {
+      why = "expected a digit in the exponent";
+      goto bad;
+    }
+    if (eneg) e = -e;
+  }
+  if (i != len) {
+    why = "unexpected character";
+    goto bad;
+  }
+
+  /* The digits are int digits then frac digits; value = D * 10^(e - nfrac). */
+  size_t nint = int_end - int_start, nfrac = frac_end - frac_start;
+  size_t total = nint + nfrac;
+#define DIGIT_AT(k) ((k) < nint ? s[int_start + (k)] : s[frac_start + (k) - nint])
+  size_t first = 0;
+  while (first < total && DIGIT_AT(first) == '0') first++;
+  if (first == total) return 0; /* zero: no sign, no range */
+  size_t last = total - 1;
+  while (DIGIT_AT(last) == '0') last--;
+  size_t nsig = last - first + 1;
+  if (nsig > MM_DEC_DIGITS) {
+    quote(q, s, len);
+    return mm_err_set(err, MM_EINVAL,
+                      "number \"%s\" has %zu significant digits; DynamoDB numbers "
+                      "keep at most %d",
+                      q, nsig, MM_DEC_DIGITS);
+  }
+  /* exponent of the last significant digit */
+  long long exp = e - (long long)nfrac + (long long)(total - 1 - last);
+  long long adj = exp + (long long)nsig - 1;
+  if (adj < MM_DEC_MIN_EXP || adj > MM_DEC_MAX_EXP) {
+    quote(q, s, len);
+    return mm_err_set(err, MM_EINVAL,
+                      "number \"%s\" is out of range: DynamoDB numbers have a "
+                      "magnitude between 1E-130 and "
+                      "9.9999999999999999999999999999999999999E+125",
+                      q);
+  }
+  out->neg = neg;
+  out->exp = (int)exp;
+  out->ndig = (int)nsig;
+  for (size_t k = 0; k < nsig; k++) out->dig[k] = (uint8_t)(DIGIT_AT(first + k) - '0');
+#undef DIGIT_AT
+  return 0;
+bad:
+  quote(q, s ? s : "", len);
+  set_zero(out);
+  return mm_err_set(err, MM_EINVAL, "invalid number \"%s\": %s at offset %zu", q, why, i);
+}
+
+/*
+ * The shortest "%.Ng" (N = 1..17) that strtod reads back as v is the
+ * shortest round-trip text; 17 digits always suffice for a double. That
+ * text is then parsed, so a double outside DynamoDB's range is rejected
+ * with the parser's message.
+ */
+int mm_dec_from_double(mm_dec_t *out, double v, mm_err_t *err) {
+  char tmp[40];
+  set_zero(out);
+  if (!isfinite(v))
+    return mm_err_set(err, MM_EINVAL, "number %s cannot be stored: DynamoDB numbers "
+                                      "are finite",
+                      isnan(v) ? "NaN" : (v > 0 ? "inf" : "-inf"));
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+    if (strtod(tmp, NULL) == v) break;
+  }
+  return mm_dec_parse(out, tmp, strlen(tmp), err);
+}
+
+void mm_dec_from_int(mm_dec_t *out, int64_t v) {
+  set_zero(out);
+  if (v == 0) return;
+  /* magnitude in unsigned arithmetic so INT64_MIN works */
+  uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  uint8_t rev[20];
+  int n = 0, exp = 0;
+  while (m % 10 == 0) {
+    m /= 10;
+    exp++;
+  }
+  while (m) {
+    rev[n++] = (uint8_t)(m % 10);
+    m /= 10;
+  }
+  out->neg = v < 0;
+  out->exp = exp;
+  out->ndig = n;
+  for (int k = 0; k < n; k++) out->dig[k] = rev[n - 1 - k];
+}
+
+/* ------------------------------------------------------------------ */
+/* arithmetic                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Spreads a's digits over the positional array p (p[0] is 10^POS_LO). */
+static void spread(uint8_t p[POS_WIDTH], const mm_dec_t *a) {
+  int top = a->exp + a->ndig - 1 - POS_LO;
+  for (int k = 0; k < a->ndig; k++) p[top - k] = a->dig[k];
+}
+
+/*
+ * out = a + (negate_b ? -b : b). Signs decide between adding and
+ * subtracting magnitudes (the larger minus the smaller); the result is
+ * then trimmed and checked against the 38 digits and the range. `what`
+ * names the operation in messages ("sum", "difference").
+ */
+static int addsub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, int negate_b,
+                  const char *what, mm_err_t *err) {
+  if (!dec_valid(a) || !dec_valid(b))
+    return mm_err_set(err, MM_EINVAL, "%s of an invalid decimal", what);
+  int bneg = b->neg ^ negate_b;
+  mm_dec_t r;
+  if (mm_dec_is_zero(b)) {
+    r = *a;
+  } else if (mm_dec_is_zero(a)) {
+    r = *b;
+    r.neg = bneg;
+  } else {
+    uint8_t x[POS_WIDTH], y[POS_WIDTH], z[POS_WIDTH];
+    memset(x, 0, sizeof x);
+    memset(y, 0, sizeof y);
+    int neg;
+    if (a->neg == bneg) {
+      spread(x, a);
+      spread(y, b);
+      neg = a->neg;
+      int carry = 0;
+      for (int k = 0; k < POS_WIDTH; k++) {
+        int d = x[k] + y[k] + carry;
+        z[k] = (uint8_t)(d % 10);
+        carry = d / 10;
+      }
+    } else {
+      int c = cmp_mag(a, b);
+      if (c == 0) {
+        set_zero(out);
+        return 0;
+      }
+      /* x = larger magnitude, y = smaller; the sign is the larger's */
+      spread(x, c > 0 ? a : b);
+      spread(y, c > 0 ? b : a);
+      neg = c > 0 ? a->neg : bneg;
+      int borrow = 0;
+      for (int k = 0; k < POS_WIDTH; k++) {
+        int d = x[k] - y[k] - borrow;
+        borrow = d < 0;
+        z[k] = (uint8_t)(d < 0 ? d + 10 : d);
+      }
+    }
+    int hi = POS_WIDTH - 1, lo = 0;
+    while (z[hi] == 0) hi--;
+    while (z[lo] == 0) lo++;
+    if (hi - lo + 1 > MM_DEC_DIGITS)
+      return mm_err_set(err, MM_EINVAL, "%s needs more than %d significant digits",
+                        what, MM_DEC_DIGITS);
+    int adj = hi + POS_LO;
+    if (adj > MM_DEC_MAX_EXP)
+      return mm_err_set(err, MM_EINVAL, "%s is out of range: magnitude reaches 1E+126",
+                        what);
+    if (adj < MM_DEC_MIN_EXP)
+      return mm_err_set(err, MM_EINVAL, "%s is out of range: magnitude below 1E-130",
+                        what);
+    set_zero(&r);
+    r.neg = neg;
+    r.exp = lo + POS_LO;
+    r.ndig = hi - lo + 1;
+    for (int k = 0; k < r.ndig; k++) r.dig[k] = z[hi - k];
+  }
+  if (r.ndig == 0) r.neg = 0;
+  *out = r; /* out may alias a or b: written last */
+  return 0;
+}
+
+int mm_dec_add(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err) {
+  return addsub(out, a, b, 0, "sum", err);
+}
+
+int mm_dec_sub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err) {
+  return addsub(out, a, b, 1, "difference", err);
+}
+
+int mm_dec_cmp(const mm_dec_t *a, const mm_dec_t *b) {
+  int za = mm_dec_is_zero(a), zb = mm_dec_is_zero(b);
+  if (za && zb) return 0;
+  if (za) return b->neg ? 1 : -1;
+  if (zb) return a->neg ? -1 : 1;
+  if (a->neg != b->neg) return a->neg ? -1 : 1;
+  int m = cmp_mag(a, b);
+  return a->neg ? -m : m;
+}
+
+/* ------------------------------------------------------------------ */
+/* output                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Plain notation when it fits in 40 characters ("0.3", "-12", "100",
+ * "0.00001"), otherwise scientific with a signed exponent ("1.5E+60",
+ * "-2E-45"), the way DynamoDB-style canonical text reads. Both are valid
+ * JSON numbers.
+ */
+size_t mm_dec_format(const mm_dec_t *a, char *buf) {
+  if (a->ndig <= 0 || a->ndig > MM_DEC_DIGITS) {
+    memcpy(buf, "0", 2);
+    return 1;
+  }
+  size_t n = 0;
+  long exp = a->exp, nd = a->ndig;
+  long plain = a->neg + (exp >= 0 ? nd + exp : (nd > -exp ? nd + 1 : 2 - exp));
+  if (a->neg) buf[n++] = '-';
+  if (plain <= PLAIN_MAX) {
+    if (exp >= 0) {
+      for (long k = 0; k < nd; k++) buf[n++] = (char)('0' + a->dig[k]);
+      for (long k = 0; k < exp; k++) buf[n++] = '0';
+    } else if (nd > -exp) {
+      long point = nd + exp; /* digits before the point */
+      for (long k = 0; k < nd; k++) {
+        if (k == point) buf[n++] = '.';
+        buf[n++] = (char)('0' + a->dig[k]);
+      }
+    } else {
+      buf[n++] = '0';
+      buf[n++] = '.';
+      for (long k = 0; k < -exp - nd; k++) buf[n++] = '0';
+      for (long k = 0; k < nd; k++) buf[n++] = (char)('0' + a->dig[k]);
+    }
+  } else {
+    buf[n++] = (char)('0' + a->dig[0]);
+    if (nd > 1) {
+      buf[n++] = '.';
+      for (long k = 1; k < nd; k++) buf[n++] = (char)('0' + a->dig[k]);
+    }
+    long adj = adjusted(a);
+    n += (size_t)snprintf(buf + n, MM_DEC_TEXT_MAX - n, "E%c%ld", adj < 0 ? '-' : '+',
+                          adj < 0 ? -adj : adj);
+  }
+  buf[n] = '\0';
+  return n;
+}
+
+int mm_dec_to_int64(const mm_dec_t *a, int64_t *out) {
+  if (mm_dec_is_zero(a)) {
+    *out = 0;
+    return 1;
+  }
+  if (a->exp < 0 || a->ndig + a->exp > 19) return 0; /* fractional or too big */
+  uint64_t m = 0;
+  for (int k = 0; k < a->ndig + a->exp; k++) {
+    unsigned d = k < a->ndig ? a->dig[k] : 0;
+    if (m > (UINT64_MAX - d) / 10) return 0;
+    m = m * 10 + d;
+  }
+  if (a->neg) {
+    if (m > (uint64_t)INT64_MAX + 1) return 0;
+    *out = m == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)m;
+  } else {
+    if (m > (uint64_t)INT64_MAX) return 0;
+    *out = (int64_t)m;
+  }
+  return 1;
+}
+
+double mm_dec_to_double(const mm_dec_t *a) {
+  char buf[MM_DEC_TEXT_MAX];
+  mm_dec_format(a, buf);
+  return strtod(buf, NULL);
+}
