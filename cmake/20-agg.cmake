@@ -1,2 +1,3 @@
 # Aggregates: exact decimals, sketches, merge/render rules (helper "agg").
 target_sources(murmur_core PRIVATE runtime/decimal.c runtime/sketch.c runtime/agg.c)
+mm_add_check(check_decimal tests/check_decimal.c)
