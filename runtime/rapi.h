@@ -22,6 +22,10 @@
 #define MM_RAPI_CONNECT_BACKOFF_MS 10
 /* Largest event body accepted (Lambda's limit is 6 MB + a little). */
 #define MM_RAPI_MAX_BODY (8u * 1024 * 1024)
+/* Connect timeout of every request (no total timeout: see rapi.c). */
+#define MM_RAPI_CONNECT_TIMEOUT_MS 1000
+/* Sent on every request. */
+#define MM_RAPI_USER_AGENT "murmur-ddb/0.1"
 
 typedef struct mm_rapi mm_rapi_t;
 
@@ -39,7 +43,11 @@ int mm_rapi_create(mm_rapi_t **out, const char *host_port, mm_err_t *err);
 void mm_rapi_destroy(mm_rapi_t *r);
 
 /* Blocks for the next event. MM_EIO after persistent connection failures
- * or a 500 (the runtime should exit); other failures MM_EINVAL. */
+ * or a 500 (the runtime should exit); other failures MM_EINVAL (a non-200
+ * status, a missing request id, a body above MM_RAPI_MAX_BODY). On every
+ * failure inv->body is NULL and inv->request_id holds the id when the
+ * response carried one (so an oversized event can still be answered with
+ * an invocation error); nothing needs freeing. */
 int mm_rapi_next(mm_rapi_t *r, mm_invocation_t *inv, mm_err_t *err);
 void mm_invocation_free(mm_invocation_t *inv);
 
@@ -54,5 +62,10 @@ int mm_rapi_error(mm_rapi_t *r, const char *request_id, const char *type,
                   const char *msg, mm_err_t *err);
 int mm_rapi_init_error(mm_rapi_t *r, const char *type, const char *msg,
                        mm_err_t *err);
+
+/* HTTP status of the last request, 0 when no response arrived (connection
+ * failure). Lets a caller tell "the API said 500: exit cleanly" from "the
+ * API is unreachable". */
+int mm_rapi_last_status(const mm_rapi_t *r);
 
 #endif
