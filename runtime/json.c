@@ -52,8 +52,12 @@ static inline long hex4(const uchar *p) {
   return ((long)(a - 1) << 12) | ((b - 1) << 8) | ((c - 1) << 4) | (d - 1);
 }
 
+/* JSON white space: ' ', '\t', '\n', '\r' (one compare for the usual
+ * non-space byte, then a bit test). */
 static inline int is_ws(uchar c) {
-  return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+  return c <= ' ' &&
+         ((1ULL << c) & ((1ULL << ' ') | (1ULL << '\t') | (1ULL << '\n') |
+                         (1ULL << '\r')));
 }
 
 static inline int is_digit(uchar c) { return (uchar)(c - '0') < 10; }
@@ -154,132 +158,95 @@ static inline int utf8_len(const uchar *p, const uchar *end, const char **why) {
   return n;
 }
 
-/* Scans a string body from p (just past the opening quote) to its closing
- * quote, validating escapes and UTF-8. Returns the closing quote, or NULL
- * with *errp at the offending byte and *why set. *esc is set when the
- * string contains a backslash. */
-static inline const uchar *scan_string(const uchar *p, const uchar *end,
-                                       uint32_t *esc, const uchar **errp,
-                                       const char **why) {
-  for (;;) {
+/* Checks the escape at p[0] == '\\' (the rare path, kept out of the
+ * string loop). Returns the byte after it, or NULL with *why set. */
+static const uchar *scan_escape(const uchar *p, const uchar *end,
+                                const char **why) {
+  if (end - p < 2) {
+    *why = NULL; /* the input ended inside the string */
+    return NULL;
+  }
+  switch (p[1]) {
+  case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r':
+  case 't':
+    return p + 2;
+  case 'u': break;
+  default:
+    *why = "invalid escape (expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t "
+           "\\uXXXX)";
+    return NULL;
+  }
+  long cp = end - p >= 6 ? hex4(p + 2) : -1;
+  if (cp < 0) {
+    *why = "invalid \\u escape (expected 4 hex digits)";
+    return NULL;
+  }
+  if (cp >= 0xDC00 && cp <= 0xDFFF) {
+    *why = "invalid \\u escape (low surrogate without a high surrogate "
+           "before it)";
+    return NULL;
+  }
+  if (cp < 0xD800 || cp > 0xDBFF) return p + 6;
+  long lo = -1;
+  if (end - p >= 12 && p[6] == '\\' && p[7] == 'u') lo = hex4(p + 8);
+  if (lo < 0xDC00 || lo > 0xDFFF) {
+    *why = "invalid \\u escape (high surrogate not followed by a low "
+           "surrogate escape)";
+    return NULL;
+  }
+  return p + 12;
+}
+
+/* Skips white space. Compact JSON has none, so the first test leaves at
+ * once; pretty-printed indentation is skipped a word of spaces at a time. */
+static inline const uchar *skip_ws(const uchar *p, const uchar *end) {
+  while (p < end && is_ws(*p)) {
+    p++;
 #ifdef MM_SWAR
     while (end - p >= 8) {
       uint64_t x;
       memcpy(&x, p, 8);
-      uint64_t m = str_special(x);
-      if (m) {
-        p += __builtin_ctzll(m) >> 3;
-        goto special;
-      }
+      if (x != ONES * ' ') break;
       p += 8;
     }
 #endif
-    if (p >= end) {
-      *errp = p;
-      *why = "unterminated string";
-      return NULL;
-    }
-#ifdef MM_SWAR
-  special:
-#endif
-    {
-      uchar c = *p;
-      if (c == '"') return p;
-      if (c == '\\') {
-        *esc = TAG_ESC;
-        if (end - p < 2) {
-          *errp = end;
-          *why = "unterminated string";
-          return NULL;
-        }
-        switch (p[1]) {
-        case '"': case '\\': case '/': case 'b': case 'f': case 'n':
-        case 'r': case 't':
-          p += 2;
-          continue;
-        case 'u': break;
-        default:
-          *errp = p;
-          *why = "invalid escape (expected one of \\\" \\\\ \\/ \\b \\f \\n "
-                 "\\r \\t \\uXXXX)";
-          return NULL;
-        }
-        long cp = end - p >= 6 ? hex4(p + 2) : -1;
-        if (cp < 0) {
-          *errp = p;
-          *why = "invalid \\u escape (expected 4 hex digits)";
-          return NULL;
-        }
-        if (cp >= 0xDC00 && cp <= 0xDFFF) {
-          *errp = p;
-          *why = "invalid \\u escape (low surrogate without a high "
-                 "surrogate before it)";
-          return NULL;
-        }
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          long lo = -1;
-          if (end - p >= 12 && p[6] == '\\' && p[7] == 'u') lo = hex4(p + 8);
-          if (lo < 0xDC00 || lo > 0xDFFF) {
-            *errp = p;
-            *why = "invalid \\u escape (high surrogate not followed by a "
-                   "low surrogate escape)";
-            return NULL;
-          }
-          p += 12;
-        } else {
-          p += 6;
-        }
-        continue;
-      }
-      if (c < 0x20) {
-        *errp = p;
-        *why = "control character in string (must be escaped)";
-        return NULL;
-      }
-      if (c >= 0x80) {
-        int n = utf8_len(p, end, why);
-        if (!n) {
-          *errp = p;
-          return NULL;
-        }
-        p += n;
-        continue;
-      }
-      p++; /* a plain byte in the tail shorter than a word */
-    }
   }
+  return p;
 }
 
 /* ------------------------------------------------------------------ */
 /* The parser                                                           */
 /* ------------------------------------------------------------------ */
 
-/* Grows the tape: doubles it, never beyond `most` (one node per input
+/* Next tape capacity: double, never beyond `most` (one node per input
  * byte is the most any input can need). */
-static int grow(mm_json_node_t **nodes, uint32_t *cap, size_t most) {
-  size_t ncap = (size_t)*cap * 2;
+static inline size_t next_cap(size_t cap, size_t most) {
+  size_t ncap = cap * 2;
   if (ncap < 64) ncap = 64;
   if (ncap > most) ncap = most;
-  if (ncap <= *cap) ncap = (size_t)*cap + 1;
-  mm_json_node_t *n = realloc(*nodes, ncap * sizeof *n);
-  if (!n) return -1;
-  *nodes = n;
-  *cap = (uint32_t)ncap;
-  return 0;
+  if (ncap <= cap) ncap = cap + 1;
+  return ncap;
 }
 
 /* Appends a node whose `next` is provisional (fixed when a container
  * closes; for scalars it is simply the following index). */
 #define PUSH(type_tag, off, ln, nxt)                                        \
   do {                                                                      \
-    if (count == cap && grow(&nodes, &cap, most)) goto nomem;               \
+    if (count == cap) {                                                     \
+      /* no address of nodes/cap is taken, so they stay in registers */     \
+      size_t ncap_ = next_cap(cap, most);                                   \
+      mm_json_node_t *nn_ = realloc(nodes, ncap_ * sizeof *nn_);            \
+      if (!nn_) goto nomem;                                                 \
+      nodes = nn_;                                                          \
+      cap = (uint32_t)ncap_;                                                \
+    }                                                                       \
     nodes[count].tag = (uint32_t)(type_tag) | ((uint32_t)(off) << 4);       \
     nodes[count].len = (uint32_t)(ln);                                      \
     nodes[count].next = (nxt);                                              \
     count++;                                                                \
   } while (0)
 
-#define SKIP_WS() while (p < end && is_ws(*p)) p++
+#define SKIP_WS() p = skip_ws(p, end)
 
 int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
                   unsigned max_depth, mm_err_t *err) {
@@ -293,6 +260,7 @@ int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
   int rc = MM_OK;
   const uchar *errp = NULL;
   const char *why = NULL;
+  int in_key = 0; /* the string being scanned is a member name */
 
   memset(doc, 0, sizeof *doc);
   if (max_depth == 0) max_depth = MM_JSON_MAX_DEPTH;
@@ -323,15 +291,9 @@ value:
     goto fail;
   }
   switch (*p) {
-  case '"': {
-    uint32_t esc = 0;
-    const uchar *s = p + 1;
-    const uchar *q = scan_string(s, end, &esc, &errp, &why);
-    if (!q) goto bad_string;
-    PUSH(MM_JSON_STR | esc, s - base, q - s, count + 1);
-    p = q + 1;
-    goto after;
-  }
+  case '"':
+    in_key = 0;
+    goto string;
   case '{':
     if (depth == max_depth) goto too_deep;
     depth++;
@@ -426,13 +388,58 @@ value:
   }
 
 key: /* p is at the opening quote of a member name */
+  in_key = 1;
+  /* fall through */
+
+string: /* p is at an opening quote; in_key says what follows */
   {
     uint32_t esc = 0;
-    const uchar *s = p + 1;
-    const uchar *q = scan_string(s, end, &esc, &errp, &why);
-    if (!q) goto bad_string;
-    PUSH(MM_JSON_STR | esc, s - base, q - s, count + 1);
-    p = q + 1;
+    const uchar *s = ++p;
+    for (;;) {
+#ifdef MM_SWAR
+      while (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        uint64_t m = str_special(x);
+        if (m) {
+          p += __builtin_ctzll(m) >> 3;
+          goto special;
+        }
+        p += 8;
+      }
+#endif
+      if (p >= end) goto unterminated;
+#ifdef MM_SWAR
+    special:
+#endif
+      if (*p == '"') break;
+      if (*p == '\\') {
+        const uchar *q = scan_escape(p, end, &why);
+        if (!q) {
+          if (!why) goto unterminated;
+          errp = p;
+          goto bad_string;
+        }
+        esc = TAG_ESC;
+        p = q;
+      } else if (*p < 0x20) {
+        errp = p;
+        why = "control character in string (must be escaped)";
+        goto bad_string;
+      } else if (*p >= 0x80) {
+        int n = utf8_len(p, end, &why);
+        if (!n) {
+          errp = p;
+          goto bad_string;
+        }
+        p += n;
+      } else {
+        p++; /* a plain byte in a tail shorter than a word */
+      }
+    }
+    PUSH(MM_JSON_STR | esc, s - base, p - s, count + 1);
+    p++;
+    if (!in_key) goto after;
     SKIP_WS();
     if (p >= end || *p != ':') {
       rc = fail_expect(err, base, p, end, "':'");
@@ -507,6 +514,9 @@ bad_value:
   goto fail;
 bad_string:
   rc = fail_at(err, base, errp, why);
+  goto fail;
+unterminated:
+  rc = fail_at(err, base, end, "unterminated string");
   goto fail;
 too_deep:
   rc = mm_err_set(err, MM_ELIMIT, "byte %zu: nesting deeper than %u levels",
