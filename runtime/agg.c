@@ -57,16 +57,18 @@ void mm_scalar_free(mm_scalar_t *s) {
 }
 
 int mm_scalar_copy(mm_scalar_t *dst, const mm_scalar_t *src, mm_err_t *err) {
+  size_t len = src->str ? src->len : 0; /* a NULL string is the empty one */
   *dst = *src;
   dst->str = NULL;
   if (src->is_num) return 0;
-  dst->str = malloc(src->len + 1);
+  dst->len = len;
+  dst->str = malloc(len + 1);
   if (!dst->str) {
     dst->len = 0;
     return mm_err_set(err, MM_ENOMEM, "out of memory copying a string value");
   }
-  if (src->len) memcpy(dst->str, src->str, src->len);
-  dst->str[src->len] = '\0';
+  if (len) memcpy(dst->str, src->str, len);
+  dst->str[len] = '\0';
   return 0;
 }
 
@@ -78,11 +80,6 @@ static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen) {
   return alen < blen ? -1 : alen > blen;
 }
 
-int mm_scalar_cmp(const mm_scalar_t *a, const mm_scalar_t *b) {
-  if (a->is_num != b->is_num) return a->is_num ? -1 : 1;
-  if (a->is_num) return mm_dec_cmp(&a->num, &b->num);
-  return bytes_cmp(a->str, a->len, b->str, b->len);
-}
 
 void mm_delta_free(mm_delta_t *d) {
   if (!d) return;
@@ -118,13 +115,20 @@ static void view_of(sview_t *v, const mm_scalar_t *s) {
   v->is_num = s->is_num;
   v->num = s->num;
   v->str = s->is_num ? NULL : (s->str ? s->str : "");
-  v->len = s->is_num ? 0 : s->len;
+  v->len = s->is_num || !s->str ? 0 : s->len; /* a NULL string is empty */
 }
 
 static int view_cmp(const sview_t *a, const sview_t *b) {
   if (a->is_num != b->is_num) return a->is_num ? -1 : 1;
   if (a->is_num) return mm_dec_cmp(&a->num, &b->num);
   return bytes_cmp(a->str, a->len, b->str, b->len);
+}
+
+int mm_scalar_cmp(const mm_scalar_t *a, const mm_scalar_t *b) {
+  sview_t x, y;
+  view_of(&x, a);
+  view_of(&y, b);
+  return view_cmp(&x, &y);
 }
 
 /* Turns any failure but MM_ENOMEM into MM_EPERM, keeping the message. */

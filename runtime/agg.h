@@ -76,18 +76,29 @@ int mm_delta_coalesce(mm_delta_t *dst, const mm_delta_t *src, mm_err_t *err);
  * returns the new stored value as a malloc'd buffer in *out and *out_len
  * (caller frees). *changed is 0 when the row is unchanged (a min that is not
  * lower, a first that is not earlier). A stored value that cannot be parsed
- * is MM_EPERM, never overwritten. */
+ * is MM_EPERM, never overwritten.
+ * Details (agg.c): *changed is exactly "the new bytes differ from old" (1
+ * for a new row); ties keep the stored value for min/max/first and take
+ * the delta for last. Every failure other than MM_ENOMEM is MM_EPERM with a
+ * message (also a delta of the wrong type or a sum needing > 38 digits);
+ * *out is then NULL. */
 int mm_agg_merge(const mm_delta_t *d, const void *old, size_t old_len,
                  char **out, size_t *out_len, int *changed, mm_err_t *err);
 
 /* Renders a stored value as the JSON `value` of a query row (DESIGN 5):
  * a number as a JSON number with its decimal text, a set as an array, hll
- * as its estimate, topk as [[item, count], ...]. Returns a malloc'd string. */
+ * as its estimate, topk as [[item, count], ...]. Returns a malloc'd string.
+ * (hll: the estimate rounded to an integer; topk: the MM_TOPK_RENDER
+ * largest counters of sketch.h, count descending then item; set: members
+ * in stored order. An unparsable value is MM_EPERM.) */
 int mm_agg_render(mm_agg_t agg, const void *v, size_t len, char **json,
                   mm_err_t *err);
 
 /* Combines two stored values of the same aggregate (query --last: sum/count
- * add, min/max compare, first/last by time, set union, sketch merge). */
+ * add, min/max compare, first/last by time, set union, sketch merge).
+ * (a is the older row: a time tie keeps a for first and takes b for last.
+ * Either pointer may be NULL for "no value", not both (MM_EINVAL); other
+ * failures are MM_EPERM as for mm_agg_merge.) */
 int mm_agg_combine(mm_agg_t agg, const void *a, size_t alen, const void *b,
                    size_t blen, char **out, size_t *out_len, mm_err_t *err);
 

@@ -127,7 +127,9 @@ double mm_hll_estimate(const mm_hll_t *h) {
   double z = m * hll_tau(1.0 - hist[q + 1] / m);
   for (int k = q; k >= 1; k--) z = 0.5 * (z + hist[k]);
   z += m * hll_sigma(hist[0] / m);
-  return m * m / (2.0 * log(2.0)) / z;
+  double e = m * m / (2.0 * log(2.0)) / z;
+  /* every register saturated (z = 0): more than the hash can tell apart */
+  return isfinite(e) && e < 0x1p64 ? e : 0x1p64;
 }
 
 int mm_hll_serialize(const mm_hll_t *h, mm_buf_t *out) {

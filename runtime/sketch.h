@@ -113,7 +113,8 @@ int mm_hll_serialize(const mm_hll_t *h, mm_buf_t *out);
 void mm_hll_add(mm_hll_t *h, const void *item, size_t len);
 /* dst = the sketch of the union of both inputs (register-wise max). */
 void mm_hll_merge(mm_hll_t *dst, const mm_hll_t *src);
-/* Estimated number of distinct items added (0 for an empty sketch). */
+/* Estimated number of distinct items added: 0 for an empty sketch, at
+ * most 2^64 (a sketch with every register saturated). */
 double mm_hll_estimate(const mm_hll_t *h);
 
 /* ---- top-k (Space-Saving) ---- */

@@ -196,6 +196,16 @@ START_TEST(test_scalar_order) {
   mm_scalar_t *all[] = {&n9, &n10, &n10b, &sa, &sab, &sb, &s10, &nz, &hi, &lo};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mm_scalar_free(all[i]);
   mm_scalar_free(&sa); /* twice is safe */
+  /* a NULL string (len ignored) is the empty string */
+  mm_scalar_t nul = {0}, empty = str(""), cp;
+  mm_err_t e;
+  nul.len = 5;
+  ck_assert_int_eq(mm_scalar_cmp(&nul, &empty), 0);
+  ck_assert_int_eq(mm_scalar_copy(&cp, &nul, &e), 0);
+  ck_assert_uint_eq(cp.len, 0);
+  ck_assert_str_eq(cp.str, "");
+  mm_scalar_free(&cp);
+  mm_scalar_free(&empty);
 }
 END_TEST
 

@@ -240,6 +240,23 @@ START_TEST(test_hll_parse_dense_of_small_sketch) {
 }
 END_TEST
 
+/* Every register at the largest rank (only a crafted sketch gets there):
+ * the estimate stays finite. */
+START_TEST(test_hll_saturated_is_finite) {
+  mm_hll_t h;
+  memset(h.reg, MM_HLL_MAX_RANK, sizeof h.reg);
+  double e = mm_hll_estimate(&h);
+  ck_assert(isfinite(e));
+  ck_assert(e == 0x1p64);
+  mm_buf_t b = hll_bytes(&h);
+  mm_hll_t back;
+  mm_err_t err;
+  ck_assert_int_eq(mm_hll_parse(&back, b.data, b.len, &err), 0);
+  ck_assert(mm_hll_estimate(&back) == e);
+  mm_buf_free(&b);
+}
+END_TEST
+
 static void expect_hll_reject(const void *p, size_t n, const char *want) {
   mm_hll_t h;
   mm_err_t e;
@@ -684,6 +701,7 @@ Suite *sketch_suite(void) {
   tcase_add_test(tc, test_hll_merge_is_union);
   tcase_add_test(tc, test_hll_roundtrip_sparse_and_dense);
   tcase_add_test(tc, test_hll_parse_dense_of_small_sketch);
+  tcase_add_test(tc, test_hll_saturated_is_finite);
   tcase_add_test(tc, test_hll_rejects_corruption);
   suite_add_tcase(s, tc);
   tc = tcase_create("topk");
