@@ -80,6 +80,9 @@ struct mm_script {
   const void *pend_ptr;
   size_t pend_osize, pend_nsize;
   int ceiling_hit;          /* a refusal stood during the current call */
+  long refusals;            /* requests refused during the current call */
+  const char *hit_phase;    /* phase the ceiling was hit in */
+  size_t gc_mark;           /* the hook runs a full GC once `used` passes it */
 
   /* budget */
   long budget;              /* 0 = unlimited */
@@ -114,6 +117,18 @@ static mm_script_t *script_of(lua_State *L) {
   return *(mm_script_t **)lua_getextraspace(L);
 }
 
+/* Notes that a refusal stood: Lua raised a memory error. */
+static void ceiling_hit(mm_script_t *s) {
+  if (!s->ceiling_hit) s->hit_phase = s->phase;
+  s->ceiling_hit = 1;
+}
+
+/* Where the hook collects next: halfway between the heap now and the
+ * ceiling. */
+static void set_gc_mark(mm_script_t *s) {
+  s->gc_mark = s->used < s->limit ? s->used + (s->limit - s->used) / 2 : s->limit;
+}
+
 /*
  * Heap accounting and the ceiling. Frees and shrinks always succeed (a
  * failed shrinking realloc keeps the larger block). A growth past the
@@ -137,11 +152,12 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   int retry = s->pending && s->pend_ptr == ptr && s->pend_osize == osize &&
               s->pend_nsize == nsize;
-  if (s->pending && !retry) s->ceiling_hit = 1;  /* that one was final */
+  if (s->pending && !retry) ceiling_hit(s);  /* that one was final */
   s->pending = 0;
   if (s->limit && (s->used > s->limit || nsize - old > s->limit - s->used)) {
+    s->refusals++;
     if (retry) {
-      s->ceiling_hit = 1;
+      ceiling_hit(s);
     } else {
       s->pending = 1;
       s->pend_ptr = ptr;
@@ -170,15 +186,29 @@ static int l_panic(lua_State *L) {
 /* ------------------------------------------------------------------ */
 
 /*
- * Count hook, every hook_every instructions. Counts toward the budget of
- * the current call; once it is spent, re-arms itself on this thread and the
- * main thread to fire on every instruction and raises each time, so no
- * pcall inside the script can absorb the abort: the first instruction after
- * the pcall raises again, until control is back in C. [-0, +1, v]
+ * Count hook, every hook_every instructions.
+ *
+ * Heap: once the heap passes gc_mark (halfway to the ceiling) it runs a
+ * full GC. Lua's own collector lets garbage grow to twice the live data
+ * before collecting, and the auxiliary library's buffers (string.rep,
+ * table.concat, string.format...) allocate without Lua's emergency GC, so
+ * without this a script whose live data is past half the ceiling would
+ * see memory errors caused by its garbage.
+ *
+ * Budget: counts toward the budget of the current call; once it is spent,
+ * re-arms itself on this thread and the main thread to fire on every
+ * instruction and raises each time, so no pcall inside the script can
+ * absorb the abort: the first instruction after the pcall raises again,
+ * until control is back in C. [-0, +1, v]
  */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   mm_script_t *s = script_of(L);
   int every = lua_gethookcount(L);
+  if (s->limit && s->used > s->gc_mark && !s->ceiling_hit) {
+    lua_gc(L, LUA_GCCOLLECT);
+    set_gc_mark(s);
+  }
+  if (s->budget <= 0) return;
   if (!s->budget_hit) {
     s->counted += every;
     if (s->counted < s->budget) {
@@ -234,8 +264,10 @@ static void begin_call(mm_script_t *s, const char *phase) {
   s->counted = 0;
   s->budget_hit = 0;
   s->ceiling_hit = 0;
+  s->refusals = 0;
   s->pending = 0;
   s->phase = phase;
+  s->hit_phase = NULL;
   s->pos_chunk[0] = '\0';
   s->pos_line = 0;
 }
@@ -246,16 +278,23 @@ static void begin_call(mm_script_t *s, const char *phase) {
  * the next call starts with the heap the script really holds.
  */
 static void end_call(mm_script_t *s) {
-  if (s->pending) s->ceiling_hit = 1;
+  if (s->pending) ceiling_hit(s);
   s->pending = 0;
-  if (s->budget > 0) lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, s->hook_every);
+  if (s->budget > 0 || s->limit)
+    lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, s->hook_every);
   if (s->ceiling_hit) {
     size_t before = s->used;
     lua_gc(s->L, LUA_GCCOLLECT);
     mm_log(MM_LOG_WARN, NULL,
            "%s: Lua heap ceiling of %zu bytes hit in %s; full GC: %zu -> %zu bytes",
-           s->chunk, s->limit, s->phase ? s->phase : "script", before, s->used);
+           s->chunk, s->limit, s->hit_phase ? s->hit_phase : "script", before, s->used);
+  } else if (s->refusals) {
+    mm_log(MM_LOG_DEBUG, NULL,
+           "%s: %ld allocations past the heap ceiling recovered by emergency collections "
+           "(in %s)",
+           s->chunk, s->refusals, s->phase ? s->phase : "script");
   }
+  set_gc_mark(s);
 }
 
 /* Parses "chunk:LINE: ..." at the start of msg into e->chunk/e->line. */
@@ -297,7 +336,7 @@ static int call_error(mm_script_t *s, int status, mm_err_t *err) {
     char lim[64];
     format_limit(s->limit, lim, sizeof lim);
     mm_err_set(err, MM_ELIMIT, "%s: Lua heap ceiling of %s exceeded (in %s)", s->chunk,
-               lim, s->phase ? s->phase : "script");
+               lim, s->hit_phase ? s->hit_phase : "script");
     snprintf(err->chunk, sizeof err->chunk, "%s", s->chunk);
     return MM_ELIMIT;
   }
@@ -1040,8 +1079,10 @@ static mm_script_t *script_open(const char *path, const mm_script_opts_t *opts) 
     lua_pop(L, 1);
     goto done;
   }
-  if (s->budget > 0) lua_sethook(L, budget_hook, LUA_MASKCOUNT, s->hook_every);
   s->limit = s->limit_cfg;  /* the ceiling starts with the script's own code */
+  set_gc_mark(s);
+  if (s->budget > 0 || s->limit)
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, s->hook_every);
 
   /* compile */
   char chunkname[sizeof s->chunk + 1];
