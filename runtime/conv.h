@@ -11,27 +11,65 @@
  * (through the wrapped cjson the sandbox gives) materialises first. So a
  * record never sits in Lua memory whole unless the script walks it.
  *
+ * The one visible difference from a plain table: before its first touch a
+ * lazy table looks empty to the raw functions (rawget, rawlen, next, and C
+ * code using lua_next/lua_rawget such as an unwrapped cjson.encode), and
+ * getmetatable returns false (the metatable is protected). mm_conv_open replaces the global setmetatable with one that
+ * fills a lazy table first, so setmetatable(rec.dynamodb.NewImage, mt)
+ * works; open the base library before calling it, and build any sandbox
+ * environment from _G after it.
+ *
+ * Conversion rules: S string (unescaped); N integer when the value is
+ * integral and within int64 ("1E+2" -> 100, "-0" -> 0, "1.0" -> 1), else a
+ * float (strtod of the text); B the decoded bytes (RFC 4648 base64 with
+ * padding; non-zero pad bits are tolerated); BOOL boolean; NULL the
+ * lightuserdata NULL (cjson.null); M table; L sequence; SS/NS/BS sequences
+ * in the event's order (empty sets are accepted). An AttributeValue may
+ * also carry every type key with all but one null (aws-sdk-go v1's
+ * encoding/json shape); "NULL": false counts as absent there. Sets are
+ * converted eagerly when their parent is filled.
+ *
+ * Nesting levels: the outermost container (an image, or the value given to
+ * mm_conv_push_av) is level 1; a container deeper than max_depth is an
+ * error, raised while its parent is filled.
+ *
  * Every converted container remembers where it came from (a weak table), so
  * murmur.decimal(t, k) can return the exact N text of t[k]. Lazy tables are
  * tied to the current document: touching one after its invocation raises
- * "record data from an earlier invocation is no longer available".
+ * "record data from an earlier invocation is no longer available". (Each
+ * mm_conv_set_doc starts a fresh weak table, so older containers are simply
+ * not found; tables already filled stay ordinary, readable tables.)
  *
  * Errors in the data (unknown type, invalid base64, nesting deeper than
  * max_depth, a set member of the wrong type) are raised as Lua errors naming
  * the attribute path, e.g. "NewImage.items[2].sku: invalid base64 in B", so
- * they become poison pills of the record whose decode touched them.
+ * they become poison pills of the record whose decode touched them. List and
+ * set indices in paths are 1-based, as in Lua. The message is prefixed with
+ * the chunk:line of the nearest Lua function on the call stack.
  *
  * Relies on json.h and lua-cjson's null (cjson.null, a lightuserdata NULL).
+ * Everything it creates lives in the Lua state; no C memory is held across
+ * a call that can raise.
  */
 #ifndef MM_CONV_H
 #define MM_CONV_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <lua.h>
 #include "json.h"
 
-/* Installs the metatables and weak tables in L's registry. Call once per
- * state, in protected mode. [-0, +0, m] */
+/* max_depth used when mm_conv_set_doc gets 0 or less. */
+#define MM_CONV_DEFAULT_DEPTH 64
+/* Largest max_depth honoured (C recursion of eager conversion is bounded by
+ * it). */
+#define MM_CONV_MAX_DEPTH 512
+/* Longest attribute path written into an error message. */
+#define MM_CONV_PATH_MAX 384
+
+/* Installs the metatables and weak tables in L's registry, and wraps the
+ * global setmetatable (see above). Call once per state, in protected
+ * mode. [-0, +0, m] */
 void mm_conv_open(lua_State *L);
 
 /* Makes doc the document that following pushes read (borrowed until the
@@ -49,14 +87,27 @@ void mm_conv_push_av(lua_State *L, uint32_t av, const char *path);
 
 /* Pushes the exact decimal text of t[k] (t at index t, key at index k) when
  * t was converted from the event and t[k] came from an N (or an NS
- * member); pushes nil otherwise. [-0, +1, e] */
+ * member) and still holds that number; pushes nil otherwise. Does not fill
+ * a lazy t. [-0, +1, e] */
 void mm_conv_push_decimal(lua_State *L, int t, int k);
 
-/* Materialises every lazy table reachable from the value at idx.
+/* Materialises every lazy table reachable from the value at idx (through
+ * any tables, raw, each visited once; at most 1000 levels deep).
  * [-0, +0, e] */
 void mm_conv_materialize(lua_State *L, int idx);
 
 /* 1 if the value at idx is a lazy table not yet filled. [-0, +0, -] */
 int mm_conv_is_lazy(lua_State *L, int idx);
+
+/* The DynamoDB type ("M", "L", "SS", "NS" or "BS") of the converted
+ * container at idx, NULL for anything else (images are "M"; containers of
+ * an earlier document are not known). [-0, +0, -] */
+const char *mm_conv_kind(lua_State *L, int idx);
+
+/* Pushes the number the decimal text s[0..n) denotes, by the N rule above
+ * (optional sign, digits, fraction, exponent; no spaces, hex, inf or nan).
+ * Returns 0, or -1 and pushes nothing when s is not such a number.
+ * [-0, +(0|1), m] */
+int mm_conv_push_number(lua_State *L, const char *s, size_t n);
 
 #endif

@@ -13,6 +13,14 @@
  *   core.tonumber(text)       decimal text -> Lua integer when integral and
  *                             in int64, else float
  *   core.materialize(v)       fills every lazy table under v (conv.h)
+ *   core.kind(t)              "M", "L", "SS", "NS" or "BS" for a container
+ *                             converted from the current event, else nil
+ *                             (murmur.changed compares sets as sets)
+ * core.decimal(x) with a number x alone gives x's text. Floats outside
+ * DynamoDB's range get a "%.17g"-style shortest text; NaN and the
+ * infinities have none (nil). core.tonumber returns nil for text that is
+ * not a number, like Lua's tonumber; dec_* raise on bad arguments and on
+ * results DynamoDB could not store (more than 38 digits, out of range).
  * Relies on conv.h and decimal.h. Errors are raised with luaL_error /
  * luaL_argerror, so they carry the caller's chunk:line.
  */

@@ -1,0 +1,1182 @@
+/*
+ * conv.c - AttributeValue -> Lua, lazily (see conv.h).
+ *
+ * Registry entries (keys are addresses of the statics below):
+ *   STATE_KEY  a userdata holding the current document and max_depth;
+ *   MT_KEY     the one metatable every lazy table shares (__index,
+ *              __newindex, __pairs, __len, __metatable = false);
+ *   REG_KEY    a weak-keyed table: converted container -> packed origin
+ *              (tape node, nesting level, kind). mm_conv_set_doc replaces
+ *              it, which is what makes lazy tables of an earlier document
+ *              stale: they are simply no longer found.
+ *
+ * A conversion carries a ctx_t: the document, the absolute stack indices of
+ * the weak table and (in lazy mode) the metatable, and where error paths
+ * start. Error paths are not tracked while converting (that would cost on
+ * every member); when something fails, the path is rebuilt by walking the
+ * tape from the image (or the value given to mm_conv_push_av) down to the
+ * failing node, which is cheap because every node knows where its subtree
+ * ends.
+ *
+ * C recursion: eager conversion recurses once per container level, bounded
+ * by max_depth (at most MM_CONV_MAX_DEPTH); plain JSON record fields by
+ * MM_JSON_MAX_DEPTH. Lazy filling does not recurse. Materialising is an
+ * explicit loop over the Lua stack.
+ */
+#include "conv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+/* Registry keys: only their addresses matter (not const, so that the
+ * compiler cannot merge them). */
+static char STATE_KEY;
+static char MT_KEY;
+static char REG_KEY;
+
+/* Stack slots a conversion step may use on top of what it already holds. */
+#define STACK_NEED 12
+/* Longest N text converted through a stack buffer (longer is invalid: a
+ * DynamoDB number has at most 38 digits plus sign, point and exponent, so
+ * this leaves plenty of room for leading or trailing zeros). */
+#define NUM_TEXT_MAX 512
+/* Materialisation stops descending below this many levels (cjson's own
+ * encode limit is 1000 as well). */
+#define MATERIALIZE_MAX_DEPTH 1000
+/* Stack frames searched for a Lua function to name in error messages. */
+#define WHERE_LEVELS 16
+
+typedef struct conv_state {
+  const mm_json_doc_t *doc; /* borrowed; NULL between invocations */
+  int max_depth;
+} conv_state_t;
+
+/* AttributeValue types; indices into TYPE_NAMES. */
+enum {
+  T_NONE = 0, T_S, T_N, T_B, T_BOOL, T_NULL, T_M, T_L, T_SS, T_NS, T_BS,
+  T_UNKNOWN
+};
+static const char *const TYPE_NAMES[] = {
+  "", "S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS", "?"
+};
+
+/* Container kinds recorded in the weak table. */
+enum { K_MAP = 1, K_LIST, K_SS, K_NS, K_BS };
+
+/* Where an error path starts: a name-to-AttributeValue map (an image) or
+ * one AttributeValue. */
+enum { BASE_MAP = 0, BASE_AV };
+
+typedef struct ctx {
+  lua_State *L;
+  const mm_json_doc_t *doc;
+  int reg;               /* absolute index of the weak table */
+  int mt;                /* absolute index of the lazy metatable; 0: eager */
+  int max_depth;
+  const char *base_name; /* NULL: find the image holding the failing node */
+  uint32_t base;
+  int base_kind;
+} ctx_t;
+
+/* ------------------------------------------------------------------ */
+/* Packing origins                                                      */
+/* ------------------------------------------------------------------ */
+
+static lua_Integer pack(int kind, int level, uint32_t node) {
+  return (lua_Integer)(((uint64_t)node << 16) | ((uint64_t)level << 4) |
+                       (uint64_t)kind);
+}
+static int unpack_kind(lua_Integer p) { return (int)(p & 15); }
+static int unpack_level(lua_Integer p) { return (int)((p >> 4) & 4095); }
+static uint32_t unpack_node(lua_Integer p) { return (uint32_t)(p >> 16); }
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Pushes "chunk:line: " of the nearest Lua function on the call stack (the
+ * decoder line that touched the data), or "" when there is none.
+ * [-0, +1, m] */
+static void push_where(lua_State *L) {
+  lua_Debug ar;
+  for (int lvl = 0; lvl < WHERE_LEVELS && lua_getstack(L, lvl, &ar); lvl++) {
+    if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+  lua_pushliteral(L, "");
+}
+
+/* A bounded string for error paths: once full it ends in "...". */
+typedef struct pathbuf {
+  char *p;
+  size_t len, cap;
+  int full;
+} pathbuf_t;
+
+static void pb_put(pathbuf_t *b, const char *s, size_t n) {
+  if (b->full) return;
+  if (b->len + n + 4 > b->cap) {
+    memcpy(b->p + b->len, "...", 4);
+    b->len += 3;
+    b->full = 1;
+    return;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+/* Appends ".key" (or "key" at the start), the key decoded when short. */
+static void pb_key(pathbuf_t *b, const mm_json_doc_t *d, uint32_t k) {
+  char tmp[256];
+  const char *s = mm_json_raw(d, k);
+  size_t n = mm_json_len(d, k);
+  if (mm_json_has_escapes(d, k) && n <= sizeof tmp) {
+    n = mm_json_unescape(s, n, tmp);
+    s = tmp;
+  }
+  if (b->len > 0) pb_put(b, ".", 1);
+  pb_put(b, s, n);
+}
+
+static void pb_index(pathbuf_t *b, uint32_t i) {
+  char tmp[16];
+  int n = snprintf(tmp, sizeof tmp, "[%u]", (unsigned)i);
+  pb_put(b, tmp, (size_t)n);
+}
+
+/* Type of the type key at STR node k (T_UNKNOWN for anything else). */
+static int type_of_key(const mm_json_doc_t *d, uint32_t k) {
+  char tmp[24];
+  const char *s = mm_json_raw(d, k);
+  size_t n = mm_json_len(d, k);
+  if (mm_json_has_escapes(d, k)) {
+    if (n > sizeof tmp) return T_UNKNOWN;
+    n = mm_json_unescape(s, n, tmp);
+    s = tmp;
+  }
+  switch (n) {
+  case 1:
+    switch (s[0]) {
+    case 'S': return T_S;
+    case 'N': return T_N;
+    case 'B': return T_B;
+    case 'M': return T_M;
+    case 'L': return T_L;
+    }
+    break;
+  case 2:
+    if (s[1] != 'S') break;
+    switch (s[0]) {
+    case 'S': return T_SS;
+    case 'N': return T_NS;
+    case 'B': return T_BS;
+    }
+    break;
+  case 4:
+    if (memcmp(s, "BOOL", 4) == 0) return T_BOOL;
+    if (memcmp(s, "NULL", 4) == 0) return T_NULL;
+    break;
+  }
+  return T_UNKNOWN;
+}
+
+/* Appends the attribute path from node n (a map when kind is BASE_MAP,
+ * else an AttributeValue) down to target. Walks by subtree ranges: the
+ * child whose [index, next) holds target is the next step. Stops quietly
+ * if the tape does not have the expected shape. */
+static void av_path(const mm_json_doc_t *d, uint32_t n, int kind,
+                    uint32_t target, pathbuf_t *b) {
+  enum { P_MAP, P_AV, P_LIST, P_SET, P_LEAF } mode =
+      kind == BASE_MAP ? P_MAP : P_AV;
+  while (n != target && mode != P_LEAF) {
+    mm_json_type_t jt = mm_json_type(d, n);
+    uint32_t cnt = mm_json_len(d, n);
+    int found = 0;
+    if (mode == P_MAP || mode == P_AV) {
+      if (jt != MM_JSON_OBJ) return;
+      uint32_t k = n + 1;
+      for (uint32_t i = 0; i < cnt && !found; i++) {
+        uint32_t v = k + 1, nx = mm_json_next(d, v);
+        if (target >= v && target < nx) {
+          found = 1;
+          if (mode == P_MAP) {
+            pb_key(b, d, k);
+            mode = P_AV;
+          } else {
+            int t = type_of_key(d, k);
+            mode = t == T_M ? P_MAP : t == T_L ? P_LIST
+                 : (t == T_SS || t == T_NS || t == T_BS) ? P_SET : P_LEAF;
+          }
+          n = v;
+        }
+        k = nx;
+      }
+    } else {
+      if (jt != MM_JSON_ARR) return;
+      uint32_t e = n + 1;
+      for (uint32_t i = 0; i < cnt && !found; i++) {
+        uint32_t nx = mm_json_next(d, e);
+        if (target >= e && target < nx) {
+          found = 1;
+          pb_index(b, i + 1);
+          mode = mode == P_LIST ? P_AV : P_LEAF;
+          n = e;
+        }
+        e = nx;
+      }
+    }
+    if (!found) return;
+  }
+}
+
+/* Finds the image (a Keys/NewImage/OldImage member of a "dynamodb" object)
+ * holding target by descending from the root. Returns 1 and sets *img and
+ * *name, or 0. */
+static int find_image(const mm_json_doc_t *d, uint32_t target, uint32_t *img,
+                      const char **name) {
+  static const char *const IMAGES[] = {"NewImage", "OldImage", "Keys"};
+  uint32_t n = 0;
+  int in_dynamodb = 0;
+  if (target >= d->count) return 0;
+  for (;;) {
+    mm_json_type_t jt = mm_json_type(d, n);
+    uint32_t cnt = mm_json_len(d, n);
+    int found = 0;
+    if (jt == MM_JSON_OBJ) {
+      uint32_t k = n + 1;
+      for (uint32_t i = 0; i < cnt && !found; i++) {
+        uint32_t v = k + 1, nx = mm_json_next(d, v);
+        if (target >= v && target < nx) {
+          found = 1;
+          if (in_dynamodb) {
+            for (size_t j = 0; j < 3; j++) {
+              if (mm_json_str_eq(d, k, IMAGES[j], strlen(IMAGES[j]))) {
+                *img = v;
+                *name = IMAGES[j];
+                return 1;
+              }
+            }
+          }
+          in_dynamodb = mm_json_str_eq(d, k, "dynamodb", 8);
+          n = v;
+        }
+        k = nx;
+      }
+    } else if (jt == MM_JSON_ARR) {
+      uint32_t e = n + 1;
+      for (uint32_t i = 0; i < cnt && !found; i++) {
+        uint32_t nx = mm_json_next(d, e);
+        if (target >= e && target < nx) {
+          found = 1;
+          in_dynamodb = 0;
+          n = e;
+        }
+        e = nx;
+      }
+    }
+    if (!found) return 0;
+  }
+}
+
+/* Raises "<chunk:line: ><path>: <message>" for a problem at tape node
+ * `node`. Never returns. [-0, +1, v] */
+static void raise_at(ctx_t *c, uint32_t node, const char *fmt, ...) {
+  lua_State *L = c->L;
+  char path[MM_CONV_PATH_MAX];
+  pathbuf_t b = {path, 0, sizeof path, 0};
+  uint32_t base = c->base;
+  const char *name = c->base_name;
+  int kind = c->base_kind;
+  va_list ap;
+
+  path[0] = '\0';
+  if (!name) {
+    kind = BASE_MAP;
+    if (!find_image(c->doc, node, &base, &name)) name = NULL;
+  }
+  if (name) {
+    pb_put(&b, name, strlen(name));
+    av_path(c->doc, base, kind, node, &b);
+  }
+  luaL_checkstack(L, 4, NULL);
+  push_where(L);
+  if (path[0])
+    lua_pushfstring(L, "%s: ", path);
+  else
+    lua_pushliteral(L, "");
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 3);
+  lua_error(L);
+}
+
+/* ------------------------------------------------------------------ */
+/* Scalars                                                              */
+/* ------------------------------------------------------------------ */
+
+static int is_digit(char ch) { return (unsigned char)(ch - '0') < 10; }
+
+/* Digit i of the concatenation of int part ip[0..ni) and fraction fp. */
+static int digit_at(const char *ip, size_t ni, const char *fp, size_t i) {
+  return (i < ni ? ip[i] : fp[i - ni]) - '0';
+}
+
+/* Number text to Lua: integer when the value is integral and fits int64,
+ * else the correctly rounded double (strtod). The common case, a plain
+ * integer of at most 18 digits, takes the first loop only. */
+int mm_conv_push_number(lua_State *L, const char *s, size_t n) {
+  const char *p = s, *end = s + n;
+  int neg = 0;
+  if (p < end && (*p == '-' || *p == '+')) neg = *p++ == '-';
+
+  /* Integer part (the fast path when that is all there is). */
+  const char *ip = p;
+  uint64_t fast = 0;
+  while (p < end && is_digit(*p)) {
+    if (p - ip < 18) fast = fast * 10 + (uint64_t)(*p - '0');
+    p++;
+  }
+  size_t ni = (size_t)(p - ip);
+  if (p == end && ni > 0 && ni <= 18) {
+    lua_pushinteger(L, neg ? -(lua_Integer)fast : (lua_Integer)fast);
+    return 0;
+  }
+
+  /* Fraction and exponent. */
+  const char *fp = p;
+  size_t nf = 0;
+  if (p < end && *p == '.') {
+    fp = ++p;
+    while (p < end && is_digit(*p)) p++;
+    nf = (size_t)(p - fp);
+  }
+  if (ni + nf == 0) return -1;
+  long exp = 0;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    int eneg = 0;
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+    if (p >= end || !is_digit(*p)) return -1;
+    while (p < end && is_digit(*p)) {
+      if (exp < 1000000) exp = exp * 10 + (*p - '0');
+      p++;
+    }
+    if (eneg) exp = -exp;
+  }
+  if (p != end) return -1;
+
+  /* value = digits[first..last] * 10^scale */
+  size_t total = ni + nf, first = 0, last;
+  while (first < total && digit_at(ip, ni, fp, first) == 0) first++;
+  if (first == total) { /* zero, any sign or exponent */
+    lua_pushinteger(L, 0);
+    return 0;
+  }
+  last = total - 1;
+  while (digit_at(ip, ni, fp, last) == 0) last--;
+  long scale = exp + ((long)ni - 1 - (long)last);
+  long ndig = (long)(last - first + 1);
+  if (scale >= 0 && ndig + scale <= 19) {
+    uint64_t u = 0;
+    for (size_t i = first; i <= last; i++)
+      u = u * 10 + (uint64_t)digit_at(ip, ni, fp, i);
+    for (long i = 0; i < scale; i++) u *= 10;
+    /* 19 digits are below 1e19 < 2^64: no wrap above. */
+    if (!neg && u <= (uint64_t)LUA_MAXINTEGER) {
+      lua_pushinteger(L, (lua_Integer)u);
+      return 0;
+    }
+    if (neg && u <= (uint64_t)LUA_MAXINTEGER + 1) {
+      lua_pushinteger(L, u == (uint64_t)LUA_MAXINTEGER + 1
+                             ? LUA_MININTEGER : -(lua_Integer)u);
+      return 0;
+    }
+  }
+
+  /* A float: strtod needs a NUL-terminated copy. */
+  char small[96];
+  if (n < sizeof small) {
+    memcpy(small, s, n);
+    small[n] = '\0';
+    lua_pushnumber(L, (lua_Number)strtod(small, NULL));
+  } else {
+    const char *z = lua_pushlstring(L, s, n);
+    double v = strtod(z, NULL);
+    lua_pop(L, 1);
+    lua_pushnumber(L, (lua_Number)v);
+  }
+  return 0;
+}
+
+/* Pushes STR node i's text, unescaped. [-0, +1, m] */
+static void push_str(lua_State *L, const mm_json_doc_t *d, uint32_t i) {
+  const char *s = mm_json_raw(d, i);
+  size_t n = mm_json_len(d, i);
+  if (!mm_json_has_escapes(d, i)) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, n);
+  luaL_pushresultsize(&b, mm_json_unescape(s, n, p));
+}
+
+/* Pushes the number in STR or NUM node i. Returns 0, or -1 (nothing
+ * pushed) when it is not a number. [-0, +(0|1), m] */
+static int push_num_node(lua_State *L, const mm_json_doc_t *d, uint32_t i) {
+  const char *s = mm_json_raw(d, i);
+  size_t n = mm_json_len(d, i);
+  char tmp[NUM_TEXT_MAX];
+  if (mm_json_type(d, i) == MM_JSON_STR && mm_json_has_escapes(d, i)) {
+    if (n > sizeof tmp) return -1;
+    n = mm_json_unescape(s, n, tmp);
+    s = tmp;
+  }
+  return mm_conv_push_number(L, s, n);
+}
+
+static int b64_value(unsigned char ch) {
+  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+  if (ch == '+') return 62;
+  if (ch == '/') return 63;
+  return -1;
+}
+
+/* Decodes RFC 4648 base64 (standard alphabet, padded to a multiple of 4,
+ * '=' only at the end). Returns the decoded length or -1. */
+static long b64_decode(const char *s, size_t n, char *out) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t o = 0;
+  if (n % 4) return -1;
+  for (size_t i = 0; i < n; i += 4) {
+    int last = i + 4 == n;
+    int a = b64_value(u[i]), b = b64_value(u[i + 1]);
+    if (a < 0 || b < 0) return -1;
+    out[o++] = (char)((a << 2) | (b >> 4));
+    if (u[i + 2] == '=') {
+      if (!last || u[i + 3] != '=') return -1;
+      break;
+    }
+    int c = b64_value(u[i + 2]);
+    if (c < 0) return -1;
+    out[o++] = (char)(((b & 15) << 4) | (c >> 2));
+    if (u[i + 3] == '=') {
+      if (!last) return -1;
+      break;
+    }
+    int e = b64_value(u[i + 3]);
+    if (e < 0) return -1;
+    out[o++] = (char)(((c & 3) << 6) | e);
+  }
+  return (long)o;
+}
+
+/* Pushes the bytes of base64 STR node i; raises "<path of errnode>:
+ * invalid base64 in <type>". [-0, +1, e] */
+static void push_b64(ctx_t *c, uint32_t i, uint32_t errnode, int type) {
+  lua_State *L = c->L;
+  const char *s = mm_json_raw(c->doc, i);
+  size_t n = mm_json_len(c->doc, i);
+  int unescaped = 0;
+  if (mm_json_has_escapes(c->doc, i)) { /* e.g. "\/" from some encoders */
+    push_str(L, c->doc, i);
+    s = lua_tolstring(L, -1, &n);
+    unescaped = 1;
+  }
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 1);
+  long len = b64_decode(s, n, out);
+  if (len < 0) raise_at(c, errnode, "invalid base64 in %s", TYPE_NAMES[type]);
+  luaL_pushresultsize(&b, (size_t)len);
+  if (unescaped) lua_remove(L, -2);
+}
+
+/* ------------------------------------------------------------------ */
+/* AttributeValues                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Outcome of classifying an AttributeValue object. */
+enum { AV_OK = 0, AV_NOTOBJ, AV_UNKNOWN, AV_NOTYPE, AV_TWO };
+
+typedef struct avinfo {
+  int type, type2;  /* the type; the second non-null one for AV_TWO */
+  uint32_t payload; /* the type's value node */
+  uint32_t bad;     /* the unknown key for AV_UNKNOWN */
+} avinfo_t;
+
+/* Finds the one non-null member of AttributeValue av (compact or
+ * every-type-key shape). Never raises. */
+static int av_classify(const mm_json_doc_t *d, uint32_t av, avinfo_t *ai) {
+  ai->type = ai->type2 = T_NONE;
+  ai->payload = ai->bad = 0;
+  if (mm_json_type(d, av) != MM_JSON_OBJ) return AV_NOTOBJ;
+  uint32_t cnt = mm_json_len(d, av), k = av + 1;
+  for (uint32_t i = 0; i < cnt; i++) {
+    uint32_t v = k + 1;
+    int t = type_of_key(d, k);
+    mm_json_type_t jt = mm_json_type(d, v);
+    if (t == T_UNKNOWN) {
+      ai->bad = k;
+      return AV_UNKNOWN;
+    }
+    k = mm_json_next(d, v);
+    if (jt == MM_JSON_NULL || (t == T_NULL && jt == MM_JSON_FALSE)) continue;
+    if (ai->type != T_NONE) {
+      ai->type2 = t;
+      return AV_TWO;
+    }
+    ai->type = t;
+    ai->payload = v;
+  }
+  return ai->type == T_NONE ? AV_NOTYPE : AV_OK;
+}
+
+/* Like av_classify, raising on anything but AV_OK. Returns the type. */
+static int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
+  avinfo_t ai;
+  switch (av_classify(c->doc, av, &ai)) {
+  case AV_OK:
+    *payload = ai.payload;
+    return ai.type;
+  case AV_NOTOBJ:
+    raise_at(c, av, "AttributeValue is not an object");
+    break;
+  case AV_UNKNOWN: {
+    char name[48];
+    size_t n = mm_json_len(c->doc, ai.bad);
+    const char *s = mm_json_raw(c->doc, ai.bad);
+    if (mm_json_has_escapes(c->doc, ai.bad) && n < sizeof name) {
+      n = mm_json_unescape(s, n, name);
+    } else {
+      if (n > 40) n = 40;
+      memcpy(name, s, n);
+    }
+    name[n] = '\0';
+    raise_at(c, av, "unknown AttributeValue type \"%s\"", name);
+    break;
+  }
+  case AV_NOTYPE:
+    raise_at(c, av, "AttributeValue has no type");
+    break;
+  default:
+    raise_at(c, av, "AttributeValue has more than one type (%s and %s)",
+             TYPE_NAMES[ai.type], TYPE_NAMES[ai.type2]);
+  }
+  return T_NONE; /* not reached */
+}
+
+/* Records container t's origin in the weak table. [-0, +0, m] */
+static void remember(ctx_t *c, int t, int kind, int level, uint32_t node) {
+  lua_pushvalue(c->L, t);
+  lua_pushinteger(c->L, pack(kind, level, node));
+  lua_rawset(c->L, c->reg);
+}
+
+static void push_value(ctx_t *c, uint32_t av, int level);
+
+/* Fills table t with the members of container node (kind K_MAP: an object
+ * of name -> AttributeValue; K_LIST: an array of AttributeValues) at
+ * nesting level `level`. Nested containers come out lazy in lazy mode and
+ * filled (recursively) in eager mode. [-0, +0, e] */
+static void fill(ctx_t *c, int t, int kind, uint32_t node, int level) {
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  uint32_t cnt = mm_json_len(d, node);
+  luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
+  if (kind == K_MAP) {
+    uint32_t k = node + 1;
+    for (uint32_t i = 0; i < cnt; i++) {
+      uint32_t v = k + 1;
+      push_str(L, d, k);     /* t ... key */
+      push_value(c, v, level); /* t ... key value */
+      lua_rawset(L, t);
+      k = mm_json_next(d, v);
+    }
+  } else {
+    uint32_t e = node + 1;
+    for (uint32_t i = 0; i < cnt; i++) {
+      push_value(c, e, level);
+      lua_rawseti(L, t, (lua_Integer)i + 1);
+      e = mm_json_next(d, e);
+    }
+  }
+}
+
+/* Pushes a new table for container node at nesting `level`: lazy (empty,
+ * with the shared metatable) in lazy mode unless it has no members, else
+ * filled. `av` is the AttributeValue holding it (for error paths).
+ * [-0, +1, e] */
+static void new_container(ctx_t *c, int kind, uint32_t node, int level,
+                          uint32_t av) {
+  lua_State *L = c->L;
+  uint32_t cnt = mm_json_len(c->doc, node);
+  if (level > c->max_depth)
+    raise_at(c, av, "nesting deeper than %d levels", c->max_depth);
+  luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
+  if (kind == K_MAP)
+    lua_createtable(L, 0, (int)(cnt < INT32_MAX ? cnt : 0));
+  else
+    lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
+  int t = lua_gettop(L);
+  remember(c, t, kind, level, node);
+  if (cnt == 0) return;
+  if (c->mt) {
+    lua_pushvalue(L, c->mt);
+    lua_setmetatable(L, t);
+  } else {
+    fill(c, t, kind, node, level);
+  }
+}
+
+/* Pushes the sequence for set `arr` of type SS, NS or BS (always
+ * converted at once: its members are scalars). [-0, +1, e] */
+static void push_set(ctx_t *c, int type, uint32_t arr) {
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  uint32_t cnt = mm_json_len(d, arr), e = arr + 1;
+  luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
+  lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
+  int t = lua_gettop(L);
+  remember(c, t, type == T_SS ? K_SS : type == T_NS ? K_NS : K_BS, 0, arr);
+  for (uint32_t i = 0; i < cnt; i++) {
+    mm_json_type_t jt = mm_json_type(d, e);
+    if (type == T_NS) {
+      if (jt != MM_JSON_STR && jt != MM_JSON_NUM)
+        raise_at(c, e, "expected a string in NS");
+      if (push_num_node(L, d, e) != 0) raise_at(c, e, "invalid number in NS");
+    } else {
+      if (jt != MM_JSON_STR)
+        raise_at(c, e, "expected a string in %s", TYPE_NAMES[type]);
+      if (type == T_SS)
+        push_str(L, d, e);
+      else
+        push_b64(c, e, e, type);
+    }
+    lua_rawseti(L, t, (lua_Integer)i + 1);
+    e = mm_json_next(d, e);
+  }
+}
+
+/* Pushes AttributeValue av held by a container at nesting `level`.
+ * [-0, +1, e] */
+static void push_value(ctx_t *c, uint32_t av, int level) {
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  uint32_t p = 0;
+  int type = av_resolve(c, av, &p);
+  mm_json_type_t jt = mm_json_type(d, p);
+  switch (type) {
+  case T_S:
+    if (jt != MM_JSON_STR) raise_at(c, av, "expected a string in S");
+    push_str(L, d, p);
+    break;
+  case T_N:
+    if (jt != MM_JSON_STR && jt != MM_JSON_NUM)
+      raise_at(c, av, "expected a string in N");
+    if (push_num_node(L, d, p) != 0) raise_at(c, av, "invalid number in N");
+    break;
+  case T_B:
+    if (jt != MM_JSON_STR) raise_at(c, av, "expected a string in B");
+    push_b64(c, p, av, T_B);
+    break;
+  case T_BOOL:
+    if (jt != MM_JSON_TRUE && jt != MM_JSON_FALSE)
+      raise_at(c, av, "expected a boolean in BOOL");
+    lua_pushboolean(L, jt == MM_JSON_TRUE);
+    break;
+  case T_NULL:
+    if (jt != MM_JSON_TRUE) raise_at(c, av, "expected true in NULL");
+    lua_pushlightuserdata(L, NULL); /* cjson.null */
+    break;
+  case T_M:
+    if (jt != MM_JSON_OBJ) raise_at(c, av, "expected an object in M");
+    new_container(c, K_MAP, p, level + 1, av);
+    break;
+  case T_L:
+    if (jt != MM_JSON_ARR) raise_at(c, av, "expected an array in L");
+    new_container(c, K_LIST, p, level + 1, av);
+    break;
+  default: /* SS, NS, BS */
+    if (jt != MM_JSON_ARR)
+      raise_at(c, av, "expected an array in %s", TYPE_NAMES[type]);
+    push_set(c, type, p);
+    break;
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Plain JSON and the record                                            */
+/* ------------------------------------------------------------------ */
+
+/* Pushes plain JSON node i: objects as tables, arrays as sequences, null
+ * as cjson.null, numbers by the N rule. [-0, +1, e] */
+static void push_json(ctx_t *c, uint32_t i, int depth) {
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  uint32_t cnt = mm_json_len(d, i);
+  switch (mm_json_type(d, i)) {
+  case MM_JSON_NULL: lua_pushlightuserdata(L, NULL); break;
+  case MM_JSON_FALSE: lua_pushboolean(L, 0); break;
+  case MM_JSON_TRUE: lua_pushboolean(L, 1); break;
+  case MM_JSON_NUM:
+    if (push_num_node(L, d, i) != 0) lua_pushnumber(L, 0); /* not reached */
+    break;
+  case MM_JSON_STR: push_str(L, d, i); break;
+  case MM_JSON_ARR: {
+    if (depth > MM_JSON_MAX_DEPTH)
+      luaL_error(L, "record nesting deeper than %d levels", MM_JSON_MAX_DEPTH);
+    luaL_checkstack(L, STACK_NEED, "record nesting");
+    lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
+    uint32_t e = i + 1;
+    for (uint32_t j = 0; j < cnt; j++) {
+      push_json(c, e, depth + 1);
+      lua_rawseti(L, -2, (lua_Integer)j + 1);
+      e = mm_json_next(d, e);
+    }
+    break;
+  }
+  case MM_JSON_OBJ: {
+    if (depth > MM_JSON_MAX_DEPTH)
+      luaL_error(L, "record nesting deeper than %d levels", MM_JSON_MAX_DEPTH);
+    luaL_checkstack(L, STACK_NEED, "record nesting");
+    lua_createtable(L, 0, (int)(cnt < INT32_MAX ? cnt : 0));
+    uint32_t k = i + 1;
+    for (uint32_t j = 0; j < cnt; j++) {
+      uint32_t v = k + 1;
+      push_str(L, d, k);
+      push_json(c, v, depth + 1);
+      lua_rawset(L, -3);
+      k = mm_json_next(d, v);
+    }
+    break;
+  }
+  }
+}
+
+/* Name of the image that key node k names, or NULL. */
+static const char *image_name(const mm_json_doc_t *d, uint32_t k) {
+  if (mm_json_str_eq(d, k, "NewImage", 8)) return "NewImage";
+  if (mm_json_str_eq(d, k, "OldImage", 8)) return "OldImage";
+  if (mm_json_str_eq(d, k, "Keys", 4)) return "Keys";
+  return NULL;
+}
+
+/* Pushes the record's "dynamodb" object: plain fields, plus Keys/NewImage/
+ * OldImage as lazy maps (a null image is left out, like an absent one).
+ * [-0, +1, e] */
+static void push_dynamodb(ctx_t *c, uint32_t obj) {
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
+  lua_createtable(L, 0, (int)(cnt < INT32_MAX ? cnt : 0));
+  for (uint32_t i = 0; i < cnt; i++) {
+    uint32_t key = k, v = k + 1;
+    const char *img = image_name(d, key);
+    k = mm_json_next(d, v);
+    if (img && mm_json_type(d, v) == MM_JSON_NULL) continue;
+    push_str(L, d, key);
+    if (!img) {
+      push_json(c, v, 2);
+    } else if (mm_json_type(d, v) == MM_JSON_OBJ) {
+      new_container(c, K_MAP, v, 1, v);
+    } else {
+      push_where(L);
+      lua_pushfstring(L, "%s: image is not an object", img);
+      lua_concat(L, 2);
+      lua_error(L);
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+/* Pushes the record table: every member as plain JSON except "dynamodb".
+ * [-0, +1, e] */
+static void push_record_table(ctx_t *c, uint32_t rec) {
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  uint32_t cnt = mm_json_len(d, rec), k = rec + 1;
+  lua_createtable(L, 0, (int)(cnt < INT32_MAX ? cnt : 0));
+  for (uint32_t i = 0; i < cnt; i++) {
+    uint32_t v = k + 1;
+    push_str(L, d, k);
+    if (mm_json_type(d, v) == MM_JSON_OBJ &&
+        mm_json_str_eq(d, k, "dynamodb", 8))
+      push_dynamodb(c, v);
+    else
+      push_json(c, v, 1);
+    lua_rawset(L, -3);
+    k = mm_json_next(d, v);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Lazy tables                                                          */
+/* ------------------------------------------------------------------ */
+
+static conv_state_t *get_state(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  conv_state_t *st = (conv_state_t *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return st;
+}
+
+/* Starts a conversion: pushes the weak table and the metatable and fills
+ * c (lazy: nested containers come out lazy). [-0, +2, e] */
+static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
+  luaL_checkstack(L, STACK_NEED, NULL);
+  conv_state_t *st = get_state(L);
+  if (!st) luaL_error(L, "murmur: mm_conv_open was not called");
+  c->L = L;
+  c->doc = st->doc;
+  c->max_depth = st->max_depth;
+  c->base_name = NULL;
+  c->base = 0;
+  c->base_kind = BASE_MAP;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+  c->reg = lua_gettop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &MT_KEY);
+  c->mt = lazy ? lua_gettop(L) : 0;
+}
+
+/* Fills the lazy table at absolute index t from its recorded origin and
+ * makes it ordinary; raises the stale-data error when the table is not of
+ * the current document. [-0, +0, e] */
+static void fill_lazy(ctx_t *c, int t) {
+  lua_State *L = c->L;
+  int known = 0;
+  lua_pushvalue(L, t);
+  lua_rawget(L, c->reg);
+  lua_Integer packed = lua_tointegerx(L, -1, &known);
+  lua_pop(L, 1);
+  if (!known || !c->doc || unpack_node(packed) >= c->doc->count) {
+    push_where(L);
+    lua_pushliteral(L,
+                    "record data from an earlier invocation is no longer "
+                    "available");
+    lua_concat(L, 2);
+    lua_error(L);
+  }
+  c->base_name = NULL; /* lazy data lives in an image: paths start there */
+  fill(c, t, unpack_kind(packed), unpack_node(packed), unpack_level(packed));
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+}
+
+/* For the metamethods and setmetatable (upvalue 1 the state, 2 the
+ * metatable): fills the table at index 1 when it is lazy. [-0, +0, e] */
+static void touch_arg1(lua_State *L) {
+  if (!lua_getmetatable(L, 1)) return;
+  int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
+  lua_pop(L, 1);
+  if (!lazy) return;
+  conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
+  ctx_t c;
+  luaL_checkstack(L, STACK_NEED, NULL);
+  c.L = L;
+  c.doc = st->doc;
+  c.max_depth = st->max_depth;
+  c.base_name = NULL;
+  c.base = 0;
+  c.base_kind = BASE_MAP;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+  c.reg = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  c.mt = lua_gettop(L);
+  fill_lazy(&c, 1);
+  lua_pop(L, 2);
+}
+
+/* __index(t, k): fill, then a raw read. */
+static int lazy_index(lua_State *L) {
+  touch_arg1(L);
+  lua_settop(L, 2);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+/* __newindex(t, k, v): fill, then a raw write. */
+static int lazy_newindex(lua_State *L) {
+  touch_arg1(L);
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 0;
+}
+
+/* The iterator __pairs returns: a raw next. */
+static int raw_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* __pairs(t): fill, then next, t, nil. */
+static int lazy_pairs(lua_State *L) {
+  touch_arg1(L);
+  lua_pushcfunction(L, raw_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* __len(t): fill, then the raw length. */
+static int lazy_len(lua_State *L) {
+  touch_arg1(L);
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+  return 1;
+}
+
+/* setmetatable(t, mt) as in the base library, except that a lazy t is
+ * filled first (so its own metatable is gone and the new one applies). */
+static int conv_setmetatable(lua_State *L) {
+  int t = lua_type(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  touch_arg1(L);
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+    return luaL_error(L, "cannot change a protected metatable");
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Public functions                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Pushes a new weak-keyed table. [-0, +1, m] */
+static void push_weak_table(lua_State *L) {
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+}
+
+void mm_conv_open(lua_State *L) {
+  static const struct { const char *name; lua_CFunction fn; } MM[] = {
+    {"__index", lazy_index}, {"__newindex", lazy_newindex},
+    {"__pairs", lazy_pairs}, {"__len", lazy_len},
+  };
+  luaL_checkstack(L, STACK_NEED, NULL);
+  if (get_state(L)) return; /* already open */
+  conv_state_t *st = (conv_state_t *)lua_newuserdatauv(L, sizeof *st, 0);
+  st->doc = NULL;
+  st->max_depth = MM_CONV_DEFAULT_DEPTH;
+  int sti = lua_gettop(L);
+  lua_createtable(L, 0, 5); /* st mt */
+  int mti = lua_gettop(L);
+  for (size_t i = 0; i < sizeof MM / sizeof MM[0]; i++) {
+    lua_pushvalue(L, sti);
+    lua_pushvalue(L, mti);
+    lua_pushcclosure(L, MM[i].fn, 2);
+    lua_setfield(L, mti, MM[i].name);
+  }
+  lua_pushboolean(L, 0);
+  lua_setfield(L, mti, "__metatable");
+
+  /* setmetatable that fills a lazy table first */
+  lua_pushglobaltable(L);
+  if (lua_getfield(L, -1, "setmetatable") == LUA_TFUNCTION) {
+    lua_pushvalue(L, sti);
+    lua_pushvalue(L, mti);
+    lua_pushcclosure(L, conv_setmetatable, 2);
+    lua_setfield(L, -3, "setmetatable");
+  }
+  lua_pop(L, 2); /* st mt */
+
+  push_weak_table(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &MT_KEY);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+}
+
+void mm_conv_set_doc(lua_State *L, const mm_json_doc_t *doc, int max_depth) {
+  conv_state_t *st = get_state(L);
+  if (!st) return;
+  if (max_depth <= 0) max_depth = MM_CONV_DEFAULT_DEPTH;
+  if (max_depth > MM_CONV_MAX_DEPTH) max_depth = MM_CONV_MAX_DEPTH;
+  /* The new weak table first: if it cannot be made, the old document
+   * stays current (no dangling pointer to a freed tape). */
+  push_weak_table(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+  st->doc = doc;
+  st->max_depth = max_depth;
+}
+
+void mm_conv_push_record(lua_State *L, uint32_t node) {
+  ctx_t c;
+  int top = lua_gettop(L);
+  ctx_begin(L, &c, 1); /* reg mt */
+  if (!c.doc) luaL_error(L, "no event document is current");
+  if (node >= c.doc->count || mm_json_type(c.doc, node) != MM_JSON_OBJ)
+    luaL_error(L, "record is not an object");
+  push_record_table(&c, node); /* reg mt rec */
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+}
+
+void mm_conv_push_av(lua_State *L, uint32_t av, const char *path) {
+  ctx_t c;
+  int top = lua_gettop(L);
+  ctx_begin(L, &c, 0); /* reg mt */
+  if (!c.doc) luaL_error(L, "no event document is current");
+  if (av >= c.doc->count) luaL_error(L, "no such tape node");
+  c.base_name = path ? path : "";
+  c.base = av;
+  c.base_kind = BASE_AV;
+  push_value(&c, av, 0); /* reg mt value */
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+}
+
+void mm_conv_push_decimal(lua_State *L, int t, int k) {
+  t = lua_absindex(L, t);
+  k = lua_absindex(L, k);
+  luaL_checkstack(L, STACK_NEED, NULL);
+  conv_state_t *st = get_state(L);
+  int top = lua_gettop(L), known = 0;
+  if (!st || !st->doc || !lua_istable(L, t)) goto none;
+  const mm_json_doc_t *d = st->doc;
+
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+  lua_pushvalue(L, t);
+  lua_rawget(L, -2);
+  lua_Integer packed = lua_tointegerx(L, -1, &known);
+  lua_settop(L, top);
+  if (!known) goto none;
+  uint32_t node = unpack_node(packed), text = 0;
+  if (node >= d->count) goto none;
+
+  int kind = unpack_kind(packed);
+  if (kind == K_MAP) {
+    size_t klen;
+    if (lua_type(L, k) != LUA_TSTRING) goto none;
+    const char *key = lua_tolstring(L, k, &klen);
+    uint32_t av = mm_json_get(d, node, key, klen);
+    avinfo_t ai;
+    if (av && av_classify(d, av, &ai) == AV_OK && ai.type == T_N)
+      text = ai.payload;
+  } else if (kind == K_LIST || kind == K_NS) {
+    int isint = 0;
+    lua_Integer i = lua_tointegerx(L, k, &isint);
+    if (!isint || lua_type(L, k) != LUA_TNUMBER || i < 1 || (uint64_t)i > mm_json_len(d, node)) goto none;
+    uint32_t e = node + 1;
+    for (lua_Integer j = 1; j < i; j++) e = mm_json_next(d, e);
+    avinfo_t ai;
+    if (kind == K_NS)
+      text = e;
+    else if (av_classify(d, e, &ai) == AV_OK && ai.type == T_N)
+      text = ai.payload;
+  }
+  if (!text) goto none;
+  if (mm_json_type(d, text) == MM_JSON_STR)
+    push_str(L, d, text);
+  else if (mm_json_type(d, text) == MM_JSON_NUM)
+    lua_pushlstring(L, mm_json_raw(d, text), mm_json_len(d, text));
+  else
+    goto none;
+
+  /* A filled table may have been changed since: the text only counts
+   * while t[k] still holds the number it denotes. (A lazy table cannot
+   * have been: any write fills it first.) */
+  if (!mm_conv_is_lazy(L, t)) {
+    size_t n;
+    const char *s = lua_tolstring(L, top + 1, &n);
+    lua_pushvalue(L, k);
+    lua_rawget(L, t); /* text current */
+    if (lua_type(L, -1) != LUA_TNUMBER || mm_conv_push_number(L, s, n) != 0 ||
+        !lua_rawequal(L, -1, -2))
+      goto none;
+    lua_settop(L, top + 1);
+  }
+  return;
+none:
+  lua_settop(L, top);
+  lua_pushnil(L);
+}
+
+void mm_conv_materialize(lua_State *L, int idx) {
+  ctx_t c;
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return;
+  int top = lua_gettop(L);
+  ctx_begin(L, &c, 1); /* reg mt */
+  lua_createtable(L, 0, 0); /* reg mt visited */
+  int visited = lua_gettop(L);
+
+  /* Stack from here: pairs (table, key) per level; lua_next replaces the
+   * key, a table value not yet visited becomes the next level. */
+  lua_pushvalue(L, idx);
+  if (mm_conv_is_lazy(L, -1)) fill_lazy(&c, lua_gettop(L));
+  lua_pushvalue(L, -1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, visited);
+  lua_pushnil(L);
+  int depth = 1;
+  while (depth > 0) {
+    int t = lua_gettop(L) - 1;
+    if (!lua_next(L, t)) { /* ... t */
+      lua_pop(L, 1);
+      depth--;
+      continue;
+    }
+    /* ... t k v */
+    if (lua_istable(L, -1) && depth < MATERIALIZE_MAX_DEPTH) {
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, visited) == LUA_TNIL) {
+        lua_pop(L, 1);
+        luaL_checkstack(L, STACK_NEED, "materialize");
+        if (mm_conv_is_lazy(L, -1)) fill_lazy(&c, lua_gettop(L));
+        lua_pushvalue(L, -1);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, visited);
+        lua_pushnil(L); /* ... t k v nil */
+        depth++;
+        continue;
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* ... t k */
+  }
+  lua_settop(L, top);
+}
+
+int mm_conv_is_lazy(lua_State *L, int idx) {
+  if (!lua_istable(L, idx) || !lua_checkstack(L, 2)) return 0;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &MT_KEY);
+  int r = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return r;
+}
+
+const char *mm_conv_kind(lua_State *L, int idx) {
+  static const char *const KINDS[] = {NULL, "M", "L", "SS", "NS", "BS"};
+  int known = 0;
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx) || !lua_checkstack(L, 2)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  lua_Integer packed = lua_tointegerx(L, -1, &known);
+  lua_pop(L, 2);
+  if (!known) return NULL;
+  int kind = unpack_kind(packed);
+  return kind >= K_MAP && kind <= K_BS ? KINDS[kind] : NULL;
+}

@@ -1,0 +1,1262 @@
+/*
+ * check_conv.c - AttributeValue -> Lua (runtime/conv.c).
+ *
+ * Conversion cases are a table: AttributeValue JSON in, the canonical
+ * rendering of the Lua value out (render() below: integers bare, floats
+ * with a point or exponent, strings quoted with \xNN for bytes outside
+ * printable ASCII, sequences [..], other tables {k=v} with sorted keys,
+ * null for cjson.null). Each case runs twice: eagerly (mm_conv_push_av)
+ * and lazily inside a record's NewImage (mm_conv_push_record, then
+ * materialised); both must give the same rendering or error.
+ *
+ * Then: every fixture converts fully and agrees with a reference
+ * unmarshaller written in Lua on top of cjson.decode; laziness; stale
+ * tables; decimals; nesting limits; stack balance; allocation failure at
+ * every allocation of a conversion (a counting allocator).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "conv.h"
+#include "json.h"
+#include "testutil.h"
+
+extern int luaopen_cjson(lua_State *L);
+
+/* ------------------------------------------------------------------ */
+/* Harness                                                              */
+/* ------------------------------------------------------------------ */
+
+/* An allocator that can fail every allocation from the fail_after-th on
+ * (growth only: Lua assumes shrinking never fails) and counts bytes in
+ * use, so a test can see that lua_close returned everything. */
+typedef struct alloc_ctl {
+  long fail_after; /* -1: never fail */
+  long count;
+  long failures;
+  size_t in_use;
+} alloc_ctl_t;
+
+static void *test_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  alloc_ctl_t *a = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    a->in_use -= old;
+    return NULL;
+  }
+  if (nsize > old && a->fail_after >= 0) {
+    if (a->count >= a->fail_after) {
+      a->failures++;
+      return NULL;
+    }
+    a->count++;
+  }
+  void *p = realloc(ptr, nsize);
+  if (!p) return NULL;
+  a->in_use = a->in_use - old + nsize;
+  return p;
+}
+
+/* The renderer and a reference unmarshaller (used for the fixtures), in
+ * Lua. render uses raw access only, so an unfilled lazy table shows as
+ * {} - which is what the laziness tests rely on. */
+static const char *HELPERS_LUA =
+    "local cjson = cjson\n"
+    "local function numstr(v)\n"
+    "  if math.type(v) == 'integer' then return string.format('%d', v) end\n"
+    "  if v ~= v then return 'nan' end\n"
+    "  if v == math.huge then return 'inf' elseif v == -math.huge then return '-inf' end\n"
+    "  local s\n"
+    "  for p = 1, 17 do s = string.format('%.' .. p .. 'g', v)\n"
+    "    if tonumber(s) == v then break end end\n"
+    "  if not s:find('[%.eEn]') then s = s .. '.0' end\n"
+    "  return s\n"
+    "end\n"
+    "local function strq(s)\n"
+    "  return '\"' .. s:gsub('[\\\\\"]', '\\\\%0'):gsub('[^ -~]', function(c)\n"
+    "    return string.format('\\\\x%02x', c:byte()) end) .. '\"'\n"
+    "end\n"
+    "function render(v)\n"
+    "  local t = type(v)\n"
+    "  if t == 'nil' then return 'nil' end\n"
+    "  if t == 'boolean' then return tostring(v) end\n"
+    "  if t == 'number' then return numstr(v) end\n"
+    "  if t == 'string' then return strq(v) end\n"
+    "  if v == cjson.null then return 'null' end\n"
+    "  if t ~= 'table' then return '<' .. t .. '>' end\n"
+    "  local n, count = rawlen(v), 0\n"
+    "  for _ in next, v do count = count + 1 end\n"
+    "  if n > 0 and count == n then\n"
+    "    local out = {}\n"
+    "    for i = 1, n do out[i] = render(rawget(v, i)) end\n"
+    "    return '[' .. table.concat(out, ',') .. ']'\n"
+    "  end\n"
+    "  local out = {}\n"
+    "  for k, x in next, v do out[#out + 1] = render(k) .. '=' .. render(x) end\n"
+    "  table.sort(out)\n"
+    "  return '{' .. table.concat(out, ',') .. '}'\n"
+    "end\n"
+    /* reference unmarshaller: cjson.decode output -> expected Lua value */
+    "local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'\n"
+    "local function b64(s)\n"
+    "  local out, bits, nb = {}, 0, 0\n"
+    "  for c in s:gmatch('[^=]') do\n"
+    "    bits = (bits << 6) | (B64:find(c, 1, true) - 1); nb = nb + 6\n"
+    "    if nb >= 8 then nb = nb - 8; out[#out + 1] = string.char((bits >> nb) & 255) end\n"
+    "  end\n"
+    "  return table.concat(out)\n"
+    "end\n"
+    "local function num(x) local v = tonumber(x); return math.tointeger(v) or v end\n"
+    "local av\n"
+    "local function map(m) local r = {} for k, x in pairs(m) do r[k] = av(x) end return r end\n"
+    "av = function(x)\n"
+    "  local ty, val\n"
+    "  for k, v in pairs(x) do\n"
+    "    if v ~= cjson.null and not (k == 'NULL' and v == false) then ty, val = k, v end\n"
+    "  end\n"
+    "  if ty == 'S' or ty == 'BOOL' then return val end\n"
+    "  if ty == 'N' then return num(val) end\n"
+    "  if ty == 'B' then return b64(val) end\n"
+    "  if ty == 'NULL' then return cjson.null end\n"
+    "  if ty == 'M' then return map(val) end\n"
+    "  local r = {}\n"
+    "  for i, e in ipairs(val) do\n"
+    "    if ty == 'L' then r[i] = av(e) elseif ty == 'NS' then r[i] = num(e)\n"
+    "    elseif ty == 'BS' then r[i] = b64(e) else r[i] = e end\n"
+    "  end\n"
+    "  return r\n"
+    "end\n"
+    "local function plain(x)\n"
+    "  if type(x) == 'number' then return math.tointeger(x) or x end\n"
+    "  if type(x) ~= 'table' then return x end\n"
+    "  local r = {} for k, v in pairs(x) do r[k] = plain(v) end return r\n"
+    "end\n"
+    "function reference(rec)\n"
+    "  local r = {}\n"
+    "  for k, v in pairs(rec) do\n"
+    "    if k == 'dynamodb' and type(v) == 'table' then\n"
+    "      local d = {}\n"
+    "      for dk, dv in pairs(v) do\n"
+    "        if dk == 'Keys' or dk == 'NewImage' or dk == 'OldImage' then\n"
+    "          if dv ~= cjson.null then d[dk] = map(dv) end\n"
+    "        else d[dk] = plain(dv) end\n"
+    "      end\n"
+    "      r[k] = d\n"
+    "    else r[k] = plain(v) end\n"
+    "  end\n"
+    "  return r\n"
+    "end\n";
+
+/* Opens the libraries, cjson (global), conv and the helpers. Runs under
+ * lua_pcall. */
+static int setup_state(lua_State *L) {
+  luaL_openlibs(L);
+  luaL_requiref(L, "cjson", luaopen_cjson, 1);
+  lua_pop(L, 1);
+  mm_conv_open(L);
+  if (luaL_dostring(L, HELPERS_LUA) != LUA_OK) lua_error(L);
+  return 0;
+}
+
+static lua_State *new_state(alloc_ctl_t *ctl) {
+  lua_State *L = ctl ? lua_newstate(test_alloc, ctl) : luaL_newstate();
+  ck_assert_ptr_nonnull(L);
+  lua_pushcfunction(L, setup_state);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+    ck_abort_msg("setup failed: %s", lua_tostring(L, -1));
+  return L;
+}
+
+/* Parses text into *doc (aborting the test on failure). */
+static void parse(mm_json_doc_t *doc, const char *text, size_t len) {
+  mm_err_t err;
+  memset(doc, 0, sizeof *doc);
+  if (mm_json_parse(doc, text, len, 0, &err) != 0)
+    ck_abort_msg("bad test JSON: %s\n%s", err.msg, text);
+}
+
+/* Calls the global `render` on the value at the top (popping it) and
+ * returns the rendering (pushed, borrowed from the stack). */
+static const char *render_top(lua_State *L) {
+  lua_getglobal(L, "render");
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  return lua_tostring(L, -1);
+}
+
+/* Runs a string of Lua with global `rec` set; returns NULL on success or a
+ * malloc'd error message. */
+static char *run_lua(lua_State *L, const char *code) {
+  int top = lua_gettop(L);
+  char *msg = NULL;
+  if (luaL_loadstring(L, code) != LUA_OK || lua_pcall(L, 0, 0, 0) != LUA_OK)
+    msg = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "(non-string)");
+  lua_settop(L, top);
+  return msg;
+}
+
+#define LUA_OK_(L, code)                                       \
+  do {                                                         \
+    char *e_ = run_lua(L, code);                               \
+    ck_assert_msg(e_ == NULL, "lua failed: %s\n--\n%s", e_, code); \
+  } while (0)
+
+/* ------------------------------------------------------------------ */
+/* Case table                                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct conv_case {
+  const char *name;
+  const char *av;     /* AttributeValue JSON */
+  const char *expect; /* rendering, or "error:<substring>" */
+} conv_case_t;
+
+#define ALLNULL_PREFIX "\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":null,\"M\":null,"
+/* {"B":null,...,"<key>":<value>,...,"SS":null}: the every-type-key shape. */
+#define ALL_S(v) "{" ALLNULL_PREFIX "\"N\":null,\"NS\":null,\"NULL\":null,\"S\":" v ",\"SS\":null}"
+#define ALL_N(v) "{" ALLNULL_PREFIX "\"N\":" v ",\"NS\":null,\"NULL\":null,\"S\":null,\"SS\":null}"
+
+static const conv_case_t CASES[] = {
+    /* S */
+    {"S plain", "{\"S\":\"hello\"}", "\"hello\""},
+    {"S empty", "{\"S\":\"\"}", "\"\""},
+    {"S escapes are decoded",
+     "{\"S\":\"a\\\"b\\\\c\\u00e9\\ud83d\\ude00\\n\\/\"}",
+     "\"a\\\"b\\\\c\\xc3\\xa9\\xf0\\x9f\\x98\\x80\\x0a/\""},
+    {"S raw UTF-8 kept", "{\"S\":\"\xc3\xa9t\xc3\xa9\"}", "\"\\xc3\\xa9t\\xc3\\xa9\""},
+    {"S not a string", "{\"S\":5}", "error:v: expected a string in S"},
+    /* N: integers */
+    {"N integer", "{\"N\":\"42\"}", "42"},
+    {"N negative", "{\"N\":\"-17\"}", "-17"},
+    {"N 1E+2 is integer 100", "{\"N\":\"1E+2\"}", "100"},
+    {"N -0 is integer 0", "{\"N\":\"-0\"}", "0"},
+    {"N 0.000 is 0", "{\"N\":\"0.000\"}", "0"},
+    {"N 1.0 is integral", "{\"N\":\"1.0\"}", "1"},
+    {"N 100E-2 is integral", "{\"N\":\"100E-2\"}", "1"},
+    {"N 1.5E1 is integral", "{\"N\":\"1.5E1\"}", "15"},
+    {"N 18 digits (fast path)", "{\"N\":\"123456789012345678\"}", "123456789012345678"},
+    {"N 19 digits", "{\"N\":\"1234567890123456789\"}", "1234567890123456789"},
+    {"N int64 max", "{\"N\":\"9223372036854775807\"}", "9223372036854775807"},
+    {"N int64 min", "{\"N\":\"-9223372036854775808\"}", "-9223372036854775808"},
+    {"N int64 max + 1 is float", "{\"N\":\"9223372036854775808\"}",
+     "9.223372036854776e+18"},
+    {"N 1E+18 integer", "{\"N\":\"1E+18\"}", "1000000000000000000"},
+    {"N 1E+19 float", "{\"N\":\"1E+19\"}", "1e+19"},
+    {"N leading zeros", "{\"N\":\"007\"}", "7"},
+    /* N: floats */
+    {"N fraction", "{\"N\":\"1.5\"}", "1.5"},
+    {"N 0.1", "{\"N\":\"0.1\"}", "0.1"},
+    {"N 12.50", "{\"N\":\"12.50\"}", "12.5"},
+    {"N 38 digits", "{\"N\":\"12345678901234567890123456789012345678\"}",
+     "1.2345678901234568e+37"},
+    {"N 38 digits with point", "{\"N\":\"1.2345678901234567890123456789012345678\"}",
+     "1.2345678901234567"},
+    {"N smallest", "{\"N\":\"1E-130\"}", "1e-130"},
+    {"N smallest negative", "{\"N\":\"-1E-130\"}", "-1e-130"},
+    {"N largest", "{\"N\":\"9.9999999999999999999999999999999999999E+125\"}", "1e+126"},
+    {"N as a JSON number", "{\"N\":7}", "7"},
+    {"N as a JSON float", "{\"N\":2.5}", "2.5"},
+    /* N: errors */
+    {"N not a number", "{\"N\":\"abc\"}", "error:v: invalid number in N"},
+    {"N empty", "{\"N\":\"\"}", "error:v: invalid number in N"},
+    {"N dangling exponent", "{\"N\":\"1e\"}", "error:invalid number in N"},
+    {"N two points", "{\"N\":\"1.2.3\"}", "error:invalid number in N"},
+    {"N space", "{\"N\":\" 1\"}", "error:invalid number in N"},
+    {"N hex", "{\"N\":\"0x10\"}", "error:invalid number in N"},
+    {"N inf", "{\"N\":\"inf\"}", "error:invalid number in N"},
+    {"N nan", "{\"N\":\"NaN\"}", "error:invalid number in N"},
+    {"N sign only", "{\"N\":\"-\"}", "error:invalid number in N"},
+    {"N boolean", "{\"N\":true}", "error:v: expected a string in N"},
+    /* B */
+    {"B padded ==", "{\"B\":\"dGVzdA==\"}", "\"test\""},
+    {"B padded =", "{\"B\":\"dGVzdDE=\"}", "\"test1\""},
+    {"B no padding needed", "{\"B\":\"dGVzdDEy\"}", "\"test12\""},
+    {"B 'test' is 3 bytes", "{\"B\":\"test\"}", "\"\\xb5\\xeb-\""},
+    {"B binary", "{\"B\":\"AAEqQQ==\"}", "\"\\x00\\x01*A\""},
+    {"B empty", "{\"B\":\"\"}", "\"\""},
+    {"B escaped slash", "{\"B\":\"AA\\/A\"}", "\"\\x00\\x0f\\xc0\""},
+    {"B non-zero pad bits tolerated", "{\"B\":\"dG==\"}", "\"t\""},
+    {"B missing padding", "{\"B\":\"dGVzdA\"}", "error:v: invalid base64 in B"},
+    {"B short padding", "{\"B\":\"dGVzdA=\"}", "error:v: invalid base64 in B"},
+    {"B inner space", "{\"B\":\"dGVz dA==\"}", "error:v: invalid base64 in B"},
+    {"B '=' inside a quantum", "{\"B\":\"dG=a\"}", "error:v: invalid base64 in B"},
+    {"B padding then data", "{\"B\":\"dA==dGVz\"}", "error:v: invalid base64 in B"},
+    {"B only padding", "{\"B\":\"====\"}", "error:v: invalid base64 in B"},
+    {"B url alphabet", "{\"B\":\"-_-_\"}", "error:v: invalid base64 in B"},
+    {"B not a string", "{\"B\":[]}", "error:v: expected a string in B"},
+    /* BOOL, NULL */
+    {"BOOL true", "{\"BOOL\":true}", "true"},
+    {"BOOL false", "{\"BOOL\":false}", "false"},
+    {"BOOL as text", "{\"BOOL\":\"true\"}", "error:v: expected a boolean in BOOL"},
+    {"NULL", "{\"NULL\":true}", "null"},
+    {"NULL false alone has no type", "{\"NULL\":false}", "error:v: AttributeValue has no type"},
+    {"NULL not a boolean", "{\"NULL\":1}", "error:v: expected true in NULL"},
+    /* M, L */
+    {"M", "{\"M\":{\"a\":{\"S\":\"x\"},\"b\":{\"N\":\"2\"}}}", "{\"a\"=\"x\",\"b\"=2}"},
+    {"M nested", "{\"M\":{\"m\":{\"M\":{\"z\":{\"BOOL\":true}}},\"l\":{\"L\":[{\"N\":\"1\"},{\"S\":\"two\"}]}}}",
+     "{\"l\"=[1,\"two\"],\"m\"={\"z\"=true}}"},
+    {"M empty", "{\"M\":{}}", "{}"},
+    {"M duplicate key: last wins", "{\"M\":{\"a\":{\"N\":\"1\"},\"a\":{\"N\":\"2\"}}}", "{\"a\"=2}"},
+    {"M escaped key", "{\"M\":{\"k\\u00e9y\":{\"N\":\"1\"}}}", "{\"k\\xc3\\xa9y\"=1}"},
+    {"M not an object", "{\"M\":[]}", "error:v: expected an object in M"},
+    {"L", "{\"L\":[{\"S\":\"a\"},{\"N\":\"1.5\"},{\"NULL\":true},{\"BOOL\":false}]}",
+     "[\"a\",1.5,null,false]"},
+    {"L empty", "{\"L\":[]}", "{}"},
+    {"L of L", "{\"L\":[{\"L\":[{\"L\":[{\"N\":\"3\"}]}]}]}", "[[[3]]]"},
+    {"L not an array", "{\"L\":{}}", "error:v: expected an array in L"},
+    /* sets */
+    {"SS keeps event order", "{\"SS\":[\"b\",\"a\",\"c\"]}", "[\"b\",\"a\",\"c\"]"},
+    {"NS", "{\"NS\":[\"1\",\"2.5\",\"1E+2\",\"12345678901234567890123456789012345678\"]}",
+     "[1,2.5,100,1.2345678901234568e+37]"},
+    {"BS", "{\"BS\":[\"AAEqQQ==\",\"QSoBAA==\"]}", "[\"\\x00\\x01*A\",\"A*\\x01\\x00\"]"},
+    {"BS duplicate member kept", "{\"BS\":[\"AA==\",\"AA==\"]}", "[\"\\x00\",\"\\x00\"]"},
+    {"SS empty", "{\"SS\":[]}", "{}"},
+    {"NS empty", "{\"NS\":[]}", "{}"},
+    {"BS empty", "{\"BS\":[]}", "{}"},
+    {"SS member not a string", "{\"SS\":[\"a\",1]}", "error:v[2]: expected a string in SS"},
+    {"NS member not a number", "{\"NS\":[\"1\",\"x\"]}", "error:v[2]: invalid number in NS"},
+    {"NS member not a string", "{\"NS\":[\"1\",{}]}", "error:v[2]: expected a string in NS"},
+    {"BS member invalid", "{\"BS\":[\"AA==\",\"!\"]}", "error:v[2]: invalid base64 in BS"},
+    {"SS not an array", "{\"SS\":\"a\"}", "error:v: expected an array in SS"},
+    /* shape errors */
+    {"not an object", "\"x\"", "error:v: AttributeValue is not an object"},
+    {"no type", "{}", "error:v: AttributeValue has no type"},
+    {"unknown type", "{\"X\":\"1\"}", "error:v: unknown AttributeValue type \"X\""},
+    {"unknown type key, even null", "{\"S\":\"a\",\"Q\":null}",
+     "error:v: unknown AttributeValue type \"Q\""},
+    {"lower-case type", "{\"s\":\"a\"}", "error:v: unknown AttributeValue type \"s\""},
+    {"two types", "{\"S\":\"a\",\"N\":\"1\"}",
+     "error:v: AttributeValue has more than one type (S and N)"},
+    {"escaped type key", "{\"\\u0053\":\"x\"}", "\"x\""},
+    /* the every-type-key shape */
+    {"all keys: N", ALL_N("\"1\""), "1"},
+    {"all keys: S", ALL_S("\"data\""), "\"data\""},
+    {"all keys: BOOL false",
+     "{\"B\":null,\"BOOL\":false,\"BS\":null,\"L\":null,\"M\":null,\"N\":null,"
+     "\"NS\":null,\"NULL\":null,\"S\":null,\"SS\":null}", "false"},
+    {"all keys: NULL true",
+     "{\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":null,\"M\":null,\"N\":null,"
+     "\"NS\":null,\"NULL\":true,\"S\":null,\"SS\":null}", "null"},
+    {"all keys: NULL false counts as absent",
+     "{\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":null,\"M\":null,\"N\":null,"
+     "\"NS\":null,\"NULL\":false,\"S\":\"x\",\"SS\":null}", "\"x\""},
+    {"all keys: nested M and L",
+     "{\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":null,\"M\":{\"a\":" ALL_S("\"x\"")
+     ",\"l\":{\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":[" ALL_N("\"2\"") "," ALL_N("\"2.5\"")
+     "],\"M\":null,\"N\":null,\"NS\":null,\"NULL\":null,\"S\":null,\"SS\":null}},"
+     "\"N\":null,\"NS\":null,\"NULL\":null,\"S\":null,\"SS\":null}",
+     "{\"a\"=\"x\",\"l\"=[2,2.5]}"},
+    {"all keys: SS",
+     "{\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":null,\"M\":null,\"N\":null,"
+     "\"NS\":null,\"NULL\":null,\"S\":null,\"SS\":[\"a\",\"b\"]}", "[\"a\",\"b\"]"},
+    {"all keys: every one null",
+     "{\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":null,\"M\":null,\"N\":null,"
+     "\"NS\":null,\"NULL\":null,\"S\":null,\"SS\":null}",
+     "error:v: AttributeValue has no type"},
+    {"all keys: two non-null",
+     "{\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":null,\"M\":null,\"N\":\"1\","
+     "\"NS\":null,\"NULL\":null,\"S\":\"x\",\"SS\":null}",
+     "error:v: AttributeValue has more than one type (N and S)"},
+    /* error paths */
+    {"path through M and L",
+     "{\"M\":{\"a\":{\"L\":[{\"S\":\"x\"},{\"M\":{\"sig\":{\"B\":\"!!\"}}}]}}}",
+     "error:v.a[2].sig: invalid base64 in B"},
+    {"path with an escaped key", "{\"M\":{\"k\\u00e9y\":{\"N\":\"x\"}}}",
+     "error:v.k\xc3\xa9y: invalid number in N"},
+    {"path into a set", "{\"M\":{\"tags\":{\"NS\":[\"1\",\"2\",\"z\"]}}}",
+     "error:v.tags[3]: invalid number in NS"},
+    {"path in all-keys shape",
+     "{\"B\":null,\"BOOL\":null,\"BS\":null,\"L\":null,\"M\":{\"a\":{\"Z\":1}},"
+     "\"N\":null,\"NS\":null,\"NULL\":null,\"S\":null,\"SS\":null}",
+     "error:v.a: unknown AttributeValue type \"Z\""},
+};
+
+/* Protected body of one case: upvalue-free, arguments (mode, path). */
+static int case_body(lua_State *L) {
+  int lazy = (int)lua_tointeger(L, 1);
+  int top = lua_gettop(L);
+  if (!lazy) {
+    mm_conv_push_av(L, 0, "v");
+    ck_assert_int_eq(lua_gettop(L), top + 1);
+  } else {
+    mm_conv_push_record(L, 0);
+    ck_assert_int_eq(lua_gettop(L), top + 1);
+    mm_conv_materialize(L, -1);
+    ck_assert_int_eq(lua_gettop(L), top + 1);
+    lua_getfield(L, -1, "dynamodb");
+    lua_getfield(L, -1, "NewImage");
+    lua_getfield(L, -1, "v");
+  }
+  render_top(L);
+  return 1;
+}
+
+/* Runs one case; returns the rendering or "error:<message>" (static). */
+static const char *run_case(lua_State *L, const char *av, int lazy) {
+  static char out[4096];
+  char json[8192];
+  mm_json_doc_t doc;
+  if (lazy)
+    snprintf(json, sizeof json,
+             "{\"eventName\":\"INSERT\",\"dynamodb\":{\"NewImage\":{\"v\":%s}}}", av);
+  else
+    snprintf(json, sizeof json, "%s", av);
+  parse(&doc, json, strlen(json));
+  mm_conv_set_doc(L, &doc, 64);
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, case_body);
+  lua_pushinteger(L, lazy);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+    snprintf(out, sizeof out, "%s", lua_tostring(L, -1));
+  else
+    snprintf(out, sizeof out, "error:%s", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  ck_assert_int_eq(lua_gettop(L), top);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+  return out;
+}
+
+static void check_case(lua_State *L, const conv_case_t *c, int lazy) {
+  const char *got = run_case(L, c->av, lazy);
+  const char *mode = lazy ? "lazy" : "eager";
+  if (strncmp(c->expect, "error:", 6) == 0) {
+    ck_assert_msg(strncmp(got, "error:", 6) == 0 && strstr(got, c->expect + 6),
+                  "[%s, %s] expected %s, got %s", c->name, mode, c->expect, got);
+    if (lazy) /* the path starts at the image */
+      ck_assert_msg(strstr(got, "NewImage.v"), "[%s] lazy path: %s", c->name, got);
+  } else {
+    ck_assert_msg(strcmp(got, c->expect) == 0, "[%s, %s] expected %s, got %s",
+                  c->name, mode, c->expect, got);
+  }
+}
+
+START_TEST(test_case_table) {
+  lua_State *L = new_state(NULL);
+  for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+    check_case(L, &CASES[i], 0);
+    check_case(L, &CASES[i], 1);
+  }
+  lua_close(L);
+}
+END_TEST
+
+/* mm_conv_push_number directly: the rule core.tonumber shares. */
+START_TEST(test_push_number) {
+  static const struct { const char *in; const char *out; } C[] = {
+      {"0", "0"}, {"+5", "5"}, {"-0.0E+7", "0"}, {"2E-0", "2"},
+      {"1e400", "inf"}, {"1e-400", "0.0"}, {"5.", "5"}, {".5", "0.5"},
+      {"123456789012345678901234567890", "1.2345678901234568e+29"},
+      {"-9223372036854775809", "-9.223372036854776e+18"},
+      {"00000000000000000000000000000001", "1"},
+      {"1", "1"}, {"", NULL}, {"e5", NULL}, {"1e+", NULL}, {"--1", NULL},
+      {"1 ", NULL}, {"1_000", NULL}, {"0x1p3", NULL}, {"Infinity", NULL},
+  };
+  lua_State *L = new_state(NULL);
+  for (size_t i = 0; i < sizeof C / sizeof C[0]; i++) {
+    int top = lua_gettop(L);
+    int rc = mm_conv_push_number(L, C[i].in, strlen(C[i].in));
+    if (!C[i].out) {
+      ck_assert_msg(rc == -1, "'%s' should not be a number", C[i].in);
+      ck_assert_int_eq(lua_gettop(L), top);
+      continue;
+    }
+    ck_assert_msg(rc == 0, "'%s' should be a number", C[i].in);
+    ck_assert_int_eq(lua_gettop(L), top + 1);
+    const char *r = render_top(L);
+    ck_assert_msg(strcmp(r, C[i].out) == 0, "'%s': expected %s got %s", C[i].in,
+                  C[i].out, r);
+    lua_pop(L, 1);
+  }
+  /* a long text goes through the heap path of strtod */
+  char longnum[700];
+  memset(longnum, '0', sizeof longnum - 1);
+  longnum[0] = '1';
+  longnum[1] = '.';
+  longnum[sizeof longnum - 2] = '5';
+  ck_assert_int_eq(mm_conv_push_number(L, longnum, sizeof longnum - 1), 0);
+  ck_assert(lua_isnumber(L, -1) && !lua_isinteger(L, -1));
+  ck_assert(lua_tonumber(L, -1) == 1.0);
+  lua_close(L);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Fixtures                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Protected: converts every record of the document, checks it against
+ * the reference unmarshaller applied to cjson.decode of the same file,
+ * and that cjson.encode of the materialised record works. Argument 1:
+ * the file text (BOM stripped); the current document is set. */
+static int fixture_body(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, 2);
+  uint32_t records = mm_json_get(doc, 0, "Records", 7), first, n;
+  if (records) {
+    ck_assert_int_eq(mm_json_type(doc, records), MM_JSON_ARR);
+    n = mm_json_len(doc, records);
+    first = records + 1;
+  } else { /* a bare record */
+    n = 1;
+    first = 0;
+  }
+  lua_settop(L, 2);
+  lua_getglobal(L, "cjson");
+  lua_getfield(L, -1, "decode");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1); /* text doc cjson decoded */
+  int decoded = lua_gettop(L);
+  uint32_t rec = first;
+  for (uint32_t i = 0; i < n; i++) {
+    int top = lua_gettop(L);
+    mm_conv_push_record(L, rec);
+    ck_assert_int_eq(lua_gettop(L), top + 1);
+    int r = lua_gettop(L);
+    /* images start lazy (unless empty) */
+    uint32_t ddb = mm_json_get(doc, rec, "dynamodb", 8);
+    lua_getfield(L, r, "dynamodb");
+    for (int j = 0; ddb && j < 3; j++) {
+      static const char *const IMG[] = {"Keys", "NewImage", "OldImage"};
+      uint32_t img = mm_json_get(doc, ddb, IMG[j], strlen(IMG[j]));
+      lua_getfield(L, -1, IMG[j]); /* raw: dynamodb is ordinary */
+      if (img && mm_json_type(doc, img) == MM_JSON_OBJ)
+        ck_assert_msg(mm_conv_is_lazy(L, -1) == (mm_json_len(doc, img) > 0),
+                      "%s should start lazy", IMG[j]);
+      else
+        ck_assert(lua_isnil(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    mm_conv_materialize(L, r);
+    ck_assert_int_eq(lua_gettop(L), r);
+    /* cjson.encode sees everything once materialised */
+    lua_getglobal(L, "cjson");
+    lua_getfield(L, -1, "encode");
+    lua_pushvalue(L, r);
+    lua_call(L, 1, 1);
+    ck_assert(lua_isstring(L, -1));
+    lua_pop(L, 2);
+    /* same rendering as the reference */
+    lua_pushvalue(L, r);
+    const char *mine = render_top(L);
+    lua_getglobal(L, "reference");
+    if (records) {
+      lua_getfield(L, decoded, "Records");
+      lua_rawgeti(L, -1, (lua_Integer)i + 1);
+      lua_remove(L, -2);
+    } else {
+      lua_pushvalue(L, decoded);
+    }
+    lua_call(L, 1, 1);
+    const char *ref = render_top(L);
+    ck_assert_msg(strcmp(mine, ref) == 0, "record %u differs:\nconv: %s\nref:  %s",
+                  (unsigned)i, mine, ref);
+    lua_settop(L, top);
+    rec = mm_json_next(doc, rec);
+  }
+  return 0;
+}
+
+/* Runs fixture_body over one file; returns the number of records seen. */
+static void check_fixture(lua_State *L, const char *path) {
+  size_t len;
+  char *text = tu_read_file(path, &len);
+  ck_assert_msg(text != NULL, "cannot read %s", path);
+  mm_json_doc_t doc;
+  parse(&doc, text, len);
+  mm_conv_set_doc(L, &doc, 64);
+  const char *body = text;
+  if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) body += 3; /* cjson */
+  lua_pushcfunction(L, fixture_body);
+  lua_pushstring(L, body);
+  lua_pushlightuserdata(L, &doc);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    ck_abort_msg("%s: %s", path, lua_tostring(L, -1));
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+  free(text);
+}
+
+START_TEST(test_fixtures) {
+  lua_State *L = new_state(NULL);
+  DIR *dir = opendir(MM_FIXTURES);
+  ck_assert_ptr_nonnull(dir);
+  int files = 0;
+  struct dirent *de;
+  while ((de = readdir(dir)) != NULL) {
+    size_t n = strlen(de->d_name);
+    if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0) continue;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", MM_FIXTURES, de->d_name);
+    check_fixture(L, path);
+    files++;
+  }
+  closedir(dir);
+  ck_assert_int_ge(files, 13);
+  /* the bare record (Kinesis-style, userIdentity null) */
+  check_fixture(L, MM_FIXTURES
+                "/non-event/rust-example-dynamodb-event-record-with-optional-fields.json");
+  lua_close(L);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Lua-driven tests on small events                                     */
+/* ------------------------------------------------------------------ */
+
+/* An event kept alive while Lua code reads its records. */
+typedef struct loaded {
+  mm_json_doc_t doc;
+  char *text;
+} loaded_t;
+
+/* Protected: pushes every record of the current document into global
+ * `recs` and the first into `rec`. Argument 1: the document. */
+static int load_body(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, 1);
+  uint32_t recs = mm_json_get(doc, 0, "Records", 7);
+  uint32_t n = recs ? mm_json_len(doc, recs) : 1, e = recs ? recs + 1 : 0;
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    mm_conv_push_record(L, e);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    e = mm_json_next(doc, e);
+  }
+  lua_rawgeti(L, -1, 1);
+  lua_setglobal(L, "rec");
+  lua_setglobal(L, "recs");
+  return 0;
+}
+
+/* Parses text (copied) and makes its records the globals rec/recs. */
+static void load_event(lua_State *L, loaded_t *ld, const char *text) {
+  ld->text = strdup(text);
+  ck_assert_ptr_nonnull(ld->text);
+  parse(&ld->doc, ld->text, strlen(ld->text));
+  mm_conv_set_doc(L, &ld->doc, 64);
+  lua_pushcfunction(L, load_body);
+  lua_pushlightuserdata(L, &ld->doc);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) ck_abort_msg("load: %s", lua_tostring(L, -1));
+}
+
+static void load_fixture(lua_State *L, loaded_t *ld, const char *name) {
+  size_t len;
+  char *t = tu_fixture(name, &len);
+  load_event(L, ld, t);
+  free(t);
+}
+
+static void unload(lua_State *L, loaded_t *ld) {
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&ld->doc);
+  free(ld->text);
+}
+
+/* Sets global `lazy` (is_lazy) and `kind` for Lua code. */
+static int l_is_lazy(lua_State *L) {
+  lua_pushboolean(L, mm_conv_is_lazy(L, 1));
+  return 1;
+}
+static int l_kind(lua_State *L) {
+  const char *k = mm_conv_kind(L, 1);
+  if (k) lua_pushstring(L, k); else lua_pushnil(L);
+  return 1;
+}
+static int l_materialize(lua_State *L) {
+  lua_settop(L, 1);
+  int top = lua_gettop(L);
+  mm_conv_materialize(L, 1);
+  ck_assert_int_eq(lua_gettop(L), top);
+  return 1;
+}
+static int l_decimal(lua_State *L) {
+  lua_settop(L, 2);
+  mm_conv_push_decimal(L, 1, 2);
+  ck_assert_int_eq(lua_gettop(L), 3);
+  return 1;
+}
+static void add_test_globals(lua_State *L) {
+  lua_register(L, "is_lazy", l_is_lazy);
+  lua_register(L, "kind", l_kind);
+  lua_register(L, "materialize", l_materialize);
+  lua_register(L, "decimal", l_decimal);
+}
+
+static const char *ORDER_EVENT =
+    "{\"Records\":[{\"eventID\":\"e1\",\"eventName\":\"MODIFY\",\"eventVersion\":\"1.1\","
+    "\"eventSource\":\"aws:dynamodb\",\"awsRegion\":\"eu-west-1\","
+    "\"dynamodb\":{\"ApproximateCreationDateTime\":1700000000,"
+    "\"Keys\":{\"id\":{\"S\":\"o-1\"}},"
+    "\"NewImage\":{\"id\":{\"S\":\"o-1\"},\"customer_id\":{\"S\":\"c-42\"},"
+    "\"total\":{\"N\":\"19.99\"},"
+    "\"items\":{\"L\":[{\"M\":{\"sku\":{\"S\":\"a\"},\"qty\":{\"N\":\"2\"}}},"
+    "{\"M\":{\"sku\":{\"S\":\"b\"},\"qty\":{\"N\":\"1\"}}}]},"
+    "\"address\":{\"M\":{\"city\":{\"S\":\"Oslo\"},\"geo\":{\"L\":[{\"N\":\"59.9\"},{\"N\":\"10.7\"}]}}},"
+    "\"tags\":{\"SS\":[\"x\",\"y\"]},"
+    "\"big\":{\"N\":\"12345678901234567890123456789012345678\"},"
+    "\"nums\":{\"NS\":[\"1.10\",\"2\"]},\"empty\":{\"M\":{}}},"
+    "\"OldImage\":{\"id\":{\"S\":\"o-1\"},\"total\":{\"N\":\"9.99\"}},"
+    "\"SequenceNumber\":\"111111111111111111111\",\"SizeBytes\":100,"
+    "\"StreamViewType\":\"NEW_AND_OLD_IMAGES\"}}]}";
+
+START_TEST(test_fixture_values) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_fixture(L, &ld, "go-dynamodb-event.json");
+  LUA_OK_(L,
+          "local r1, r2 = recs[1], recs[2]\n"
+          "assert(r1.userIdentity.type == 'Service')\n"
+          "assert(r2.userIdentity == nil)\n"
+          "local d = r2.dynamodb\n"
+          "assert(math.type(d.ApproximateCreationDateTime) == 'integer')\n"
+          "assert(d.ApproximateCreationDateTime == 1480642020 and d.SizeBytes == 54)\n"
+          "assert(d.SequenceNumber == '1405400000000002063282832')\n"
+          "local o = d.NewImage\n"
+          "assert(o.b2 == '\\xb5\\xeb\\x2d')\n"
+          "assert(#o.asdf2 == 3 and o.asdf2[1] == o.asdf2[3])\n"
+          "assert(o.Null == cjson.null and o.Boolean == true)\n"
+          "assert(o.List[3] == 3.14159 and o.List[1] == 'Cookies')\n"
+          "assert(o.Map.Age == 35 and math.type(o.Map.Age) == 'integer')\n"
+          "assert(o.NumberSet[1] == 1234 and o.NumberSet[2] == 567.8)\n"
+          "assert(o.FloatNumber == 123.45 and o.IntegerNumber == 123)\n"
+          "assert(next(o.EmptyStringSet) == nil)\n"
+          "assert(d.OldImage == nil)\n");
+  unload(L, &ld);
+  load_fixture(L, &ld, "java-libs-dynamo-event.json");
+  LUA_OK_(L,
+          "local t = recs[2].dynamodb.ApproximateCreationDateTime\n"
+          "assert(math.type(t) == 'float' and t == 1.635734407123456789E9)\n");
+  unload(L, &ld);
+  load_fixture(L, &ld, "pt-python-dynamoStreamEvent.json");
+  LUA_OK_(L,
+          "local t = recs[1].dynamodb.ApproximateCreationDateTime\n"
+          "assert(math.type(t) == 'integer' and t == 1693997155)\n"
+          "assert(recs[2].dynamodb.ApproximateCreationDateTime == nil)\n");
+  unload(L, &ld);
+  load_fixture(L, &ld, "ankcorn-new-image-remove.json");
+  LUA_OK_(L,
+          "local d = rec.dynamodb\n"
+          "assert(rec.eventName == 'REMOVE' and d.NewImage == nil and d.OldImage == nil)\n"
+          "assert(d.Keys.pk ~= nil)\n");
+  unload(L, &ld);
+  load_fixture(L, &ld, "non-event/rust-example-dynamodb-event-record-with-optional-fields.json");
+  LUA_OK_(L, "assert(rec.userIdentity == cjson.null)\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* Touching a lazy table fills exactly one level. */
+START_TEST(test_lazy_one_level) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  LUA_OK_(L,
+          "local d = rec.dynamodb\n"
+          "assert(not is_lazy(rec) and not is_lazy(d))\n"
+          "local n, o = rawget(d, 'NewImage'), rawget(d, 'OldImage')\n"
+          "assert(is_lazy(n) and is_lazy(o) and is_lazy(rawget(d, 'Keys')))\n"
+          /* the documented difference: raw access sees an empty table */
+          "assert(next(n) == nil and rawget(n, 'id') == nil and rawlen(n) == 0)\n"
+          "assert(getmetatable(n) == false)\n"
+          "assert(n.customer_id == 'c-42')\n"
+          "assert(not is_lazy(n) and getmetatable(n) == nil)\n"
+          "assert(rawget(n, 'total') == 19.99)\n"
+          "local items, addr = rawget(n, 'items'), rawget(n, 'address')\n"
+          "assert(is_lazy(items) and is_lazy(addr))\n"
+          "assert(not is_lazy(rawget(n, 'tags')))       -- sets are eager\n"
+          "assert(not is_lazy(rawget(n, 'empty')))      -- nothing to defer\n"
+          "assert(is_lazy(o))                           -- untouched image\n"
+          "assert(addr.city == 'Oslo' and is_lazy(rawget(addr, 'geo')))\n"
+          "assert(is_lazy(items))\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* pairs, ipairs, #, materialize + cjson.encode all give full content. */
+START_TEST(test_lazy_full_views) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  LUA_OK_(L,
+          "local n = rec.dynamodb.NewImage\n"
+          "local keys = {}\n"
+          "for k in pairs(n) do keys[#keys + 1] = k end\n"
+          "table.sort(keys)\n"
+          "assert(table.concat(keys, ',') == "
+          "'address,big,customer_id,empty,id,items,nums,tags,total', table.concat(keys, ','))\n"
+          "local items = n.items\n"
+          "assert(is_lazy(items))\n"
+          "assert(#items == 2 and not is_lazy(items))\n"
+          "local addr = n.address\n"
+          "local geo = addr.geo\n"
+          "local seen = {}\n"
+          "for i, v in ipairs(geo) do seen[i] = v end\n"
+          "assert(#seen == 2 and seen[1] == 59.9 and seen[2] == 10.7)\n"
+          "local skus = {}\n"
+          "for i, it in ipairs(items) do skus[i] = it.sku .. it.qty end\n"
+          "assert(table.concat(skus, ',') == 'a2,b1')\n"
+          "assert(table.concat(rec.dynamodb.NewImage.tags, ',') == 'x,y')\n"
+          "assert(rec.dynamodb.Keys.id == 'o-1')\n");
+  /* cjson.encode reads raw: before materialising a lazy table is {} */
+  LUA_OK_(L,
+          "local o = rec.dynamodb.OldImage\n"
+          "assert(is_lazy(o))\n"
+          "assert(cjson.encode(o) == '{}')\n"
+          "materialize(rec)\n"
+          "assert(not is_lazy(o))\n"
+          "local back = cjson.decode(cjson.encode(rec))\n"
+          "assert(back.dynamodb.OldImage.total == 9.99)\n"
+          "assert(back.dynamodb.NewImage.items[2].sku == 'b')\n"
+          "assert(back.dynamodb.NewImage.address.geo[1] == 59.9)\n"
+          "assert(back.dynamodb.Keys.id == 'o-1')\n"
+          "assert(back.eventID == 'e1')\n");
+  /* a fresh record: table.concat / unpack / table.sort / # work lazily */
+  mm_conv_set_doc(L, &ld.doc, 64);
+  lua_pushcfunction(L, load_body);
+  lua_pushlightuserdata(L, &ld.doc);
+  ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+  LUA_OK_(L,
+          "local n = rec.dynamodb.NewImage\n"
+          "local geo = n.address.geo\n"
+          "assert(is_lazy(geo))\n"
+          "local a, b = table.unpack(geo)\n"
+          "assert(a == 59.9 and b == 10.7)\n"
+          "local it = rawget(n, 'items')\n"
+          "table.sort(it, function(x, y) return x.sku > y.sku end)\n"
+          "assert(it[1].sku == 'b')\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* Writes fill first; setmetatable works on a lazy table. */
+START_TEST(test_lazy_writes) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  LUA_OK_(L,
+          "local n = rec.dynamodb.NewImage\n"
+          "n.extra = 1\n"
+          "assert(not is_lazy(n) and n.extra == 1 and n.customer_id == 'c-42')\n"
+          "local o = rec.dynamodb.OldImage\n"
+          "o.total = 5               -- overwrite an existing member\n"
+          "assert(o.total == 5 and o.id == 'o-1')\n"
+          "local geo = n.address.geo\n"
+          "table.insert(geo, 1.5)\n"
+          "assert(#geo == 3 and geo[1] == 59.9 and geo[3] == 1.5)\n"
+          "local items = n.items\n"
+          "local mt = {__index = function(t, k) return 'dflt' end}\n"
+          "assert(setmetatable(items, mt) == items)\n"
+          "assert(getmetatable(items) == mt and #items == 2 and items.nope == 'dflt')\n"
+          "local ok, err = pcall(setmetatable, items, 5)\n"
+          "assert(not ok and err:find('nil or table'))\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* Lazy tables of an earlier document raise a clear error; filled ones
+ * stay readable. */
+START_TEST(test_stale) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld, ld2;
+  load_event(L, &ld, ORDER_EVENT);
+  LUA_OK_(L,
+          "keep_new = rec.dynamodb.NewImage\n"
+          "keep_id = keep_new.id               -- fills NewImage\n"
+          "keep_items = rawget(keep_new, 'items')  -- still lazy\n"
+          "keep_old = rawget(rec.dynamodb, 'OldImage')\n"
+          "assert(is_lazy(keep_items) and is_lazy(keep_old))\n");
+  unload(L, &ld); /* sets doc NULL and frees the tape */
+  const char *stale_tests[] = {
+      "return keep_old.total", "return #keep_items", "for _ in pairs(keep_old) do end",
+      "keep_old.x = 1", "return keep_items[1]", "return materialize(keep_old)",
+  };
+  for (size_t i = 0; i < sizeof stale_tests / sizeof stale_tests[0]; i++) {
+    char *e = run_lua(L, stale_tests[i]);
+    ck_assert_msg(e && strstr(e, "record data from an earlier invocation is no longer "
+                                 "available"),
+                  "%s: %s", stale_tests[i], e ? e : "(no error)");
+    ck_assert_msg(strstr(e, "[string"), "error names the Lua line: %s", e);
+    free(e);
+  }
+  /* with a new document current, old lazies are still stale */
+  load_event(L, &ld2, ORDER_EVENT);
+  char *e = run_lua(L, "return keep_old.total");
+  ck_assert(e && strstr(e, "no longer available"));
+  free(e);
+  LUA_OK_(L,
+          "assert(keep_new.customer_id == 'c-42' and keep_new.total == 19.99)\n"
+          "assert(decimal(keep_new, 'total') == nil)  -- its text is gone\n"
+          "assert(rec.dynamodb.OldImage.total == 9.99)  -- the new record works\n");
+  unload(L, &ld2);
+  lua_close(L);
+}
+END_TEST
+
+/* mm_conv_push_decimal: exact text, without filling, only while the value
+ * is unchanged. */
+START_TEST(test_decimal) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  LUA_OK_(L,
+          "local n = rawget(rec.dynamodb, 'NewImage')\n"
+          "assert(is_lazy(n))\n"
+          "assert(decimal(n, 'big') == '12345678901234567890123456789012345678')\n"
+          "assert(is_lazy(n))                        -- not filled by decimal\n"
+          "assert(decimal(n, 'total') == '19.99')\n"
+          "assert(n.big == 1.2345678901234568e37)\n"
+          "assert(decimal(n, 'big') == '12345678901234567890123456789012345678')\n"
+          "assert(decimal(n, 'id') == nil)           -- an S\n"
+          "assert(decimal(n, 'missing') == nil)\n"
+          "assert(decimal(n, 1) == nil)\n"
+          "assert(decimal(n.nums, 1) == '1.10' and decimal(n.nums, 2) == '2')\n"
+          "assert(decimal(n.nums, 3) == nil and decimal(n.nums, 0) == nil)\n"
+          "assert(decimal(n.nums, 1.0) == '1.10')\n"
+          "assert(decimal(n.tags, 1) == nil)         -- an SS\n"
+          "local geo = n.address.geo\n"
+          "assert(decimal(geo, 2) == '10.7' and decimal(geo, '2') == nil)\n"
+          "assert(decimal(n.items[1], 'qty') == '2')\n"
+          "n.total = 20\n"
+          "assert(decimal(n, 'total') == nil)        -- changed by the script\n"
+          "n.total = 19.99\n"
+          "assert(decimal(n, 'total') == '19.99')    -- same number again\n"
+          "assert(decimal(rec.dynamodb, 'SizeBytes') == nil)  -- not an N\n"
+          "assert(decimal({total = 1}, 'total') == nil)\n"
+          "assert(decimal('x', 'y') == nil)\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+START_TEST(test_kind) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_fixture(L, &ld, "go-dynamodb-event.json");
+  LUA_OK_(L,
+          "local o = recs[2].dynamodb.NewImage\n"
+          "assert(kind(o) == 'M' and kind(o.Map) == 'M' and kind(o.List) == 'L')\n"
+          "assert(kind(o.StringSet) == 'SS' and kind(o.NumberSet) == 'NS')\n"
+          "assert(kind(o.BinarySet) == 'BS' and kind(o.EmptyStringSet) == 'SS')\n"
+          "assert(kind(recs[2].dynamodb) == nil and kind({}) == nil and kind(1) == nil)\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Limits and shapes                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Writes an AttributeValue of `levels` nested M levels (innermost holds an
+ * S) into buf. */
+static void nested_m(char *buf, size_t cap, int levels) {
+  size_t n = 0;
+  for (int i = 0; i < levels; i++) n += (size_t)snprintf(buf + n, cap - n, "{\"M\":{\"a\":");
+  n += (size_t)snprintf(buf + n, cap - n, "{\"S\":\"leaf\"}");
+  for (int i = 0; i < levels; i++) n += (size_t)snprintf(buf + n, cap - n, "}}");
+  ck_assert(n < cap);
+}
+
+/* Protected: eager push of node 0, then render. */
+static int eager_body(lua_State *L) {
+  mm_conv_push_av(L, 0, "v");
+  render_top(L);
+  return 1;
+}
+
+static char *eager(lua_State *L, const char *json, int max_depth) {
+  mm_json_doc_t doc;
+  parse(&doc, json, strlen(json));
+  mm_conv_set_doc(L, &doc, max_depth);
+  lua_pushcfunction(L, eager_body);
+  int rc = lua_pcall(L, 0, 1, 0);
+  char *r = strdup(lua_tostring(L, -1));
+  if (rc != LUA_OK) {
+    char *e = malloc(strlen(r) + 8);
+    sprintf(e, "error:%s", r);
+    free(r);
+    r = e;
+  }
+  lua_pop(L, 1);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+  return r;
+}
+
+START_TEST(test_depth) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  static char buf[64 * 1024];
+  char *r;
+  /* eager: the value itself is level 1 */
+  nested_m(buf, sizeof buf, 64);
+  r = eager(L, buf, 64);
+  ck_assert_msg(strncmp(r, "error:", 6) != 0, "64 levels: %s", r);
+  free(r);
+  nested_m(buf, sizeof buf, 65);
+  r = eager(L, buf, 64);
+  ck_assert_msg(strstr(r, "error:v.a.a.a") && strstr(r, ": nesting deeper than 64 levels"),
+                "%s", r);
+  free(r);
+  nested_m(buf, sizeof buf, 3);
+  r = eager(L, buf, 2);
+  ck_assert_str_eq(r, "error:v.a.a: nesting deeper than 2 levels");
+  free(r);
+  /* 0 means the default; a huge limit is clamped (200 levels still fail
+   * at 200 > 64 only when asked for 64) */
+  nested_m(buf, sizeof buf, 65);
+  r = eager(L, buf, 0);
+  ck_assert(strstr(r, "nesting deeper than 64 levels") != NULL);
+  free(r);
+  nested_m(buf, sizeof buf, 200);
+  r = eager(L, buf, 1000000);
+  ck_assert_msg(strncmp(r, "error:", 6) != 0, "200 levels under a clamped limit: %.80s", r);
+  free(r);
+  /* a path longer than the message buffer is cut with "..." */
+  nested_m(buf, sizeof buf, 250);
+  r = eager(L, buf, 240);
+  ck_assert_msg(strstr(r, "...: nesting deeper than 240 levels"), "%s", r);
+  free(r);
+
+  /* lazily: the image is level 1, so a value of 63 M levels is the limit */
+  loaded_t ld;
+  static char ev[80 * 1024];
+  nested_m(buf, sizeof buf, 63);
+  snprintf(ev, sizeof ev, "{\"Records\":[{\"dynamodb\":{\"NewImage\":{\"x\":%s}}}]}", buf);
+  load_event(L, &ld, ev);
+  LUA_OK_(L, "materialize(rec)\n"
+             "local t, n = rec.dynamodb.NewImage.x, 0\n"
+             "while type(t) == 'table' do t, n = t.a, n + 1 end\n"
+             "assert(n == 63 and t == 'leaf')\n");
+  unload(L, &ld);
+  nested_m(buf, sizeof buf, 64);
+  snprintf(ev, sizeof ev, "{\"Records\":[{\"dynamodb\":{\"NewImage\":{\"x\":%s}}}]}", buf);
+  load_event(L, &ld, ev);
+  char *e = run_lua(L, "local t = rec.dynamodb.NewImage.x\n"
+                       "for i = 1, 70 do t = t.a end\n");
+  ck_assert_msg(e && strstr(e, ": NewImage.x.a.a.a.a") &&
+                    strstr(e, "a: nesting deeper than 64 levels") &&
+                    strstr(e, "[string"),
+                "%s", e ? e : "(no error)");
+  free(e);
+  e = run_lua(L, "materialize(rec)");
+  ck_assert(e && strstr(e, "nesting deeper than 64 levels"));
+  free(e);
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+static int push0_body(lua_State *L) {
+  mm_conv_push_record(L, 0);
+  return 1;
+}
+
+/* Record fields other than the images, and malformed images. */
+START_TEST(test_record_shape) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld,
+             "{\"Records\":[{\"eventID\":\"x\",\"custom\":{\"a\":[1,2.5,null,true,\"s\"],"
+             "\"b\":{}},\"dynamodb\":{\"NewImage\":null,\"Keys\":{},\"SizeBytes\":1.0,"
+             "\"Extra\":[\"e\\u00e9\"]}},"
+             "{\"dynamodb\":null},{\"eventName\":\"X\"}]}");
+  LUA_OK_(L,
+          "local r = recs[1]\n"
+          "assert(r.eventID == 'x')\n"
+          "assert(render(r.custom) == '{\"a\"=[1,2.5,null,true,\"s\"],\"b\"={}}', render(r.custom))\n"
+          "local d = r.dynamodb\n"
+          "assert(rawget(d, 'NewImage') == nil and not is_lazy(d.Keys) and next(d.Keys) == nil)\n"
+          "assert(math.type(d.SizeBytes) == 'integer' and d.Extra[1] == 'e\\xc3\\xa9')\n"
+          "assert(recs[2].dynamodb == cjson.null)\n"
+          "assert(recs[3].eventName == 'X' and recs[3].dynamodb == nil)\n");
+  unload(L, &ld);
+  /* an image that is not an object fails when the record is pushed */
+  mm_json_doc_t doc;
+  const char *bad = "{\"dynamodb\":{\"OldImage\":[1]}}";
+  parse(&doc, bad, strlen(bad));
+  mm_conv_set_doc(L, &doc, 64);
+  lua_pushcfunction(L, load_body);
+  lua_pushlightuserdata(L, &doc);
+  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
+  ck_assert_msg(strstr(lua_tostring(L, -1), "OldImage: image is not an object"), "%s",
+                lua_tostring(L, -1));
+  lua_pop(L, 1);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+  /* no current document */
+  lua_pushcfunction(L, push0_body);
+  ck_assert_int_ne(lua_pcall(L, 0, 1, 0), LUA_OK);
+  ck_assert_str_eq(lua_tostring(L, -1), "no event document is current");
+  lua_pop(L, 1);
+  ck_assert_int_eq(lua_gettop(L), 0);
+  lua_close(L);
+}
+END_TEST
+
+/* materialize visits each table once, also through user tables and
+ * cycles, and leaves the stack as it was. */
+START_TEST(test_materialize_cycles) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  LUA_OK_(L,
+          "local t = {}\n"
+          "t.self, t.img, t.list = t, rec.dynamodb.NewImage, {rec.dynamodb.OldImage, t}\n"
+          "t[t] = rec.dynamodb.Keys   -- a table key is not walked\n"
+          "materialize(t)\n"
+          "assert(not is_lazy(rawget(rec.dynamodb, 'NewImage')))\n"
+          "assert(not is_lazy(rawget(rec.dynamodb, 'OldImage')))\n"
+          "assert(not is_lazy(rawget(rawget(rec.dynamodb, 'NewImage'), 'items')))\n"
+          "assert(not is_lazy(rawget(rec.dynamodb.NewImage.items, 2)))\n"
+          "assert(materialize(5) == 5 and materialize(nil) == nil)\n"
+          /* a chain deeper than the walk limit is not an error */
+          "local deep = {}\n"
+          "local c = deep\n"
+          "for i = 1, 3000 do c.next = {}; c = c.next end\n"
+          "materialize(deep)\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Allocation failure                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Protected: everything a decode may cause: push every record, touch
+ * lazies from Lua (pairs/ipairs/#/index), materialize, cjson.encode. */
+static int alloc_body(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, 1);
+  mm_conv_set_doc(L, doc, 64);
+  lua_pushvalue(L, 2); /* the Lua toucher, loaded before failures start */
+  uint32_t recs = mm_json_get(doc, 0, "Records", 7);
+  uint32_t e = recs + 1;
+  for (uint32_t i = 0; i < mm_json_len(doc, recs); i++) {
+    int top = lua_gettop(L);
+    lua_pushvalue(L, 2);
+    mm_conv_push_record(L, e);
+    lua_call(L, 1, 0);
+    mm_conv_push_record(L, e);
+    mm_conv_materialize(L, -1);
+    lua_getglobal(L, "cjson");
+    lua_getfield(L, -1, "encode");
+    lua_pushvalue(L, -3);
+    lua_call(L, 1, 1);
+    lua_settop(L, top);
+    e = mm_json_next(doc, e);
+  }
+  return 0;
+}
+
+static const char *TOUCHER =
+    "return function(rec)\n"
+    "  local d = rec.dynamodb\n"
+    "  for _, img in ipairs({d.Keys or {}, d.NewImage or {}, d.OldImage or {}}) do\n"
+    "    for k, v in pairs(img) do\n"
+    "      if type(v) == 'table' then local _ = #v; for _ in ipairs(v) do end end\n"
+    "    end\n"
+    "  end\n"
+    "end\n";
+
+static void alloc_run(const char *fixture) {
+  size_t len;
+  char *text = tu_fixture(fixture, &len);
+  mm_json_doc_t doc;
+  parse(&doc, text, len);
+  long n;
+  int succeeded = 0;
+  for (n = 0; n < 20000 && !succeeded; n++) {
+    alloc_ctl_t ctl = {-1, 0, 0, 0};
+    lua_State *L = new_state(&ctl);
+    ck_assert_int_eq(luaL_loadstring(L, TOUCHER), LUA_OK);
+    lua_call(L, 0, 1); /* toucher */
+    int top = lua_gettop(L);
+    ctl.fail_after = n; /* from here on, the n-th allocation fails */
+    ctl.count = 0;
+    lua_pushcfunction(L, alloc_body);
+    lua_pushlightuserdata(L, &doc);
+    lua_pushvalue(L, top);
+    int rc = lua_pcall(L, 2, 0, 0);
+    if (rc == LUA_OK) {
+      succeeded = 1;
+      ck_assert_int_eq(ctl.failures, 0);
+    } else {
+      ck_assert_msg(ctl.failures > 0, "failed without an allocation failure: %s",
+                    lua_tostring(L, -1));
+      ck_assert_int_eq(lua_gettop(L), top + 1);
+    }
+    ctl.fail_after = -1;
+    lua_close(L);
+    ck_assert_msg(ctl.in_use == 0, "%zu bytes leaked at n=%ld", ctl.in_use, n);
+  }
+  ck_assert_msg(succeeded, "never succeeded");
+  ck_assert_int_gt(n, 50); /* the loop did walk through many failure points */
+  mm_json_free(&doc);
+  free(text);
+}
+
+START_TEST(test_alloc_failure) {
+  alloc_run("go-dynamodb-event.json");
+  alloc_run("dotnet-dynamodb-event.json");
+}
+END_TEST
+/* ------------------------------------------------------------------ */
+/* Main                                                                 */
+/* ------------------------------------------------------------------ */
+
+static Suite *conv_suite(void) {
+  Suite *s = suite_create("conv");
+  TCase *tc = tcase_create("rules");
+  tcase_add_test(tc, test_case_table);
+  tcase_add_test(tc, test_push_number);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("fixtures");
+  tcase_add_test(tc, test_fixtures);
+  tcase_add_test(tc, test_fixture_values);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("laziness");
+  tcase_add_test(tc, test_lazy_one_level);
+  tcase_add_test(tc, test_lazy_full_views);
+  tcase_add_test(tc, test_lazy_writes);
+  tcase_add_test(tc, test_stale);
+  tcase_add_test(tc, test_decimal);
+  tcase_add_test(tc, test_kind);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("limits");
+  tcase_add_test(tc, test_depth);
+  tcase_add_test(tc, test_record_shape);
+  tcase_add_test(tc, test_materialize_cycles);
+  tcase_add_test(tc, test_alloc_failure);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(conv_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
