@@ -91,7 +91,7 @@ START_TEST(draws_stay_within_zero_and_cap_and_cover_it) {
     int64_t cap = mm_retry_cap_ms(&r, a);
     int64_t lo = INT64_MAX, hi = -1;
     double sum = 0;
-    const int n = 20000;
+    const int n = 8000;
     for (int i = 0; i < n; i++) {
       int64_t d = mm_retry_delay_ms(&r, a);
       ck_assert_msg(d >= 0 && d <= cap, "attempt %d: %lld outside [0,%lld]", a,
