@@ -207,32 +207,35 @@ static uint64_t hash_kb(const char *k, size_t n, int64_t b) {
 
 static int past(int64_t stop_at) { return stop_at > 0 && mm_now_ms() >= stop_at; }
 
-/* Byte just past the JSON value at node (validated tape), for copying a
- * value's raw text (the tumbling-window state) into the response. */
-static size_t raw_end(const mm_json_doc_t *d, uint32_t n) {
-  size_t off = (size_t)(mm_json_raw(d, n) - d->src);
+/* Writes the JSON value at node compactly (the tumbling-window state goes
+ * back to Lambda this way). Strings and numbers are copied as they arrived:
+ * the parser validated them. Recursion is bounded by the parser's depth
+ * limit. */
+static void emit_json(mm_buf_t *b, const mm_json_doc_t *d, uint32_t n) {
+  const char *raw = mm_json_raw(d, n);
   switch (mm_json_type(d, n)) {
-  case MM_JSON_NULL: return off + 4;
-  case MM_JSON_TRUE: return off + 4;
-  case MM_JSON_FALSE: return off + 5;
-  case MM_JSON_NUM: return off + mm_json_len(d, n);
-  case MM_JSON_STR: return off + mm_json_len(d, n) + 1;
-  default: break;
+  case MM_JSON_NULL: mm_buf_adds(b, "null"); return;
+  case MM_JSON_TRUE: mm_buf_adds(b, "true"); return;
+  case MM_JSON_FALSE: mm_buf_adds(b, "false"); return;
+  case MM_JSON_NUM: mm_buf_add(b, raw, mm_json_len(d, n)); return;
+  case MM_JSON_STR: mm_buf_add(b, raw - 1, mm_json_len(d, n) + 2); return;
+  case MM_JSON_ARR:
+  case MM_JSON_OBJ: break;
   }
-  size_t pos = off + 1;
-  uint32_t cnt = mm_json_len(d, n);
-  if (cnt) {
-    /* the last child: skip siblings (an object's last child is a value) */
-    uint32_t c = mm_json_first(d, n), last = c;
-    uint32_t steps = mm_json_type(d, n) == MM_JSON_OBJ ? 2 * cnt : cnt;
-    for (uint32_t i = 0; i < steps; i++) {
-      last = c;
+  int obj = mm_json_type(d, n) == MM_JSON_OBJ;
+  mm_buf_addc(b, obj ? '{' : '[');
+  uint32_t c = mm_json_first(d, n);
+  for (uint32_t i = 0; i < mm_json_len(d, n); i++) {
+    if (i) mm_buf_addc(b, ',');
+    if (obj) {
+      emit_json(b, d, c);
+      mm_buf_addc(b, ':');
       c = mm_json_next(d, c);
     }
-    pos = raw_end(d, last);
+    emit_json(b, d, c);
+    c = mm_json_next(d, c);
   }
-  while (pos < d->src_len && d->src[pos] != ']' && d->src[pos] != '}') pos++;
-  return pos + 1;
+  mm_buf_addc(b, obj ? '}' : ']');
 }
 
 /* ------------------------------------------------------------------ */
@@ -740,11 +743,8 @@ static int build_response(mm_pipeline_t *p, const mm_event_t *ev, rec_t *recs, s
   }
   mm_buf_addc(&b, ']');
   if (ev->is_window) {
-    const mm_json_doc_t *d = &ev->doc;
-    size_t start = (size_t)(mm_json_raw(d, ev->state) - d->src);
-    if (mm_json_type(d, ev->state) == MM_JSON_STR) start--; /* the quote */
     mm_buf_adds(&b, ",\"state\":");
-    mm_buf_add(&b, d->src + start, raw_end(d, ev->state) - start);
+    emit_json(&b, &ev->doc, ev->state);
   }
   mm_buf_addc(&b, '}');
   if (mm_buf_failed(&b)) {

@@ -114,11 +114,12 @@ int mm_local_op_start(mm_merge_t *op, int64_t deadline_ms) {
  * One delta into one row. The aggregate kind is checked here (a row holds
  * one kind for life); everything about the value itself is mm_agg_merge's.
  *
- * Expired rows: DynamoDB deletes a row some time after its ttl passes (up
- * to days later), so what a merge into an expired row sees there depends on
- * timing. The in-process stores pick the outcome the table converges to: a
- * row whose ttl is before now is treated as absent, and the merge starts a
- * fresh row (of any aggregate) over it.
+ * Expired rows: DynamoDB deletes a row some time after its ttl passes
+ * (typically within days), and until then UpdateItem merges into it as if
+ * it were live. The in-process stores never delete, so they behave like
+ * DynamoDB before the deletion: ttl is stored and shown, never used to
+ * discard a value. This keeps local replays of old events (fixtures,
+ * saved batches) equal to what DynamoDB computes for them.
  */
 int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
                        const void *old, size_t old_len, int64_t old_ttl,
@@ -127,7 +128,8 @@ int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
   *out = NULL;
   *out_len = 0;
   *write = 0;
-  if (have && mm_local_expired(old_ttl, now_s)) have = 0;
+  (void)old_ttl;
+  (void)now_s;
   const mm_delta_t *d = op->delta;
   if (have && old_agg != d->agg) {
     size_t kl = op->key_len > KEY_QUOTE_MAX ? KEY_QUOTE_MAX : op->key_len;

@@ -133,8 +133,7 @@ static void run_op(sql_store_t *s, mm_merge_t *op, int64_t now_s) {
     const char *name = (const char *)sqlite3_column_text(s->get, 0);
     int64_t ttl = sqlite3_column_int64(s->get, 2); /* NULL reads as 0 */
     mm_agg_t agg = MM_AGG_SUM;
-    if (mm_agg_parse(name ? name : "", &agg) != 0 &&
-        !mm_local_expired(ttl, now_s)) {
+    if (mm_agg_parse(name ? name : "", &agg) != 0) {
       op->status = mm_err_set(&op->err, MM_EPERM,
                               "row " ROW_FMT " holds an unknown aggregate '%s'",
                               ROW_ARGS(op->key, op->key_len, op->bucket),
