@@ -50,13 +50,21 @@ static void describe(const mm_json_doc_t *d, uint32_t i, char *out,
   size_t n = mm_json_len(d, i), cut = n;
   if (cut > QUOTE_MAX) {
     cut = QUOTE_MAX;
-    /* back off to the start of a UTF-8 character or escape */
-    while (cut > 0 && ((unsigned char)raw[cut] & 0xC0) == 0x80) cut--;
-    for (size_t k = cut > 6 ? cut - 6 : 0; k < cut; k++)
-      if (raw[k] == '\\') {
+    /* never cut an escape in half ... */
+    for (size_t k = 0; k < cut;) {
+      if (raw[k] != '\\') {
+        k++;
+        continue;
+      }
+      size_t el = raw[k + 1] == 'u' ? 6 : 2;
+      if (k + el > cut) {
         cut = k;
         break;
       }
+      k += el;
+    }
+    /* ... nor a UTF-8 character */
+    while (cut > 0 && ((unsigned char)raw[cut] & 0xC0) == 0x80) cut--;
   }
   snprintf(out, outsz, "\"%.*s\"%s", (int)cut, raw, cut < n ? "..." : "");
 }

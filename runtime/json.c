@@ -250,6 +250,7 @@ static inline size_t next_cap(size_t cap, size_t most) {
 
 int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
                   unsigned max_depth, mm_err_t *err) {
+  if (!buf) buf = "", len = 0; /* no arithmetic on a null pointer */
   const uchar *base = (const uchar *)buf;
   const uchar *p = base, *end = base + len;
   mm_json_node_t *nodes = NULL;
@@ -270,7 +271,6 @@ int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
                       "of %zu bytes",
                       len, MM_JSON_MAX_INPUT);
   }
-  if (!buf) len = 0, p = end = base;
 
   /* A first guess that fits typical events without regrowing much. */
   {

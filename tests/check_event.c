@@ -204,6 +204,27 @@ static const struct {
      "event is not a DynamoDB Streams event: Records[0].eventSource is "
      "\"aws:012345678901234567890123456789012345678901234567890123456789\"...",
      0, 0},
+    {"long eventSource is cut after a whole escape",
+     "{\"Records\":[{\"eventSource\":\"aws:0123456789012345678901234567890123456789012345678901234567"
+     "\\\\\\u0041\"}]}",
+     MM_ETYPE_NOT_STREAM,
+     "event is not a DynamoDB Streams event: Records[0].eventSource is "
+     "\"aws:0123456789012345678901234567890123456789012345678901234567\\\\\"...",
+     0, 0},
+    {"long eventSource is cut before a split escape",
+     "{\"Records\":[{\"eventSource\":\"aws:0123456789012345678901234567890123456789012345678901234567"
+     "x\\u0041\"}]}",
+     MM_ETYPE_NOT_STREAM,
+     "event is not a DynamoDB Streams event: Records[0].eventSource is "
+     "\"aws:0123456789012345678901234567890123456789012345678901234567x\"...",
+     0, 0},
+    {"long eventSource is cut before a split UTF-8 character",
+     "{\"Records\":[{\"eventSource\":\"aws:0123456789012345678901234567890123456789012345678901234567"
+     "\xF0\x9F\xA6\x8A\"}]}",
+     MM_ETYPE_NOT_STREAM,
+     "event is not a DynamoDB Streams event: Records[0].eventSource is "
+     "\"aws:0123456789012345678901234567890123456789012345678901234567\"...",
+     0, 0},
     {"not JSON", "{\"Records\":[}", MM_ETYPE_INVALID_JSON,
      "event is not valid JSON: byte 12: expected a value, found '}'", 0, 0},
     {"empty payload", "", MM_ETYPE_INVALID_JSON,

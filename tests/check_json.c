@@ -787,6 +787,10 @@ START_TEST(input_size_limit) {
   ck_assert_int_eq(rc, MM_ELIMIT);
   ck_assert_ptr_null(d.nodes);
   ck_assert_msg(strstr(e.msg, "larger than the limit"), "%s", e.msg);
+  /* no buffer at all is an empty input */
+  rc = mm_json_parse(&d, NULL, 0, 0, &e);
+  ck_assert_int_eq(rc, MM_EINVAL);
+  ck_assert_str_eq(e.msg, "byte 0: expected a value but the input ended");
 }
 END_TEST
 
