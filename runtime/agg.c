@@ -90,6 +90,9 @@ void mm_delta_free(mm_delta_t *d) {
   d->nmembers = 0;
 }
 
+/* Adds two sum/count deltas of one batch so a key is written once; the
+ * same 38-digit limit as the store applies, so a coalesced delta that
+ * overflows is refused here rather than half-applied. */
 int mm_delta_coalesce(mm_delta_t *dst, const mm_delta_t *src, mm_err_t *err) {
   if (dst->agg != src->agg || !mm_agg_is_additive(dst->agg))
     return mm_err_set(err, MM_EINVAL, "cannot coalesce %s delta with %s delta",
@@ -517,6 +520,9 @@ static int render_topk(mm_buf_t *b, const char *p, size_t n, mm_err_t *err) {
   return 0;
 }
 
+/* Parses the stored value the way a merge would and writes its JSON;
+ * numbers are re-formatted from the parsed decimal, so the output is
+ * always a valid JSON number even if the stored text was not canonical. */
 int mm_agg_render(mm_agg_t agg, const void *v, size_t len, char **json, mm_err_t *err) {
   mm_buf_t b = MM_BUF_INIT;
   const char *p = v ? v : "";
@@ -642,6 +648,8 @@ done:
   return rc;
 }
 
+/* Dispatches on the aggregate; a NULL side is "no row" (query --last over
+ * windows where some buckets are missing). The output is canonical. */
 int mm_agg_combine(mm_agg_t agg, const void *a, size_t alen, const void *b, size_t blen,
                    char **out, size_t *out_len, mm_err_t *err) {
   mm_buf_t o = MM_BUF_INIT;

@@ -193,6 +193,8 @@ int mm_dec_from_double(mm_dec_t *out, double v, mm_err_t *err) {
   return mm_dec_parse(out, tmp, strlen(tmp), err);
 }
 
+/* Digits of |v| (in unsigned arithmetic, so INT64_MIN works), trailing
+ * zeros moved into the exponent. Any int64 fits 38 digits. */
 void mm_dec_from_int(mm_dec_t *out, int64_t v) {
   set_zero(out);
   if (v == 0) return;
@@ -305,6 +307,8 @@ int mm_dec_sub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *er
   return addsub(out, a, b, 1, "difference", err);
 }
 
+/* Zero (either sign) first, then signs, then magnitudes; a negative
+ * pair compares reversed. */
 int mm_dec_cmp(const mm_dec_t *a, const mm_dec_t *b) {
   int za = mm_dec_is_zero(a), zb = mm_dec_is_zero(b);
   if (za && zb) return 0;
@@ -364,6 +368,9 @@ size_t mm_dec_format(const mm_dec_t *a, char *buf) {
   return n;
 }
 
+/* Integral means exp >= 0 (no trailing zeros are kept, so a negative
+ * exponent always leaves a fraction). The magnitude is accumulated in
+ * uint64 with an overflow check, which also admits INT64_MIN. */
 int mm_dec_to_int64(const mm_dec_t *a, int64_t *out) {
   if (mm_dec_is_zero(a)) {
     *out = 0;
@@ -386,6 +393,8 @@ int mm_dec_to_int64(const mm_dec_t *a, int64_t *out) {
   return 1;
 }
 
+/* glibc strtod rounds correctly, so going through the canonical text
+ * gives the nearest double without any arithmetic here. */
 double mm_dec_to_double(const mm_dec_t *a) {
   char buf[MM_DEC_TEXT_MAX];
   mm_dec_format(a, buf);

@@ -67,6 +67,9 @@ uint64_t mm_sketch_hash(const void *item, size_t len) {
 
 void mm_hll_init(mm_hll_t *h) { memset(h->reg, 0, sizeof h->reg); }
 
+/* The top MM_HLL_P hash bits choose the register; the rank is the
+ * position of the first 1 bit in the rest (53 when they are all 0). A
+ * register only ever grows, so re-adding an item changes nothing. */
 void mm_hll_add(mm_hll_t *h, const void *item, size_t len) {
   uint64_t x = mm_sketch_hash(item, len);
   unsigned idx = (unsigned)(x >> (64 - MM_HLL_P));
@@ -132,6 +135,9 @@ double mm_hll_estimate(const mm_hll_t *h) {
   return isfinite(e) && e < 0x1p64 ? e : 0x1p64;
 }
 
+/* Sparse (index, rank) triples while few registers are set, else the
+ * packed dense form; the choice depends only on the registers, so equal
+ * sketches give equal bytes. */
 int mm_hll_serialize(const mm_hll_t *h, mm_buf_t *out) {
   unsigned nz = 0;
   for (unsigned i = 0; i < MM_HLL_REGISTERS; i++) nz += h->reg[i] != 0;
@@ -383,6 +389,8 @@ nomem:
   return rc;
 }
 
+/* Header, then the counters in their sorted order (sketch.h, version 1).
+ * Reserves the exact size first so the appends cannot fail half-way. */
 int mm_topk_serialize(const mm_topk_t *t, mm_buf_t *out) {
   uint8_t head[TOPK_HEAD] = {MM_TOPK_MAGIC, MM_SKETCH_VERSION};
   put_u16(head + 2, MM_TOPK_CAPACITY);
