@@ -246,7 +246,7 @@ static int serve(mm_rapi_t *rapi, mm_pipeline_t *p) {
     int rc = mm_rapi_next(rapi, &inv, &err);
     if (rc == MM_EIO) return api_gone(rapi, &err);
     if (rc) {
-      if (inv.request_id[0]) {
+      if (inv.request_id[0] && mm_rapi_last_status(rapi) == 200) {
         failures = 0;
         mm_log_set_request(inv.request_id);
         const char *type = rc == MM_ENOMEM ? MM_ETYPE_NO_MEMORY : ETYPE_EVENT_TOO_LARGE;
