@@ -63,27 +63,10 @@ static char *slurp(const char *path, size_t *len, mm_err_t *err) {
   return mm_buf_take(&b, len);
 }
 
-/* The layer's lua/ directory: beside the executable, one level up (the
- * layer puts this tool in bin/), else the source tree's. */
+/* mm_config_lua_dir into a caller buffer, returned for convenience. */
 static const char *find_lua_dir(char *buf, size_t cap) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      *slash = '\0';
-      const char *cands[] = {"%s/lua/murmur.lua", "%s/../lua/murmur.lua"};
-      for (int i = 0; i < 2; i++) {
-        snprintf(buf, cap, cands[i], exe);
-        if (access(buf, R_OK) == 0) {
-          *strrchr(buf, '/') = '\0';
-          return buf;
-        }
-      }
-    }
-  }
-  return MM_SOURCE_LUA_DIR;
+  mm_config_lua_dir(buf, cap);
+  return buf;
 }
 
 static int print_row(void *ud, const mm_row_t *row) {

@@ -15,6 +15,9 @@
  */
 #include "config.h"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,4 +347,29 @@ int mm_config_duration(const char *s, int64_t *seconds, mm_err_t *err) {
   }
   *seconds = (int64_t)(v * mult);
   return 0;
+}
+
+/* Whether path/murmur.lua is readable: the mark of a lua/ directory. */
+static int is_lua_dir(const char *path) {
+  char probe[PATH_MAX + 16];
+  int n = snprintf(probe, sizeof probe, "%s/murmur.lua", path);
+  return n > 0 && (size_t)n < sizeof probe && access(probe, R_OK) == 0;
+}
+
+void mm_config_lua_dir(char *out, size_t cap) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0';
+      static const char *const rel[] = {"%s/lua", "%s/../lua"};
+      for (int i = 0; i < 2; i++) {
+        int k = snprintf(out, cap, rel[i], exe);
+        if (k > 0 && (size_t)k < cap && is_lua_dir(out)) return;
+      }
+    }
+  }
+  snprintf(out, cap, "%s", MM_SOURCE_LUA_DIR);
 }

@@ -52,4 +52,11 @@ int mm_config_from_env(mm_config_t *cfg, mm_err_t *err);
  * integer and one unit). */
 int mm_config_duration(const char *s, int64_t *seconds, mm_err_t *err);
 
+/* The layer's lua/ directory (holding murmur.lua), found relative to the
+ * running executable so the layer works wherever it is mounted (DESIGN
+ * section 5): <exe dir>/lua (bootstrap at the layer's root), else
+ * <exe dir>/../lua (murmur-ddb in bin/), else the source tree's lua/
+ * compiled in (builds run in place). Writes a NUL-terminated path. */
+void mm_config_lua_dir(char *out, size_t cap);
+
 #endif

@@ -46,8 +46,6 @@ mm_npm_ci() {
 mm_build() {
   local dir=$1
   shift
-  if [ ! -f "$dir/CMakeCache.txt" ]; then
-    cmake -S "$MM_ROOT" -B "$dir" "$@" >/dev/null
-  fi
+  cmake -S "$MM_ROOT" -B "$dir" "$@" >/dev/null
   cmake --build "$dir" -j "$MM_JOBS" >/dev/null
 }

@@ -451,7 +451,8 @@ static int replay(const char *path, int levels) {
   while ((de = readdir(dp))) {
     if (de->d_name[0] == '.') continue;
     char sub[4096];
-    snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+    int n = snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+    FZ_CHECK(n > 0 && (size_t)n < sizeof sub);
     seen += replay(sub, levels - 1);
   }
   closedir(dp);
