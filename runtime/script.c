@@ -15,7 +15,9 @@
  *   - base: no dofile/loadfile; load only compiles text (mode forced to
  *     "t"); print writes one INFO log line; collectgarbage only accepts
  *     "collect", "count", "step" and "isrunning" (a script cannot stop the
- *     collector or change its mode for the records after it).
+ *     collector or change its mode for the records after it); setmetatable
+ *     refuses a metatable with __gc (finalizers run with hooks off, so the
+ *     budget could not stop them).
  *   - os: clock, time, date, difftime, getenv (getenv hides the AWS
  *     credentials: a script has no network, so they could only leak).
  *   - io: only io.write and io.stderr:write, both to stderr (stdout carries
@@ -29,8 +31,10 @@
  *
  * Limits: the instruction budget counts one record (decode + keys/key +
  * value) or one on_decode_error call or the script's top level. The heap
- * ceiling counts the whole Lua heap, including the ~100 KB the libraries
- * take at setup; it is enforced once setup is done.
+ * ceiling counts the whole Lua heap, including the ~20 KB the libraries
+ * take at setup; it is enforced once setup is done. Neither limit can
+ * interrupt a single C function: a pathological string pattern
+ * (string.find with many ".-") runs until it finishes or Lambda's timeout.
  */
 #include "script.h"
 
@@ -332,6 +336,13 @@ static int call_error(mm_script_t *s, int status, mm_err_t *err) {
   const char *msg = NULL;
   if (status != LUA_OK && lua_type(s->L, -1) == LUA_TSTRING) msg = lua_tostring(s->L, -1);
   mm_err_clear(err);
+  /* a memory error after a refusal is the ceiling's doing, however the
+   * refusal was classified */
+  if (!s->ceiling_hit && s->refusals > 0 &&
+      (status == LUA_ERRMEM || (msg && strstr(msg, "not enough memory")))) {
+    s->ceiling_hit = 1;
+    if (!s->hit_phase) s->hit_phase = s->phase;
+  }
   if (s->ceiling_hit) {
     char lim[64];
     format_limit(s->limit, lim, sizeof lim);
@@ -432,6 +443,24 @@ static int l_collectgarbage(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* setmetatable refusing a metatable with __gc: finalizers run with hooks
+ * off, so the instruction budget could not stop one that loops. The
+ * setmetatable it wraps (conv's, which fills lazy tables first) is upvalue
+ * 1. [-0, +1, e] */
+static int l_setmetatable(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL)
+      return luaL_error(L, "setmetatable: __gc metamethods are not allowed in the sandbox "
+                           "(finalizers run outside the instruction budget)");
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
   return lua_gettop(L);
 }
 
@@ -681,7 +710,10 @@ static int open_sandbox(lua_State *L) {
   lua_setfield(L, -2, "murmur.core");
   lua_pop(L, 2);
 
-  mm_conv_open(L);
+  mm_conv_open(L);  /* after base: it wraps the global setmetatable */
+  lua_getglobal(L, "setmetatable");
+  lua_pushcclosure(L, l_setmetatable, 1);
+  lua_setglobal(L, "setmetatable");
   return 0;
 }
 
