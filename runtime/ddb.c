@@ -422,10 +422,11 @@ static int start(mm_ddb_t *c, slot_t *s, mm_ddb_req_t *r, int64_t deadline_ms) {
     s->r = NULL;
     return r->status = rc == MM_ENOMEM ? MM_ERETRY : MM_EPERM;
   }
-  if (r->body.failed)
-    return s->r = NULL,
-           r->status = mm_err_set(&r->err, MM_ERETRY, "%s: out of memory building the request",
+  if (r->body.failed) {
+    s->r = NULL;
+    return r->status = mm_err_set(&r->err, MM_ERETRY, "%s: out of memory building the request",
                                   r->op);
+  }
   const char *body = r->body.data ? r->body.data : "{}";
   size_t blen = r->body.data ? r->body.len : 2;
   long connect = MM_DDB_CONNECT_TIMEOUT_MS < timeout ? MM_DDB_CONNECT_TIMEOUT_MS : (long)timeout;

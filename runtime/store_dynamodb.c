@@ -590,7 +590,9 @@ static int on_done(void *ud, mm_ddb_req_t *r) {
 }
 
 /* Orders sketch ops by row (aggregate, bucket, key) so each row's ops are
- * adjacent; ties keep op order (index), so deltas apply in batch order. */
+ * adjacent; ties keep op order (index), so deltas apply in batch order.
+ * qsort has no user pointer in C11: sort_base carries the context array
+ * (the runtime is single-threaded; it is set right before each sort). */
 static const op_ctx_t *sort_base;
 static int row_cmp(const void *a, const void *b) {
   const op_ctx_t *x = &sort_base[*(const size_t *)a], *y = &sort_base[*(const size_t *)b];
