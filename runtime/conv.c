@@ -763,11 +763,20 @@ static void push_json(ctx_t *c, uint32_t i, int depth) {
   }
 }
 
+/* 1 when STR node k's text is s[0..n) (the common unescaped case inline:
+ * this runs for every member of every record). */
+static int key_is(const mm_json_doc_t *d, uint32_t k, const char *s, size_t n) {
+  if (mm_json_has_escapes(d, k)) return mm_json_str_eq(d, k, s, n);
+  return mm_json_len(d, k) == n && memcmp(mm_json_raw(d, k), s, n) == 0;
+}
+
 /* Name of the image that key node k names, or NULL. */
 static const char *image_name(const mm_json_doc_t *d, uint32_t k) {
-  if (mm_json_str_eq(d, k, "NewImage", 8)) return "NewImage";
-  if (mm_json_str_eq(d, k, "OldImage", 8)) return "OldImage";
-  if (mm_json_str_eq(d, k, "Keys", 4)) return "Keys";
+  if (!mm_json_has_escapes(d, k) && mm_json_len(d, k) != 8 && mm_json_len(d, k) != 4)
+    return NULL;
+  if (key_is(d, k, "NewImage", 8)) return "NewImage";
+  if (key_is(d, k, "OldImage", 8)) return "OldImage";
+  if (key_is(d, k, "Keys", 4)) return "Keys";
   return NULL;
 }
 
@@ -809,8 +818,7 @@ static void push_record_table(ctx_t *c, uint32_t rec) {
   for (uint32_t i = 0; i < cnt; i++) {
     uint32_t v = k + 1;
     push_str(L, d, k);
-    if (mm_json_type(d, v) == MM_JSON_OBJ &&
-        mm_json_str_eq(d, k, "dynamodb", 8))
+    if (mm_json_type(d, v) == MM_JSON_OBJ && key_is(d, k, "dynamodb", 8))
       push_dynamodb(c, v);
     else
       push_json(c, v, 1);
