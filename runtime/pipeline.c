@@ -308,9 +308,15 @@ static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
     r->bucket = (int64_t)floor(t / (double)g);
     r->ttl = (r->bucket + 1) * g + def->retention_s;
   }
-  r->ids = calloc(r->nkeys, sizeof *r->ids);
   r->key_state = calloc(r->nkeys, 1);
-  if (!r->ids || !r->key_state) goto nomem;
+  if (!r->key_state) goto nomem;
+  if (!p->dedup) {
+    r->state = REC_PENDING;
+    return;
+  }
+  /* Merge ids name what a claim records as applied (dedup only). */
+  r->ids = calloc(r->nkeys, sizeof *r->ids);
+  if (!r->ids) goto nomem;
   for (size_t k = 0; k < r->nkeys; k++) {
     size_t n = r->key_lens[k] + 24;
     r->ids[k] = malloc(n);
