@@ -41,6 +41,9 @@
 #include "ddb.h"
 #include "dedup.h"
 #include "json.h"
+#include "log.h"
+#include "pipeline.h"
+#include "script.h"
 #include "retry.h"
 #include "store.h"
 #include "store_dynamodb.h"
@@ -1172,6 +1175,148 @@ START_TEST(dedup_batch_of_claims) {
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ */
+/* Through the pipeline: the same event, memory vs dynamodb            */
+/* ------------------------------------------------------------------ */
+
+#define EXAMPLE MM_SOURCE_LUA_DIR "/examples/order_totals"
+
+static const char *const PIPE_SCRIPTS[] = {
+    NULL, /* lua/examples/order_totals/decode.lua (sum, keys customer#...) */
+    "return { name = 'p_hll', aggregate = 'hll',\n"
+    "  window = { granularity = '1h', retention = '1d' },\n"
+    "  decode = function(rec) local i = rec.dynamodb.NewImage or rec.dynamodb.OldImage\n"
+    "    if not i or not i.customer_id then return nil end return i end,\n"
+    "  key = function(o) return 'hll#' .. o.customer_id end,\n"
+    "  value = function(o) return o.order_id end }\n",
+    "return { name = 'p_max', aggregate = 'max',\n"
+    "  window = { granularity = '15m', retention = '7d' },\n"
+    "  decode = function(rec) local i = rec.dynamodb.NewImage\n"
+    "    if not i or not i.customer_id or not i.total then return nil end return i end,\n"
+    "  keys = function(o) return { 'max#' .. o.customer_id, 'max#all' } end,\n"
+    "  value = function(o) return o.total end }\n",
+    "return { name = 'p_last', aggregate = 'last',\n"
+    "  decode = function(rec) local i = rec.dynamodb.NewImage or rec.dynamodb.OldImage\n"
+    "    if not i or not i.customer_id then return nil end return i end,\n"
+    "  key = function(o) return 'last#' .. o.customer_id end,\n"
+    "  value = function(o) return o.status or 'none' end }\n",
+    "return { name = 'p_count', aggregate = 'count',\n"
+    "  decode = function(rec) return rec.dynamodb.Keys end,\n"
+    "  key = function(o) return 'count#' .. o.order_id end }\n",
+};
+static const char *const PIPE_KEYS[] = {
+    "customer#c-42", "customer#c-7", "customer#c-99", "hll#c-42", "hll#c-7", "hll#c-99",
+    "max#c-42", "max#c-7", "max#c-99", "max#all", "last#c-42", "last#c-7", "last#c-99",
+    "count#o-1001", "count#o-1002", "count#o-1003", "count#o-1004"};
+
+static mm_pipeline_t *make_pipeline(int script, mm_store_t *st, mm_dedup_t *dd) {
+  mm_err_t err;
+  mm_config_t cfg;
+  mm_config_defaults(&cfg);
+  cfg.retry_base_ms = 1;
+  cfg.retry_max_ms = 5;
+  const char *path =
+      PIPE_SCRIPTS[script] ? tu_write_temp(".lua", PIPE_SCRIPTS[script]) : EXAMPLE "/decode.lua";
+  mm_script_opts_t so = {.budget = 1000000, .mem_limit = 16u << 20,
+                         .lua_dir = MM_SOURCE_LUA_DIR, .max_depth = 64};
+  mm_script_t *sc = NULL;
+  ck_assert_msg(mm_script_load(&sc, path, &so, &err) == 0, "script %d: %s", script, err.msg);
+  mm_pipeline_t *pl = NULL;
+  ck_assert_msg(mm_pipeline_create(&pl, sc, st, dd, &cfg, &err) == 0, "%s", err.msg);
+  mm_pipeline_set_metrics_out(pl, NULL);
+  return pl;
+}
+
+/* Runs the example event; returns the response (caller frees). */
+static char *run_event(mm_pipeline_t *pl, const char *event) {
+  mm_result_t res;
+  mm_invoke_t inv = {.event = event, .len = strlen(event), .request_id = "t"};
+  int rc = mm_pipeline_run(pl, &inv, &res);
+  ck_assert_msg(rc == 0, "run: %s", res.err.msg);
+  char *out = strdup(res.response);
+  mm_result_free(&res);
+  return out;
+}
+
+/* Every row of key as "bucket ttl value" lines (caller frees). */
+static char *rows_text(mm_store_t *s, const char *key) {
+  rows_t rows;
+  query(s, key, NULL, &rows);
+  mm_buf_t b = MM_BUF_INIT;
+  for (int i = 0; i < rows.n; i++)
+    mm_buf_printf(&b, "%lld %lld %s\n", (long long)rows.bucket[i], (long long)rows.ttl[i],
+                  rows.value[i]);
+  rows_free(&rows);
+  mm_buf_adds(&b, "");
+  return mm_buf_take(&b, NULL);
+}
+
+START_TEST(pipeline_matches_memory_store) {
+  need_servers();
+  use_dynalite();
+  mm_log_init(stderr);
+  mm_log_set_level(MM_LOG_FATAL);
+  size_t elen;
+  char path[512];
+  snprintf(path, sizeof path, "%s/event.json", EXAMPLE);
+  char *event = tu_read_file(path, &elen);
+  ck_assert_ptr_nonnull(event);
+  const int nscripts = (int)(sizeof PIPE_SCRIPTS / sizeof PIPE_SCRIPTS[0]);
+  mm_err_t err;
+  mm_pipeline_t *mp[8], *dp[8];
+  for (int k = 0; k < nscripts; k++) {
+    mm_store_t *d = open_store(STORE_TABLE, 0, 0);
+    mm_dedup_t *dd = open_dedup();
+    /* A pipeline owns its store: each memory pipeline gets its own. */
+    mm_store_t *m = NULL;
+    ck_assert_int_eq(mm_store_memory_open(&m, &err), 0);
+    mp[k] = make_pipeline(k, m, NULL);
+    dp[k] = make_pipeline(k, d, dd);
+    char *r1 = run_event(mp[k], event), *r2 = run_event(dp[k], event);
+    ck_assert_str_eq(r2, r1);
+    ck_assert_str_eq(r2, "{\"batchItemFailures\":[]}");
+    free(r1);
+    free(r2);
+  }
+  /* Every key: same rows, buckets, ttls and values on both backends. */
+  int compared = 0;
+  static const char *const prefix[] = {"customer#", "hll#", "max#", "last#", "count#"};
+  for (size_t i = 0; i < sizeof PIPE_KEYS / sizeof PIPE_KEYS[0]; i++) {
+    int k = 0; /* the script writing this key (the table is shared) */
+    while (strncmp(PIPE_KEYS[i], prefix[k], strlen(prefix[k])) != 0) k++;
+    char *a = rows_text(mm_pipeline_store(mp[k]), PIPE_KEYS[i]);
+    char *b = rows_text(mm_pipeline_store(dp[k]), PIPE_KEYS[i]);
+    ck_assert_msg(strcmp(a, b) == 0, "%s: memory\n%s\ndynamodb\n%s", PIPE_KEYS[i], a, b);
+    compared += a[0] != '\0';
+    free(a);
+    free(b);
+  }
+  ck_assert_int_ge(compared, 12); /* most keys have rows */
+  /* The example's documented values. */
+  char *t = rows_text(mm_pipeline_store(dp[0]), "customer#c-99");
+  ck_assert_str_eq(t, "0 0 0.3\n");
+  free(t);
+  /* Redelivery with dedup on: every record is a duplicate, nothing moves. */
+  char *before = rows_text(mm_pipeline_store(dp[0]), "customer#c-42");
+  char *r = run_event(dp[0], event);
+  ck_assert_str_eq(r, "{\"batchItemFailures\":[]}");
+  free(r);
+  const mm_metrics_t *m = mm_pipeline_metrics(dp[0]);
+  ck_assert_msg(m->dedup_skips > 0 && m->merges == 0, "dedup skips %llu, merges %llu",
+                (unsigned long long)m->dedup_skips, (unsigned long long)m->merges);
+  char *after = rows_text(mm_pipeline_store(dp[0]), "customer#c-42");
+  ck_assert_str_eq(after, before);
+  free(before);
+  free(after);
+  for (int k = 0; k < nscripts; k++) {
+    mm_pipeline_destroy(mp[k]);
+    mm_pipeline_destroy(dp[k]);
+  }
+  free(event);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
 /* ------------------------------------------------------------------ */
@@ -1678,6 +1823,10 @@ static Suite *ddb_suite(void) {
   tcase_set_timeout(t, 60);
   tcase_add_test(t, dedup_new_partial_done);
   tcase_add_test(t, dedup_batch_of_claims);
+  suite_add_tcase(s, t);
+  t = tcase_create("pipeline");
+  tcase_set_timeout(t, 60);
+  tcase_add_test(t, pipeline_matches_memory_store);
   suite_add_tcase(s, t);
   t = tcase_create("errors");
   tcase_set_timeout(t, 60);
