@@ -390,7 +390,8 @@ static int l_print(lua_State *L) {
   return 0;
 }
 
-/* Writes the string/number arguments from `first` on to stderr. */
+/* Writes the string/number arguments from `first` on to stderr.
+ * [-0, +0, v] */
 static void write_args(lua_State *L, int first) {
   int n = lua_gettop(L);
   for (int i = first; i <= n; i++) {
@@ -721,6 +722,27 @@ static int open_sandbox(lua_State *L) {
 /* 4. Loading and validation                                           */
 /* ------------------------------------------------------------------ */
 
+/* Appends a copy of text to the problem list (a failed allocation is
+ * remembered in problems_oom and reported as such). */
+static void push_problem(mm_script_t *s, const char *text) {
+  if (s->nproblems == s->cap_problems) {
+    size_t cap = s->cap_problems ? s->cap_problems * 2 : 8;
+    char **np = realloc(s->problems, cap * sizeof *np);
+    if (!np) {
+      s->problems_oom = 1;
+      return;
+    }
+    s->problems = np;
+    s->cap_problems = cap;
+  }
+  char *copy = strdup(text);
+  if (!copy) {
+    s->problems_oom = 1;
+    return;
+  }
+  s->problems[s->nproblems++] = copy;
+}
+
 /* Records one load problem "chunk[:line]: message" (the first also in
  * s->first with its code). */
 static void add_problem(mm_script_t *s, int code, int line, const char *fmt, ...)
@@ -741,56 +763,27 @@ static void add_problem(mm_script_t *s, int code, int line, const char *fmt, ...
     snprintf(s->first.chunk, sizeof s->first.chunk, "%s", s->chunk);
     s->first.line = line;
   }
-  if (s->nproblems == s->cap_problems) {
-    size_t cap = s->cap_problems ? s->cap_problems * 2 : 8;
-    char **np = realloc(s->problems, cap * sizeof *np);
-    if (!np) {
-      s->problems_oom = 1;
-      return;
-    }
-    s->problems = np;
-    s->cap_problems = cap;
-  }
-  char *copy = strdup(text);
-  if (!copy) {
-    s->problems_oom = 1;
-    return;
-  }
-  s->problems[s->nproblems++] = copy;
+  push_problem(s, text);
 }
 
 /* Records a problem whose text is already complete (a Lua message with
  * its own "chunk:line:" prefix). */
 static void add_raw_problem(mm_script_t *s, const mm_err_t *e) {
   if (s->nproblems == 0) s->first = *e;
-  if (s->nproblems == s->cap_problems) {
-    size_t cap = s->cap_problems ? s->cap_problems * 2 : 8;
-    char **np = realloc(s->problems, cap * sizeof *np);
-    if (!np) {
-      s->problems_oom = 1;
-      return;
-    }
-    s->problems = np;
-    s->cap_problems = cap;
-  }
-  char *copy = strdup(e->msg);
-  if (!copy) {
-    s->problems_oom = 1;
-    return;
-  }
-  s->problems[s->nproblems++] = copy;
+  push_problem(s, e->msg);
 }
 
 static const char *const agg_names =
     "sum, count, min, max, first, last, set, hll, topk";
 
-/* Type of field `name` in table t (pushed onto the stack). [-0, +1, -] */
+/* Pushes t[name] (raw) and returns its type. [-0, +1, m] */
 static int raw_field(lua_State *L, int t, const char *name) {
   lua_pushstring(L, name);
   return lua_rawget(L, t);
 }
 
-/* Line where the function at idx is defined (0 for C functions). */
+/* Line where the function at idx is defined (0 for C functions).
+ * [-0, +0, m] */
 static int def_line(lua_State *L, int idx) {
   lua_Debug ar;
   lua_pushvalue(L, idx);
@@ -829,7 +822,8 @@ static int pipeline_name_ok(const char *p, size_t n) {
   return 1;
 }
 
-/* window.granularity / window.retention as seconds. */
+/* window.<name> as seconds into *out: 0 when valid, 1 when absent, -1
+ * after recording a problem. [-0, +0, m] */
 static int window_duration(lua_State *L, mm_script_t *s, int w, const char *name,
                            int64_t *out) {
   int ty = raw_field(L, w, name);
@@ -1171,6 +1165,7 @@ done:
 void mm_script_destroy(mm_script_t *s) {
   if (!s) return;
   if (s->L) {
+    mm_log(MM_LOG_DEBUG, NULL, "%s: Lua heap peak %zu bytes", s->chunk, s->peak);
     s->limit = 0;
     lua_close(s->L);
   }
@@ -1322,7 +1317,8 @@ static void poison(mm_script_t *s, mm_outcome_t *out, int code, int line, const 
   out->err.line = line;
 }
 
-/* Describes the value at idx for messages without calling Lua. */
+/* Describes the value at idx for messages without calling Lua.
+ * [-0, +0, -] */
 static void describe(lua_State *L, int idx, char *buf, size_t n) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     if (lua_isinteger(L, idx))
@@ -1418,6 +1414,7 @@ static int add_key(mm_outcome_t *o, keyset_t *ks, size_t *cap, const char *p, si
  * Checks one key at idx (string or integer) and adds it. `elem` is 0 for
  * key()'s result, else the element's index in keys()'s table (messages
  * name it). Returns 0, 1 when the outcome became poison, or MM_ENOMEM.
+ * [-0, +0, -]
  */
 static int take_key(mm_script_t *s, lua_State *L, int idx, lua_Integer elem, int line,
                     mm_outcome_t *o, keyset_t *ks, size_t *cap) {
@@ -1463,8 +1460,8 @@ static int take_key(mm_script_t *s, lua_State *L, int idx, lua_Integer elem, int
 }
 
 /* Converts the keys result at idx into o->keys. Returns 0, 1 (poison) or
- * MM_ENOMEM. Only raw, non-raising API calls (the table is plain: pl_run
- * materialised it). */
+ * MM_ENOMEM. Only raw, non-raising API calls: the table is plain (pl_run
+ * materialised it). [-0, +0, -] */
 static int take_keys(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
   keyset_t ks = {NULL, 0};
   size_t cap = 0;
@@ -1522,6 +1519,7 @@ done:
  * floats by shortest round trip (NaN/inf refused); strings are kept as
  * strings unless `num_only` (sum), where they must be exact decimals.
  * `what` names the value in messages. Returns 0, 1 (poison) or MM_ENOMEM.
+ * [-0, +0, -]
  */
 static int take_scalar(mm_script_t *s, lua_State *L, int idx, int num_only,
                        int need_utf8, const char *what, mm_outcome_t *o,
@@ -1590,7 +1588,7 @@ static int scalar_qcmp(const void *a, const void *b) {
 }
 
 /* The set aggregate: one scalar or a sequence of scalars, all strings or
- * all numbers (a DynamoDB set has one type), duplicates dropped. */
+ * all numbers (a DynamoDB set has one type), duplicates dropped. [-0, +0, -] */
 static int take_set(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
   mm_delta_t *d = &o->delta;
   int line = s->line_value;
@@ -1653,7 +1651,7 @@ static int take_set(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
 }
 
 /* Converts value()'s results at idx, idx+1 into o->delta. Returns 0, 1
- * (poison) or MM_ENOMEM. */
+ * (poison) or MM_ENOMEM. [-0, +0, -] */
 static int take_value(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
   mm_delta_t *d = &o->delta;
   int line = s->line_value;

@@ -88,7 +88,12 @@ typedef struct mm_outcome {
 
 /* Runs the pipeline on record `node` of the current document. Never
  * raises; returns 0 (the outcome says what happened) or MM_ENOMEM when the
- * outcome itself cannot be built. */
+ * outcome itself cannot be built. One budget covers decode + keys/key +
+ * value. value() is not called when there are no keys; a set value that
+ * is empty ({}) yields nkeys 0 (nothing to add; DynamoDB refuses empty
+ * sets). Set members come sorted and distinct, all strings or all
+ * numbers. Keys are non-empty valid UTF-8 of at most 2048 bytes (integers
+ * become their decimal text). */
 int mm_script_run_record(mm_script_t *s, uint32_t node, double event_time,
                          mm_outcome_t *out);
 void mm_outcome_free(mm_outcome_t *o);
