@@ -1,13 +1,14 @@
 /*
  * json.c - the validating single-pass JSON parser (see json.h).
  *
- * One loop over the input, driven by gotos between three states (a value is
- * expected, an object key is expected, a value just ended). There is no
- * recursion and no separate stack: while a container is open its tape node's
- * `next` field holds the index of the enclosing container (the parent link),
- * and is overwritten with the real "index past the subtree" when the
- * container closes. So nesting costs nothing but the depth counter, and a
- * 100000-deep input fails at the limit without touching the C stack.
+ * One loop over the input, driven by gotos between a few states (a value
+ * is expected, a string or member name is being read, a container closed,
+ * a value just ended). There is no recursion and no separate stack: while
+ * a container is open its tape node's `next` field holds the index of the
+ * enclosing container (the parent link), and is overwritten with the real
+ * "index past the subtree" when the container closes. So nesting costs
+ * nothing but the depth counter, and a 100000-deep input fails at the
+ * limit without touching the C stack.
  *
  * Hot paths: plain string bytes are skipped 8 at a time (a SWAR test for
  * '"', '\\', control characters and non-ASCII bytes in one word), only
