@@ -260,6 +260,12 @@ static int msgh(lua_State *L) {
     }
   }
   luaL_traceback(L, L, msg, 1);
+  /* the last frame is this file's C entry (pl_run): noise to a reader */
+  size_t n;
+  const char *tb = lua_tolstring(L, -1, &n);
+  static const char tail[] = "\n\t[C]: in ?";
+  if (n >= sizeof tail - 1 && memcmp(tb + n - (sizeof tail - 1), tail, sizeof tail - 1) == 0)
+    lua_pushlstring(L, tb, n - (sizeof tail - 1));
   return 1;
 }
 
@@ -840,10 +846,8 @@ static int window_duration(lua_State *L, mm_script_t *s, int w, const char *name
     mm_err_clear(&e);
     const char *v = lua_tostring(L, -1);
     if (mm_config_duration(v, out, &e) != 0) {
-      add_problem(s, MM_EINVAL, 0,
-                  "pipeline field 'window.%s' is not a duration (30s, 15m, 1h, 1d, 7d): "
-                  "\"%s\" (%s)",
-                  name, v, e.msg);
+      add_problem(s, MM_EINVAL, 0, "pipeline field 'window.%s' is not a duration: %s",
+                  name, e.msg);
       rc = -1;
     }
   }

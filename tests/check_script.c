@@ -572,7 +572,10 @@ START_TEST(record_poison_has_line_and_traceback) {
   event("INSERT", "\"x\":{\"S\":\"y\"}");
   mm_outcome_t out;
   run_poison(0, "decode.lua:5: order without customer", &out);
-  ck_assert_msg(strstr(out.err.msg, "stack traceback"), "%s", out.err.msg);
+  ck_assert_msg(strstr(out.err.msg, "stack traceback") &&
+                    strstr(out.err.msg, "\n\tdecode.lua:5: in "),
+                "%s", out.err.msg);
+  ck_assert_msg(!strstr(out.err.msg, "[C]: in ?"), "%s", out.err.msg);  /* our entry */
   ck_assert_int_eq(out.err.code, MM_ELUA);
   ck_assert_str_eq(out.err.chunk, "decode.lua");
   ck_assert_int_eq(out.err.line, 5);
