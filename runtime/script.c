@@ -133,6 +133,12 @@ static void set_gc_mark(mm_script_t *s) {
   s->gc_mark = s->used < s->limit ? s->used + (s->limit - s->used) / 2 : s->limit;
 }
 
+/* Allocation-failure injection for the Check suite (the idea of ltests.c's
+ * failnext). 0: off. Positive: counts growth requests down, and from the
+ * one that reaches zero on (it becomes -1) every growth request fails,
+ * until the test sets it again. Only the tests declare it. */
+long mm_script_fail_countdown;
+
 /*
  * Heap accounting and the ceiling. Frees and shrinks always succeed (a
  * failed shrinking realloc keeps the larger block). A growth past the
@@ -154,6 +160,9 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     s->used -= old - nsize;
     return p ? p : ptr;
   }
+  if (mm_script_fail_countdown > 0 && --mm_script_fail_countdown == 0)
+    mm_script_fail_countdown = -1;
+  if (mm_script_fail_countdown < 0) return NULL;
   int retry = s->pending && s->pend_ptr == ptr && s->pend_osize == osize &&
               s->pend_nsize == nsize;
   if (s->pending && !retry) ceiling_hit(s);  /* that one was final */

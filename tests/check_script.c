@@ -1414,6 +1414,88 @@ START_TEST(example_order_totals) {
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* Allocation failures                                                  */
+/* ------------------------------------------------------------------ */
+
+extern long mm_script_fail_countdown;  /* script.c's injection knob */
+
+static const char *const alloc_script =
+    "local murmur = require 'murmur'\n"
+    "local cjson = require 'cjson'\n"
+    "return { name = 'alloc', aggregate = 'set', window = { granularity = '1h' },\n"
+    "  decode = function(rec) return rec.dynamodb.NewImage end,\n"
+    "  keys = function(o) return { 'a#' .. o.x, 'b#' .. cjson.encode(o) } end,\n"
+    "  value = function(o) return { o.x, 'y', o.x } end }\n";
+
+START_TEST(alloc_failure_during_load_is_an_error) {
+  /* fail from the k-th allocation on, for every k until loading no longer
+   * reaches the failure: each attempt fails cleanly (no panic, no leak
+   * under the sanitizers) */
+  write_file("decode.lua", alloc_script);
+  mm_script_opts_t o = opts();
+  int failures = 0;
+  for (long k = 1;; k++) {
+    mm_err_t err;
+    mm_err_clear(&err);
+    mm_script_fail_countdown = k;
+    int rc = mm_script_load(&S, path, &o, &err);
+    int reached = mm_script_fail_countdown < 0;
+    mm_script_fail_countdown = 0;
+    if (!reached) {
+      ck_assert_msg(rc == 0, "k=%ld: %s", k, err.msg);
+      break;
+    }
+    if (rc == 0) {  /* a failure Lua recovered from, or one after the load */
+      mm_script_destroy(S);
+      S = NULL;
+      continue;
+    }
+    failures++;
+    ck_assert_ptr_null(S);
+    ck_assert_msg(err.msg[0] != '\0', "k=%ld: empty message", k);
+    ck_assert_int_lt(k, 100000);
+  }
+  fprintf(stderr, "alloc load: %d failing attempts\n", failures);
+  ck_assert_int_gt(failures, 50);
+  ck_assert_ptr_nonnull(S);
+  ck_assert_str_eq(mm_script_def(S)->name, "alloc");
+}
+END_TEST
+
+START_TEST(alloc_failure_during_record_is_poison) {
+  load_ok(alloc_script);
+  event("INSERT,MODIFY", "\"x\":{\"S\":\"v\"}");
+  lua_State *L = mm_script_state(S);
+  int poisoned = 0;
+  for (long k = 1;; k++) {
+    mm_outcome_t out;
+    mm_script_fail_countdown = k;
+    int rc = mm_script_run_record(S, recs[0], 1.0, &out);
+    int reached = mm_script_fail_countdown < 0;
+    mm_script_fail_countdown = 0;
+    ck_assert_int_eq(lua_gettop(L), 0);
+    if (!reached) {
+      ck_assert_int_eq(rc, 0);
+      ck_assert_int_eq(out.kind, MM_OUT_VALUE);
+      mm_outcome_free(&out);
+      break;
+    }
+    ck_assert(rc == 0 || rc == MM_ENOMEM);
+    if (out.kind == MM_OUT_POISON) poisoned++;
+    mm_outcome_free(&out);
+    /* the next record is unaffected */
+    run_value(1, &out);
+    ck_assert_int_eq(out.nkeys, 2);
+    ck_assert_int_eq(out.delta.nmembers, 2);
+    mm_outcome_free(&out);
+    ck_assert_int_lt(k, 100000);
+  }
+  fprintf(stderr, "alloc record: %d poisoned attempts\n", poisoned);
+  ck_assert_int_gt(poisoned, 5);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *script_suite(void) {
   Suite *s = suite_create("script");
@@ -1512,6 +1594,12 @@ static Suite *script_suite(void) {
   tcase_add_test(tc, heap_abort_not_swallowed_by_pcall);
   tcase_add_test(tc, heap_single_huge_string);
   tcase_add_test(tc, heap_garbage_near_ceiling_is_not_poison);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("alloc");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, alloc_failure_during_load_is_an_error);
+  tcase_add_test(tc, alloc_failure_during_record_is_poison);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("sandbox");
