@@ -1175,6 +1175,8 @@ done:
   return s;
 }
 
+/* Closes the state (with the ceiling lifted: closing must not fail) and
+ * frees what the loader owns. Accepts NULL and half-built scripts. */
 void mm_script_destroy(mm_script_t *s) {
   if (!s) return;
   if (s->L) {
@@ -1189,6 +1191,8 @@ void mm_script_destroy(mm_script_t *s) {
   free(s);
 }
 
+/* script_open, then either the script or one error holding every problem
+ * ("; "-separated, the first one's code, chunk and line). */
 int mm_script_load(mm_script_t **out, const char *path, const mm_script_opts_t *opts,
                    mm_err_t *err) {
   *out = NULL;
@@ -1216,6 +1220,7 @@ int mm_script_load(mm_script_t **out, const char *path, const mm_script_opts_t *
   return code;
 }
 
+/* script_open, then one report per problem. */
 int mm_script_check(const char *path, const mm_script_opts_t *opts,
                     void (*report)(void *ud, const char *problem), void *ud) {
   mm_script_t *s = script_open(path, opts);
@@ -1246,6 +1251,9 @@ static int pl_set_doc(lua_State *L) {
   return 0;
 }
 
+/* Switches conv to doc under lua_pcall. A failure (only a real
+ * out-of-memory: the ceiling is lifted meanwhile) is logged and makes every
+ * record of this document poison instead of reading a stale one. */
 void mm_script_set_doc(mm_script_t *s, const mm_json_doc_t *doc) {
   lua_State *L = s->L;
   int top = lua_gettop(L);
@@ -1707,6 +1715,7 @@ static int take_value(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
   return 1;
 }
 
+/* Frees the keys and the delta; o can be reused or freed again. */
 void mm_outcome_free(mm_outcome_t *o) {
   if (!o) return;
   for (size_t i = 0; i < o->nkeys; i++) free(o->keys[i]);
@@ -1728,6 +1737,12 @@ static void drop_results(mm_outcome_t *o) {
   o->err = e;
 }
 
+/*
+ * One record: pl_run under lua_pcall with the traceback handler and fresh
+ * limits, then (back in C, nothing can raise) the results become keys and
+ * a delta. A limit hit during the call makes the record poison even when
+ * the script caught the error.
+ */
 int mm_script_run_record(mm_script_t *s, uint32_t node, double event_time,
                          mm_outcome_t *out) {
   lua_State *L = s->L;
@@ -1799,6 +1814,8 @@ static int pl_on_error(lua_State *L) {
   return 0;
 }
 
+/* on_decode_error(rec, msg) like a record: protected, fresh limits; a
+ * failure is only logged. */
 void mm_script_on_decode_error(mm_script_t *s, uint32_t node, const char *msg) {
   if (!s->def.has_on_decode_error || !s->doc || s->doc_failed) return;
   lua_State *L = s->L;
