@@ -982,11 +982,13 @@ static int validate(lua_State *L) {
     lua_pushnil(L);
     while (lua_next(L, w)) {
       lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING ||
-          (strcmp(lua_tostring(L, -1), "granularity") != 0 &&
-           strcmp(lua_tostring(L, -1), "retention") != 0))
-        mm_log(MM_LOG_WARN, NULL, "%s: unknown field in pipeline field 'window' (ignored)",
-               s->chunk);
+      if (lua_type(L, -1) != LUA_TSTRING)
+        mm_log(MM_LOG_WARN, NULL, "%s: pipeline field 'window' has a %s key (ignored)",
+               s->chunk, luaL_typename(L, -1));
+      else if (strcmp(lua_tostring(L, -1), "granularity") != 0 &&
+               strcmp(lua_tostring(L, -1), "retention") != 0)
+        mm_log(MM_LOG_WARN, NULL, "%s: unknown pipeline field 'window.%s' (ignored)",
+               s->chunk, lua_tostring(L, -1));
     }
     int g = window_duration(L, s, w, "granularity", &d->granularity_s);
     int r = window_duration(L, s, w, "retention", &d->retention_s);
