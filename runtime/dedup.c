@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "retry.h"
+#include "store_dynamodb.h"
+#include "store_dynamodb.h"
 #include "store_local.h"
 
 /* ------------------------------------------------------------------ */
@@ -18,7 +20,6 @@
 /* Same URL forms as mm_store_open; the tables differ (murmur_dedup). */
 int mm_dedup_open(mm_dedup_t **out, const char *url, const mm_store_opts_t *opts,
                   mm_err_t *err) {
-  (void)opts; /* only the DynamoDB backend uses them */
   *out = NULL;
   if (!url)
     return mm_err_set(err, MM_EINVAL, "no dedup URL given");
@@ -41,8 +42,9 @@ int mm_dedup_open(mm_dedup_t **out, const char *url, const mm_store_opts_t *opts
     if (url[11] == '\0')
       return mm_err_set(err, MM_EINVAL,
                         "dedup URL '%s': dynamodb:// needs a table name", url);
-    return mm_err_set(err, MM_EINVAL,
-                      "dedup URL '%s': dynamodb dedup not built yet", url);
+    int rc = mm_dedup_dynamodb_open(out, url + 11, opts, err);
+    if (rc) mm_err_prefix(err, "dedup URL '%s'", url);
+    return rc;
   }
   return mm_err_set(err, MM_EINVAL,
                     "unknown dedup URL '%s' (expected memory://, "

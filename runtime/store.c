@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "retry.h"
+#include "store_dynamodb.h"
 #include "store_local.h"
 
 /* Longest part of a key quoted in an error message. */
@@ -25,7 +26,6 @@
  */
 int mm_store_open(mm_store_t **out, const char *url, const mm_store_opts_t *opts,
                   mm_err_t *err) {
-  (void)opts; /* only the DynamoDB backend uses them */
   *out = NULL;
   if (!url)
     return mm_err_set(err, MM_EINVAL, "no store URL given");
@@ -48,8 +48,9 @@ int mm_store_open(mm_store_t **out, const char *url, const mm_store_opts_t *opts
     if (url[11] == '\0')
       return mm_err_set(err, MM_EINVAL,
                         "store URL '%s': dynamodb:// needs a table name", url);
-    return mm_err_set(err, MM_EINVAL,
-                      "store URL '%s': dynamodb store not built yet", url);
+    int rc = mm_store_dynamodb_open(out, url + 11, opts, err);
+    if (rc) mm_err_prefix(err, "store URL '%s'", url);
+    return rc;
   }
   return mm_err_set(err, MM_EINVAL,
                     "unknown store URL '%s' (expected memory://, "
