@@ -25,6 +25,8 @@ typedef struct slot {
   int have_crc;             /* the answer carried x-amz-crc32 */
   uint32_t crc;             /* its value */
   int too_big;              /* body exceeded MM_DDB_MAX_RESPONSE */
+  int sends;                /* times libcurl was about to send this request */
+  int resend_blocked;       /* a write libcurl wanted to send again */
   char request_id[80];      /* x-amzn-RequestId, "" when none */
 } slot_t;
 
@@ -234,6 +236,28 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
+/*
+ * Called by libcurl each time it is about to send the request on a
+ * connection. A second call means libcurl is resending on its own: it does
+ * that when a reused connection closes before any answer byte, even after
+ * the whole request went out, so the server may have applied the first
+ * copy. For a write that would apply it twice without anyone knowing, so
+ * the resend is refused and the write reported as of unknown outcome;
+ * reads are left to libcurl's retry.
+ */
+static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_port) {
+  (void)ip;
+  (void)local_ip;
+  (void)port;
+  (void)local_port;
+  slot_t *s = ud;
+  if (++s->sends > 1 && s->r && s->r->write) {
+    s->resend_blocked = 1;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  return CURL_PREREQFUNC_OK;
+}
+
 /* ------------------------------------------------------------------ */
 /* Classification                                                      */
 /* ------------------------------------------------------------------ */
@@ -349,6 +373,13 @@ static void classify(mm_ddb_t *c, slot_t *s, CURLcode cc) {
                            r->op, table, (unsigned)MM_DDB_MAX_RESPONSE, rid);
     goto done;
   }
+  if (s->resend_blocked) {
+    r->status = mm_err_set(&r->err, MM_EUNKNOWN,
+                           "%s on table %s: the connection closed without an answer after "
+                           "the request was sent: the write may have been applied%s",
+                           r->op, table, rid);
+    goto done;
+  }
   curl_off_t pre = 0, up = 0;
   long reqsize = 0;
   curl_easy_getinfo(s->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
@@ -411,6 +442,8 @@ static int start(mm_ddb_t *c, slot_t *s, mm_ddb_req_t *r, int64_t deadline_ms) {
   s->curl_err[0] = '\0';
   s->have_crc = 0;
   s->too_big = 0;
+  s->sends = 0;
+  s->resend_blocked = 0;
   s->request_id[0] = '\0';
   s->r = r;
 
@@ -443,6 +476,8 @@ static int start(mm_ddb_t *c, slot_t *s, mm_ddb_req_t *r, int64_t deadline_ms) {
   if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_HEADERFUNCTION, on_header);
   if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_HEADERDATA, s);
   if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_PRIVATE, s);
+  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_PREREQFUNCTION, on_prereq);
+  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_PREREQDATA, s);
   if (cc) {
     s->r = NULL;
     return r->status = mm_err_set(&r->err, MM_EPERM, "%s: libcurl refused an option: %s",

@@ -21,6 +21,11 @@
  *   (timeout, reset)                      MM_EUNKNOWN for a write (it may
  *                                         have been applied), MM_ERETRY for
  *                                         a read or an idempotent write
+ *   a write libcurl would resend by itself
+ *   (a reused connection closed after
+ *   the request went out, no answer)      MM_EUNKNOWN: the resend is refused
+ *                                         (CURLOPT_PREREQFUNCTION), because
+ *                                         the first copy may have been applied
  *   a body failing its x-amz-crc32        the same as a lost answer
  *   not started before the deadline       MM_EDEADLINE
  *
