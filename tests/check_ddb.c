@@ -1560,6 +1560,14 @@ START_TEST(lost_answer_is_unknown_for_writes) {
   ck_assert_int_eq(merge1(s, "k", 0, 0, &d, &err), MM_EUNKNOWN);
   ck_assert_int_lt(mm_mono_ms() - t0, 2000);
   ck_assert_msg(strstr(err.msg, "may have been applied"), "%s", err.msg);
+  /* The deadline cuts a request's own timeout (3 s here) short. */
+  mm_store_destroy(s);
+  s = open_store(STORE_TABLE, 0, 3000);
+  mm_merge_t op = {.key = "k", .delta = &d};
+  t0 = mm_mono_ms();
+  mm_store_merge(s, &op, 1, mm_now_ms() + 250);
+  ck_assert_int_eq(op.status, MM_EUNKNOWN);
+  ck_assert_int_lt(mm_mono_ms() - t0, 1500);
   /* A sketch merge starts with a read: retryable. */
   mm_delta_t h;
   str_delta(&h, MM_AGG_HLL, "x");
