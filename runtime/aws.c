@@ -224,7 +224,9 @@ int mm_aws_setup(const mm_aws_t *a, CURL *h, const char *const *extra,
     }                                                                        \
   } while (0)
   SET(CURLOPT_URL, a->endpoint);
-  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  /* Best effort: libcurl before 7.85 lacks the option (the URL is ours,
+   * http or https by construction, so nothing depends on it). */
+  (void)curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   SET(CURLOPT_PROXY, "");          /* never a proxy from the environment */
   SET(CURLOPT_NOSIGNAL, 1L);       /* no SIGALRM/SIGPIPE from libcurl */
