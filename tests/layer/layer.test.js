@@ -1,0 +1,310 @@
+'use strict';
+/*
+ * layer.test.js - the layer check (node --test; CTest sets MM_LAYER_ZIP to
+ * the zip the `layer` target built, and MM_OBJDUMP).
+ *
+ * The zip is unpacked (with unzip, as Lambda unpacks a layer) into a
+ * temporary directory standing in for /opt, then:
+ *  1. layout: bootstrap at the root (mode 755), bin/murmur-ddb, lua/murmur.lua,
+ *     lib/ holding shared libraries only;
+ *  2. glibc: no ELF file needs a GLIBC_ symbol version above 2.34 (Amazon
+ *     Linux 2023), nor GLIBC_PRIVATE (objdump -T); every DT_NEEDED library is
+ *     either in lib/ or one of glibc's; the checker is shown to reject a
+ *     binary that needs GLIBC_2.36;
+ *  3. loading: the dynamic loader, under Lambda's LD_LIBRARY_PATH with the
+ *     host's own library directory first (as /lib64 comes first in Lambda),
+ *     takes every non-glibc library from the layer's lib/;
+ *  4. end to end: the unpacked bootstrap serves the Runtime API emulator
+ *     with only what Lambda sets in its environment (env -i, then
+ *     AWS_LAMBDA_RUNTIME_API, _HANDLER, LAMBDA_TASK_ROOT, LD_LIBRARY_PATH,
+ *     region, credentials, and the function setting MURMUR_STORE); a
+ *     syntax error becomes an init error naming decode.lua:LINE; the
+ *     layer's bin/murmur-ddb runs the example in the same environment.
+ */
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, execFileSync } = require('node:child_process');
+
+const ZIP = process.env.MM_LAYER_ZIP;
+const OBJDUMP = process.env.MM_OBJDUMP || 'objdump';
+const ROOT = path.resolve(__dirname, '../..');
+const EMULATOR = path.join(ROOT, 'tests/emulator/runtime-api.js');
+const EXAMPLE = path.join(ROOT, 'lua/examples/order_totals');
+const skip = ZIP ? false : 'MM_LAYER_ZIP is not set';
+
+/* The newest glibc of Amazon Linux 2023, and the libraries glibc 2.34
+ * provides (the layer leaves only these to the host). */
+const GLIBC_MAX = [2, 34];
+const GLIBC_LIBS = new Set(['libc.so.6', 'libm.so.6', 'libdl.so.2', 'libpthread.so.0', 'librt.so.1',
+  'libresolv.so.2', 'libutil.so.1', 'libanl.so.1', 'libBrokenLocale.so.1', 'libnsl.so.1',
+  'ld-linux-x86-64.so.2', 'ld-linux-aarch64.so.1']);
+
+/* Lambda's LD_LIBRARY_PATH (runtime-contract section 3), with /opt and
+ * /var/task replaced by the test's directories. */
+function lambdaLibraryPath(opt, task) {
+  return ['/var/lang/lib', '/lib64', '/usr/lib64', '/var/runtime', '/var/runtime/lib', task,
+    `${task}/lib`, `${opt}/lib`].join(':');
+}
+
+/* What Lambda sets that the runtime reads, and nothing else. */
+function lambdaEnv(opt, task, extra) {
+  return {
+    LD_LIBRARY_PATH: lambdaLibraryPath(opt, task),
+    LAMBDA_TASK_ROOT: task,
+    _HANDLER: 'decode',
+    AWS_REGION: 'eu-west-1',
+    AWS_DEFAULT_REGION: 'eu-west-1',
+    AWS_ACCESS_KEY_ID: 'AKIDLAYERCHECK000000',
+    AWS_SECRET_ACCESS_KEY: 'layer-check-secret-never-logged',
+    AWS_SESSION_TOKEN: 'layer-check-token-never-logged',
+    MURMUR_STORE: 'memory://',
+    ...extra,
+  };
+}
+
+let OPT;       // the unpacked layer
+let WORK;      // scratch
+test.before(() => {
+  if (!ZIP) return;
+  WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'mm-layer-'));
+  OPT = path.join(WORK, 'opt');
+  fs.mkdirSync(OPT);
+  execFileSync('unzip', ['-q', ZIP, '-d', OPT]);
+});
+test.after(() => { if (WORK) fs.rmSync(WORK, { recursive: true, force: true }); });
+
+/* Every regular file under dir, relative paths, sorted. */
+function walk(dir, rel = '') {
+  const out = [];
+  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const r = path.join(rel, e.name);
+    if (e.isDirectory()) out.push(...walk(dir, r));
+    else out.push(r);
+  }
+  return out.sort();
+}
+
+function isElf(file) {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    return fs.readSync(fd, b, 0, 4, 0) === 4 && b.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/*
+ * The glibc problems of one ELF file: symbol versions above GLIBC_MAX or
+ * GLIBC_PRIVATE in its dynamic symbol table (objdump -T), and DT_NEEDED
+ * libraries that are neither glibc's nor in libDir. Returns a list of
+ * messages (empty: fine).
+ */
+function glibcProblems(file, libDir) {
+  const problems = [];
+  const syms = execFileSync(OBJDUMP, ['-T', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  for (const line of syms.split('\n')) {
+    const m = /\(?GLIBC_([0-9.]+|PRIVATE)\)?\s+(\S+)\s*$/.exec(line);
+    if (!m) continue;
+    if (m[1] === 'PRIVATE') { problems.push(`${m[2]}@GLIBC_PRIVATE`); continue; }
+    const v = m[1].split('.').map(Number);
+    const major = v[0];
+    const minor = v[1] || 0;
+    if (major > GLIBC_MAX[0] || (major === GLIBC_MAX[0] && minor > GLIBC_MAX[1]))
+      problems.push(`${m[2]}@GLIBC_${m[1]}`);
+  }
+  const dyn = execFileSync(OBJDUMP, ['-p', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  for (const m of dyn.matchAll(/^\s*NEEDED\s+(\S+)/gm)) {
+    const so = m[1];
+    if (!GLIBC_LIBS.has(so) && !(libDir && fs.existsSync(path.join(libDir, so))))
+      problems.push(`needs ${so}, which is neither glibc's nor in lib/`);
+  }
+  return problems;
+}
+
+test('layout: bootstrap at the root, bin/, lua/, lib/', { skip }, () => {
+  const files = walk(OPT);
+  assert.ok(files.includes('bootstrap'), files.join(' '));
+  assert.ok(files.includes('bin/murmur-ddb'));
+  assert.ok(files.includes('lua/murmur.lua'));
+  for (const exe of ['bootstrap', 'bin/murmur-ddb']) {
+    const mode = fs.statSync(path.join(OPT, exe)).mode & 0o777;
+    assert.equal(mode, 0o755, `${exe} mode ${mode.toString(8)}`);
+  }
+  const libs = files.filter((f) => f.startsWith('lib/'));
+  assert.ok(libs.length > 0);
+  for (const f of libs) {
+    assert.match(f, /^lib\/[^/]+\.so(\.[0-9]+)*$/, f);
+    assert.ok(isElf(path.join(OPT, f)), `${f} is not an ELF file`);
+    assert.ok(!GLIBC_LIBS.has(path.basename(f)), `${f}: glibc's libraries are the host's`);
+  }
+  // Only those top-level entries.
+  assert.deepEqual([...new Set(files.map((f) => f.split('/')[0]))].sort(),
+    ['bin', 'bootstrap', 'lib', 'lua']);
+  // Lua and lua-cjson are linked in, not loaded.
+  assert.ok(!libs.some((f) => /lua/i.test(f)), libs.join(' '));
+  // The binaries find lib/ themselves (DT_RPATH, searched before LD_LIBRARY_PATH).
+  const rp = (f) => /^\s*RPATH\s+(\S+)/m.exec(execFileSync(OBJDUMP, ['-p', path.join(OPT, f)], { encoding: 'utf8' }));
+  assert.equal(rp('bootstrap')?.[1], '$ORIGIN/lib');
+  assert.equal(rp('bin/murmur-ddb')?.[1], '$ORIGIN/../lib');
+});
+
+test(`glibc: no ELF file needs a symbol version above GLIBC_${GLIBC_MAX.join('.')}`, { skip }, () => {
+  const elves = walk(OPT).filter((f) => isElf(path.join(OPT, f)));
+  assert.ok(elves.length >= 3, elves.join(' '));
+  const report = [];
+  for (const f of elves) {
+    for (const p of glibcProblems(path.join(OPT, f), path.join(OPT, 'lib'))) report.push(`${f}: ${p}`);
+  }
+  assert.deepEqual(report, []);
+});
+
+test('glibc: the checker rejects a binary that needs GLIBC_2.36', { skip }, (t) => {
+  const cc = ['cc', 'gcc'].find((c) => {
+    try { execFileSync(c, ['--version'], { stdio: 'ignore' }); return true; } catch { return false; }
+  });
+  if (!cc) return t.skip('no C compiler');
+  // arc4random appeared in glibc 2.36; the host must be at least that new.
+  const glibc = execFileSync('getconf', ['GNU_LIBC_VERSION'], { encoding: 'utf8' }).trim().split(' ')[1];
+  const [maj, min] = glibc.split('.').map(Number);
+  if (maj < 2 || (maj === 2 && min < 36)) return t.skip(`host glibc ${glibc} is older than 2.36`);
+  const src = path.join(WORK, 'new.c');
+  const bin = path.join(WORK, 'new');
+  fs.writeFileSync(src, '#include <stdlib.h>\nint main(void) { return (int)(arc4random() & 1); }\n');
+  execFileSync(cc, ['-o', bin, src]);
+  const problems = glibcProblems(bin, null);
+  assert.ok(problems.some((p) => p === 'arc4random@GLIBC_2.36'), problems.join('; '));
+});
+
+test('loading: every non-glibc library comes from the layer, even with host libraries first', { skip }, () => {
+  const task = path.join(WORK, 'task-trace');
+  fs.mkdirSync(task, { recursive: true });
+  // The host's own library directory first, standing in for AL2023's /lib64
+  // (which may hold libcurl, libssl, ... of other builds).
+  const libc = /libc\.so\.6 => (\S+)/.exec(execFileSync('ldd', ['/bin/sh'], { encoding: 'utf8' }));
+  assert.ok(libc, 'ldd /bin/sh shows no libc');
+  const hostLib = path.dirname(libc[1]);
+  for (const exe of ['bootstrap', 'bin/murmur-ddb']) {
+    const out = execFileSync(path.join(OPT, exe), [], {
+      env: { LD_TRACE_LOADED_OBJECTS: '1', LD_LIBRARY_PATH: `${hostLib}:${lambdaLibraryPath(OPT, task)}` },
+      encoding: 'utf8',
+    });
+    const libs = [...out.matchAll(/^\s*(\S+) => (.*?) \(0x/gm)].map((m) => [m[1], m[2]]);
+    assert.ok(libs.length > 5, out);
+    for (const [so, where] of libs) {
+      assert.notEqual(where, 'not found', `${exe}: ${so} not found`);
+      if (GLIBC_LIBS.has(so)) assert.ok(!where.startsWith(OPT), `${exe}: ${so} from ${where}`);
+      else assert.equal(path.dirname(fs.realpathSync(where)), fs.realpathSync(path.join(OPT, 'lib')),
+        `${exe}: ${so} loaded from ${where}`);
+    }
+  }
+});
+
+/*
+ * Runs the unpacked bootstrap against the emulator. files: the task
+ * directory; env: variables added to lambdaEnv. Resolves to {code,
+ * stdout, stderr, t (transcript)}. Bounded: the emulator ends by itself
+ * (--timeout, --linger); the bootstrap, blocked in /next, is then killed.
+ */
+async function runBootstrap({ scenario, files, env = {} }) {
+  const dir = fs.mkdtempSync(path.join(WORK, 'run-'));
+  const task = path.join(dir, 'task');
+  fs.mkdirSync(task);
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(task, name), text);
+  fs.writeFileSync(path.join(dir, 'scenario.json'), JSON.stringify(scenario));
+  const transcript = path.join(dir, 'transcript.json');
+  const emu = spawn(process.execPath, [EMULATOR, path.join(dir, 'scenario.json'), '--transcript', transcript,
+    '--linger', '300', '--timeout', '20000', '--grace', '3000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const emuExit = new Promise((r) => emu.on('exit', r));
+  const port = await new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error('emulator printed no port')), 10000);
+    emu.stdout.on('data', (c) => {
+      buf += c;
+      if (buf.includes('\n')) { clearTimeout(timer); resolve(JSON.parse(buf.split('\n')[0]).port); }
+    });
+  });
+  const boot = spawn(path.join(OPT, 'bootstrap'), [], {
+    env: lambdaEnv(OPT, task, { AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${port}`, ...env }),
+    cwd: task,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  boot.stdout.on('data', (c) => { stdout += c; });
+  boot.stderr.on('data', (c) => { stderr += c; });
+  const bootExit = new Promise((r) => boot.on('exit', (code, signal) => r({ code, signal })));
+  await emuExit;
+  const grace = setTimeout(() => boot.kill('SIGKILL'), 150);
+  const { code } = await bootExit;
+  clearTimeout(grace);
+  return { code, stdout, stderr, t: JSON.parse(fs.readFileSync(transcript, 'utf8')) };
+}
+
+const decode = fs.readFileSync(path.join(EXAMPLE, 'decode.lua'), 'utf8');
+const exampleEvent = path.join(EXAMPLE, 'event.json');
+
+test('end to end: the unpacked bootstrap serves the Runtime API with only Lambda\'s environment', { skip }, async () => {
+  const r = await runBootstrap({
+    files: { 'decode.lua': decode },
+    scenario: { invocations: [
+      { event: exampleEvent, requestId: 'layer-1', deadlineInMs: 10000 },
+      { eventRaw: 'not json', requestId: 'layer-2' },
+      { event: exampleEvent, requestId: 'layer-3', deadlineInMs: 10000 },
+    ] },
+  });
+  assert.equal(r.t.ended, 'complete', r.stderr);
+  const [a, b, c] = r.t.invocations;
+  assert.equal(a.outcome, 'response', r.stderr);
+  assert.deepEqual(a.response.body, { batchItemFailures: [] });
+  assert.equal(b.outcome, 'error');
+  assert.equal(b.error.errorType, 'Runtime.InvalidJSON');
+  assert.deepEqual(c.response.body, { batchItemFailures: [] });
+  // The layer's own lua/ was used, found beside the bootstrap.
+  assert.match(r.stderr, new RegExp(`lua ${OPT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/lua\\b`), r.stderr);
+  // One EMF line per invocation that ran the pipeline: 8 records, the
+  // poison pill counted, nothing reported.
+  const emf = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((o) => o._aws);
+  assert.equal(emf.length, 2, r.stdout);
+  for (const m of emf) {
+    assert.equal(m.pipeline, 'order_totals');
+    assert.equal(m.Records, 8);
+    assert.equal(m.Applied, 7);
+    assert.equal(m.DecodeErrors, 1);
+    assert.equal(m.DeadLetters, 0);
+  }
+  assert.match(r.stderr, /decode\.lua:16: order o-1004 has no customer_id/);
+  for (const secret of ['layer-check-secret-never-logged', 'layer-check-token-never-logged'])
+    assert.ok(!r.stderr.includes(secret) && !r.stdout.includes(secret), 'a credential was logged');
+});
+
+test('end to end: a syntax error in decode.lua is an init error naming decode.lua:LINE', { skip }, async () => {
+  const r = await runBootstrap({
+    files: { 'decode.lua': 'return {\n  aggregate = "count",\n  decode = function(rec) return rec end\n  key = function(o) return "k" end,\n}\n' },
+    scenario: { invocations: [{ event: exampleEvent }] },
+  });
+  assert.equal(r.t.ended, 'initError', r.stderr);
+  assert.equal(r.code, 1);
+  assert.equal(r.t.initError.errorType, 'Function.InvalidScript');
+  assert.match(r.t.initError.body.errorMessage, /^decode\.lua:4: /);
+});
+
+test('the layer\'s bin/murmur-ddb runs the example in Lambda\'s environment', { skip }, () => {
+  const task = fs.mkdtempSync(path.join(WORK, 'cli-'));
+  const db = path.join(task, 'state.db');
+  const env = lambdaEnv(OPT, task, {});
+  const cli = path.join(OPT, 'bin/murmur-ddb');
+  const response = execFileSync(cli, ['invoke', '--script', path.join(EXAMPLE, 'decode.lua'), '--event', exampleEvent,
+    '--store', `sqlite://${db}`, '--dedup', `sqlite://${db}`], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const expected = fs.readFileSync(path.join(EXAMPLE, 'expected.txt'), 'utf8').trim().split('\n');
+  const rows = [];
+  for (const line of expected.slice(1)) {
+    const key = JSON.parse(line).key;
+    rows.push(...execFileSync(cli, ['query', '--store', `sqlite://${db}`, key], { env, encoding: 'utf8' })
+      .trim().split('\n'));
+  }
+  assert.deepEqual([response.trim(), ...rows], expected);
+});
