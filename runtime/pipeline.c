@@ -42,6 +42,12 @@ enum {
   REC_FAILED,      /* reported in batchItemFailures */
   REC_NOTSTARTED   /* deadline margin reached before it started: reported */
 };
+_Static_assert((int)REC_OK == (int)MM_RECORD_OK && (int)REC_SKIP == (int)MM_RECORD_SKIP &&
+                   (int)REC_POISON == (int)MM_RECORD_POISON &&
+                   (int)REC_DUP == (int)MM_RECORD_DUP &&
+                   (int)REC_FAILED == (int)MM_RECORD_FAILED &&
+                   (int)REC_NOTSTARTED == (int)MM_RECORD_NOTSTARTED,
+               "record states are pipeline.h's MM_RECORD_* outcomes");
 
 /* Per-key states within a record. */
 enum { KEY_TODO = 0, KEY_PREV, KEY_APPLIED, KEY_FAILED };
@@ -85,6 +91,8 @@ struct mm_pipeline {
   FILE *metrics_out;
   const char *function_name;
   mm_buf_t arena;          /* eventIDs and SequenceNumbers of the batch */
+  mm_record_cb record_cb;  /* per-record outcomes (replay), may be NULL */
+  void *record_ud;
 };
 
 /* ------------------------------------------------------------------ */
@@ -162,6 +170,10 @@ const mm_metrics_t *mm_pipeline_metrics(const mm_pipeline_t *p) { return &p->met
 const mm_def_t *mm_pipeline_def(const mm_pipeline_t *p) { return mm_script_def(p->script); }
 mm_store_t *mm_pipeline_store(mm_pipeline_t *p) { return p->store; }
 void mm_pipeline_set_metrics_out(mm_pipeline_t *p, FILE *out) { p->metrics_out = out; }
+void mm_pipeline_set_record_cb(mm_pipeline_t *p, mm_record_cb cb, void *ud) {
+  p->record_cb = cb;
+  p->record_ud = ud;
+}
 
 void mm_result_free(mm_result_t *res) {
   if (!res) return;
@@ -860,6 +872,8 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
    * the margin; a claim left unfinished stays PARTIAL, which is safe. */
   if (p->dedup) finish_all(p, recs, n, claims, nclaims, stop_at);
 
+  if (p->record_cb)
+    for (size_t i = 0; i < n; i++) p->record_cb(p->record_ud, i, recs[i].state);
   for (size_t i = 0; i < n; i++) {
     if (recs[i].state == REC_OK) p->metrics.applied++;
     if (recs[i].state == REC_FAILED || recs[i].state == REC_NOTSTARTED) p->metrics.failures++;

@@ -68,4 +68,23 @@ mm_store_t *mm_pipeline_store(mm_pipeline_t *p);
 /* Where metrics lines go (default stdout); NULL disables them. */
 void mm_pipeline_set_metrics_out(mm_pipeline_t *p, FILE *out);
 
+/* What became of one record (replay deletes a parked record only when it
+ * now succeeds). */
+enum {
+  MM_RECORD_OK = 1,     /* every merge applied, or nothing to merge */
+  MM_RECORD_SKIP,       /* decode returned nil, or no keys */
+  MM_RECORD_POISON,     /* decode failed: a poison pill */
+  MM_RECORD_DUP,        /* dedup: applied by an earlier delivery */
+  MM_RECORD_FAILED,     /* reported in batchItemFailures */
+  MM_RECORD_NOTSTARTED  /* deadline margin reached first: reported */
+};
+
+/* Called once per record of a run, in order, with its index in Records
+ * and its MM_RECORD_* outcome, after the last phase and before the
+ * response is built (not at all when the payload is not a stream event). */
+typedef void (*mm_record_cb)(void *ud, size_t index, int outcome);
+
+/* Sets the per-record callback of the following runs (NULL: none). */
+void mm_pipeline_set_record_cb(mm_pipeline_t *p, mm_record_cb cb, void *ud);
+
 #endif
