@@ -36,12 +36,28 @@ typedef struct mm_merge {
   mm_err_t err;
 } mm_merge_t;
 
-/* One row read back. Borrowed for the callback's duration. */
+/* One row read back. Borrowed for the callback's duration (every pointer,
+ * stored included). */
 typedef struct mm_row {
   const char *key;
   int64_t bucket;
   const char *value_json;  /* rendered as agg.h mm_agg_render does */
   int64_t ttl;             /* 0 when none */
+  /* The value in agg.h's stored encoding, for mm_agg_combine (query
+   * --last). agg is the row's aggregate when agg_exact = 1: memory:// and
+   * sqlite:// keep it per row, and dynamodb:// knows set, hll and topk from
+   * the attribute types. With agg_exact = 0 (dynamodb:// scalars, whose
+   * items do not name their aggregate) agg names the family, and stored is
+   * encoded for that family:
+   *   MM_AGG_SUM    a number without t: sum, count, min or max; stored is
+   *                 the sum/count text ("12.5"; min/max store "n12.5")
+   *   MM_AGG_MIN    a string without t: min or max ("sabc")
+   *   MM_AGG_FIRST  a value with an event time t: first or last
+   * query.h turns such a row into the caller's aggregate. */
+  mm_agg_t agg;
+  int agg_exact;
+  const void *stored;
+  size_t stored_len;
 } mm_row_t;
 
 /* Return non-zero to stop the iteration. */

@@ -735,10 +735,12 @@ static int scalar_enc(mm_buf_t *b, const mm_json_doc_t *d, uint32_t v, const cha
 
 /*
  * Rebuilds agg.h's stored encoding of one item's value from its attribute
- * types (store_dynamodb.h), then renders it with mm_agg_render, so every
- * backend prints the same JSON for the same state.
+ * types (store_dynamodb.h) into *enc (the caller frees it), sets *agg and
+ * *exact as store.h's mm_row_t describes, then renders it with
+ * mm_agg_render, so every backend prints the same JSON for the same state.
  */
-static int render_item(const mm_json_doc_t *d, uint32_t item, char **json, mm_err_t *err) {
+static int render_item(const mm_json_doc_t *d, uint32_t item, char **json, mm_buf_t *enc_out,
+                       mm_agg_t *agg_out, int *exact, mm_err_t *err) {
   char tv[8], tt[8];
   uint32_t v = av_get(d, item, "v", tv);
   uint32_t t = av_get(d, item, "t", tt);
@@ -818,7 +820,10 @@ static int render_item(const mm_json_doc_t *d, uint32_t item, char **json, mm_er
     return mm_err_set(err, rc == MM_ENOMEM ? MM_ENOMEM : MM_EPERM, "unreadable row value");
   }
   rc = mm_agg_render(agg, enc.data ? enc.data : "", enc.len, json, err);
-  mm_buf_free(&enc);
+  *agg_out = agg;
+  *exact = agg == MM_AGG_SET || agg == MM_AGG_HLL || agg == MM_AGG_TOPK;
+  mm_buf_free(enc_out);
+  *enc_out = enc;
   return rc;
 }
 
@@ -835,6 +840,7 @@ static int ddb_query(mm_store_t *base, const char *key, const int64_t *bucket, m
   int rc = 0, have_start = 0, stop = 0;
   int64_t start_sk = 0;
   char *json = NULL, *pk = NULL;
+  mm_buf_t enc = MM_BUF_INIT; /* the current row's stored encoding */
   mm_ddb_req_init(&r, "Query", s->table, 0);
   while (!stop) {
     mm_buf_t *b = &r.body;
@@ -889,11 +895,15 @@ static int ddb_query(mm_store_t *base, const char *key, const int64_t *bucket, m
         if (ttv && (strcmp(t3, "N") || n_to_int64(&doc, ttv, &ttl))) ttl = 0;
         free(json);
         json = NULL;
-        if ((rc = render_item(&doc, it, &json, err))) {
+        mm_agg_t agg = MM_AGG_SUM;
+        int exact = 0;
+        if ((rc = render_item(&doc, it, &json, &enc, &agg, &exact, err))) {
           mm_err_prefix(err, "row %.200s/%lld", key, (long long)sk);
           goto out;
         }
-        mm_row_t row = {.key = pk, .bucket = sk, .value_json = json, .ttl = ttl};
+        mm_row_t row = {.key = pk, .bucket = sk, .value_json = json, .ttl = ttl,
+                        .agg = agg, .agg_exact = exact,
+                        .stored = enc.data ? enc.data : "", .stored_len = enc.len};
         if (fn(ud, &row)) stop = 1;
       }
     }
@@ -912,6 +922,7 @@ static int ddb_query(mm_store_t *base, const char *key, const int64_t *bucket, m
 out:
   free(json);
   free(pk);
+  mm_buf_free(&enc);
   mm_json_free(&doc);
   mm_ddb_req_free(&r);
   return rc;

@@ -218,7 +218,8 @@ static int emit_row(const mkey_t *e, const mrow_t *r, mm_row_fn fn, void *ud,
     mm_err_prefix(err, "row %s/%lld", e->key, (long long)r->bucket);
     return rc;
   }
-  mm_row_t row = {e->key, r->bucket, json, r->ttl};
+  mm_row_t row = {.key = e->key, .bucket = r->bucket, .value_json = json, .ttl = r->ttl,
+                  .agg = r->agg, .agg_exact = 1, .stored = r->v, .stored_len = r->vlen};
   *stop = fn(ud, &row);
   free(json);
   return 0;

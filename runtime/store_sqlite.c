@@ -249,7 +249,9 @@ static int sql_query(mm_store_t *base, const char *key, const int64_t *bucket,
       mm_err_prefix(err, "row %s/%lld", key, (long long)sk);
       goto done;
     }
-    mm_row_t row = {key, sk, json, sqlite3_column_int64(st, 3)};
+    mm_row_t row = {.key = key, .bucket = sk, .value_json = json,
+                    .ttl = sqlite3_column_int64(st, 3), .agg = agg, .agg_exact = 1,
+                    .stored = v, .stored_len = vlen};
     int stop = fn(ud, &row);
     free(json);
     if (stop) goto done;
