@@ -254,20 +254,28 @@ static void emit_json(mm_buf_t *b, const mm_json_doc_t *d, uint32_t n) {
 /* Phase 1: decode                                                     */
 /* ------------------------------------------------------------------ */
 
-/* Runs record i through the script and fills r. */
+/* Reads record r's facts and keeps its eventID and SequenceNumber in the
+ * batch's arena, even when the record is malformed: logs and the response
+ * need them. Returns mm_event_record's result. */
+static int read_ids(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
+                    mm_record_info_t *info, mm_err_t *err) {
+  int rc = mm_event_record(ev, r->node, info, err);
+  r->has_seq = info->seq[0] != '\0';
+  r->seq_off = p->arena.len;
+  mm_buf_add(&p->arena, info->seq, strlen(info->seq) + 1);
+  r->id_off = p->arena.len;
+  mm_buf_add(&p->arena, info->event_id, strlen(info->event_id) + 1);
+  return rc;
+}
+
+/* Runs record r through the script and fills it. */
 static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
                        mm_outcome_t *out) {
   const mm_def_t *def = mm_script_def(p->script);
   mm_record_info_t info;
   mm_err_t err;
   mm_err_clear(&err);
-  int rc = mm_event_record(ev, r->node, &info, &err);
-  /* Keep the identifiers even when the record is malformed: logs need them. */
-  r->has_seq = info.seq[0] != '\0';
-  r->seq_off = p->arena.len;
-  mm_buf_add(&p->arena, info.seq, strlen(info.seq) + 1);
-  r->id_off = p->arena.len;
-  mm_buf_add(&p->arena, info.event_id, strlen(info.event_id) + 1);
+  int rc = read_ids(p, ev, r, &info, &err);
   if (rc) {
     r->state = REC_POISON;
     p->metrics.decode_errors++;
@@ -814,12 +822,7 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
     if (past(stop_at)) {
       mm_record_info_t info;
       mm_err_t e;
-      mm_event_record(&ev, node, &info, &e);
-      r->has_seq = info.seq[0] != '\0';
-      r->seq_off = p->arena.len;
-      mm_buf_add(&p->arena, info.seq, strlen(info.seq) + 1);
-      r->id_off = p->arena.len;
-      mm_buf_add(&p->arena, info.event_id, strlen(info.event_id) + 1);
+      read_ids(p, &ev, r, &info, &e);
       r->state = r->has_seq ? REC_NOTSTARTED : REC_POISON;
       p->metrics.deadline_skips++;
       continue;
