@@ -3,6 +3,12 @@
  * layer.test.js - the layer check (node --test; CTest sets MM_LAYER_ZIP to
  * the zip the `layer` target built, and MM_OBJDUMP).
  *
+ * MM_LAYER_ARCH names the zip's architecture (x86_64 or arm64, default
+ * x86_64); MM_LAYER_EXEC, when set, is a command that runs the layer's
+ * executables (qemu-aarch64 for an arm64 layer on an x86_64 host). Without
+ * it, a layer of another architecture than the host's gets the static
+ * checks (1, 2) only.
+ *
  * The zip is unpacked (with unzip, as Lambda unpacks a layer) into a
  * temporary directory standing in for /opt, then:
  *  1. layout: bootstrap at the root (mode 755), bin/murmur-ddb, lua/murmur.lua,
@@ -30,10 +36,23 @@ const { spawn, execFileSync } = require('node:child_process');
 
 const ZIP = process.env.MM_LAYER_ZIP;
 const OBJDUMP = process.env.MM_OBJDUMP || 'objdump';
+const ARCH = process.env.MM_LAYER_ARCH || 'x86_64';
+const EXEC = (process.env.MM_LAYER_EXEC || '').split(' ').filter(Boolean);
+/* ELF e_machine of the layer's architecture. */
+const MACHINE = { x86_64: 62, arm64: 183 }[ARCH];
+const HOST_ARCH = { x64: 'x86_64', arm64: 'arm64' }[process.arch];
 const ROOT = path.resolve(__dirname, '../..');
 const EMULATOR = path.join(ROOT, 'tests/emulator/runtime-api.js');
 const EXAMPLE = path.join(ROOT, 'lua/examples/order_totals');
 const skip = ZIP ? false : 'MM_LAYER_ZIP is not set';
+/* The runtime checks need a way to run the layer's executables. */
+const skipRun = skip || (ARCH === HOST_ARCH || EXEC.length ? false
+  : `a ${ARCH} layer on a ${HOST_ARCH} host without MM_LAYER_EXEC`);
+
+/* spawn/execFileSync arguments that run a layer executable. */
+function runArgs(file, args = []) {
+  return EXEC.length ? [EXEC[0], [...EXEC.slice(1), file, ...args]] : [file, args];
+}
 
 /* The newest glibc of Amazon Linux 2023, and the libraries glibc 2.34
  * provides (the layer leaves only these to the host). */
@@ -87,15 +106,20 @@ function walk(dir, rel = '') {
   return out.sort();
 }
 
-function isElf(file) {
+/* The ELF header's e_machine (little-endian ELF64), or null when the
+ * file is not ELF. */
+function elfMachine(file) {
   const fd = fs.openSync(file, 'r');
   try {
-    const b = Buffer.alloc(4);
-    return fs.readSync(fd, b, 0, 4, 0) === 4 && b.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+    const b = Buffer.alloc(20);
+    if (fs.readSync(fd, b, 0, 20, 0) !== 20 || !b.subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])))
+      return null;
+    return b.readUInt16LE(18);
   } finally {
     fs.closeSync(fd);
   }
 }
+const isElf = (file) => elfMachine(file) !== null;
 
 /*
  * The glibc problems of one ELF file: symbol versions above GLIBC_MAX or
@@ -103,9 +127,9 @@ function isElf(file) {
  * libraries that are neither glibc's nor in libDir. Returns a list of
  * messages (empty: fine).
  */
-function glibcProblems(file, libDir) {
+function glibcProblems(file, libDir, objdump = OBJDUMP) {
   const problems = [];
-  const syms = execFileSync(OBJDUMP, ['-T', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const syms = execFileSync(objdump, ['-T', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
   for (const line of syms.split('\n')) {
     const m = /\(?GLIBC_([0-9.]+|PRIVATE)\)?\s+(\S+)\s*$/.exec(line);
     if (!m) continue;
@@ -116,7 +140,7 @@ function glibcProblems(file, libDir) {
     if (major > GLIBC_MAX[0] || (major === GLIBC_MAX[0] && minor > GLIBC_MAX[1]))
       problems.push(`${m[2]}@GLIBC_${m[1]}`);
   }
-  const dyn = execFileSync(OBJDUMP, ['-p', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const dyn = execFileSync(objdump, ['-p', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
   for (const m of dyn.matchAll(/^\s*NEEDED\s+(\S+)/gm)) {
     const so = m[1];
     if (!GLIBC_LIBS.has(so) && !(libDir && fs.existsSync(path.join(libDir, so))))
@@ -157,6 +181,8 @@ test(`glibc: no ELF file needs a symbol version above GLIBC_${GLIBC_MAX.join('.'
   assert.ok(elves.length >= 3, elves.join(' '));
   const report = [];
   for (const f of elves) {
+    const m = elfMachine(path.join(OPT, f));
+    if (m !== MACHINE) report.push(`${f}: ELF machine ${m}, not ${ARCH}'s ${MACHINE}`);
     for (const p of glibcProblems(path.join(OPT, f), path.join(OPT, 'lib'))) report.push(`${f}: ${p}`);
   }
   assert.deepEqual(report, []);
@@ -175,26 +201,37 @@ test('glibc: the checker rejects a binary that needs GLIBC_2.36', { skip }, (t) 
   const bin = path.join(WORK, 'new');
   fs.writeFileSync(src, '#include <stdlib.h>\nint main(void) { return (int)(arc4random() & 1); }\n');
   execFileSync(cc, ['-o', bin, src]);
-  const problems = glibcProblems(bin, null);
+  const problems = glibcProblems(bin, null, 'objdump');
   assert.ok(problems.some((p) => p === 'arc4random@GLIBC_2.36'), problems.join('; '));
 });
 
-test('loading: every non-glibc library comes from the layer, even with host libraries first', { skip }, () => {
+test('loading: every non-glibc library comes from the layer, even with host libraries first', { skip: skipRun }, () => {
   const task = path.join(WORK, 'task-trace');
   fs.mkdirSync(task, { recursive: true });
-  // The host's own library directory first, standing in for AL2023's /lib64
-  // (which may hold libcurl, libssl, ... of other builds).
-  const libc = /libc\.so\.6 => (\S+)/.exec(execFileSync('ldd', ['/bin/sh'], { encoding: 'utf8' }));
-  assert.ok(libc, 'ldd /bin/sh shows no libc');
+  /* What the dynamic loader resolves for exe with this LD_LIBRARY_PATH:
+   * [[soname, path]]. */
+  const trace = (exe, libraryPath) => {
+    const env = { LD_TRACE_LOADED_OBJECTS: '1', LD_LIBRARY_PATH: libraryPath };
+    let [cmd, args] = runArgs(path.join(OPT, exe));
+    // Under qemu-user the variables must reach the guest's loader, not
+    // the loader of qemu itself.
+    if (EXEC.length && /qemu/.test(path.basename(EXEC[0]))) {
+      args = [...Object.entries(env).flatMap(([k, v]) => ['-E', `${k}=${v}`]), ...args];
+      for (const k of Object.keys(env)) delete env[k];
+    }
+    const out = execFileSync(cmd, args, { env, encoding: 'utf8' });
+    const libs = [...out.matchAll(/^\s*(\S+) => (.*?)(?: \(0x[0-9a-f]+\))?$/gm)].map((m) => [m[1], m[2]]);
+    assert.ok(libs.length > 5, out);
+    return libs;
+  };
+  // The host's own library directory (where it finds libc) first, standing
+  // in for AL2023's /lib64, which may hold libcurl, libssl, ... of other
+  // builds.
+  const libc = trace('bootstrap', lambdaLibraryPath(OPT, task)).find(([so]) => so === 'libc.so.6');
+  assert.ok(libc && libc[1].startsWith('/'), 'libc.so.6 not resolved');
   const hostLib = path.dirname(libc[1]);
   for (const exe of ['bootstrap', 'bin/murmur-ddb']) {
-    const out = execFileSync(path.join(OPT, exe), [], {
-      env: { LD_TRACE_LOADED_OBJECTS: '1', LD_LIBRARY_PATH: `${hostLib}:${lambdaLibraryPath(OPT, task)}` },
-      encoding: 'utf8',
-    });
-    const libs = [...out.matchAll(/^\s*(\S+) => (.*?) \(0x/gm)].map((m) => [m[1], m[2]]);
-    assert.ok(libs.length > 5, out);
-    for (const [so, where] of libs) {
+    for (const [so, where] of trace(exe, `${hostLib}:${lambdaLibraryPath(OPT, task)}`)) {
       assert.notEqual(where, 'not found', `${exe}: ${so} not found`);
       if (GLIBC_LIBS.has(so)) assert.ok(!where.startsWith(OPT), `${exe}: ${so} from ${where}`);
       else assert.equal(path.dirname(fs.realpathSync(where)), fs.realpathSync(path.join(OPT, 'lib')),
@@ -227,7 +264,8 @@ async function runBootstrap({ scenario, files, env = {} }) {
       if (buf.includes('\n')) { clearTimeout(timer); resolve(JSON.parse(buf.split('\n')[0]).port); }
     });
   });
-  const boot = spawn(path.join(OPT, 'bootstrap'), [], {
+  const [bootCmd, bootArgs] = runArgs(path.join(OPT, 'bootstrap'));
+  const boot = spawn(bootCmd, bootArgs, {
     env: lambdaEnv(OPT, task, { AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${port}`, ...env }),
     cwd: task,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -247,7 +285,7 @@ async function runBootstrap({ scenario, files, env = {} }) {
 const decode = fs.readFileSync(path.join(EXAMPLE, 'decode.lua'), 'utf8');
 const exampleEvent = path.join(EXAMPLE, 'event.json');
 
-test('end to end: the unpacked bootstrap serves the Runtime API with only Lambda\'s environment', { skip }, async () => {
+test('end to end: the unpacked bootstrap serves the Runtime API with only Lambda\'s environment', { skip: skipRun }, async () => {
   const r = await runBootstrap({
     files: { 'decode.lua': decode },
     scenario: { invocations: [
@@ -281,7 +319,7 @@ test('end to end: the unpacked bootstrap serves the Runtime API with only Lambda
     assert.ok(!r.stderr.includes(secret) && !r.stdout.includes(secret), 'a credential was logged');
 });
 
-test('end to end: a syntax error in decode.lua is an init error naming decode.lua:LINE', { skip }, async () => {
+test('end to end: a syntax error in decode.lua is an init error naming decode.lua:LINE', { skip: skipRun }, async () => {
   const r = await runBootstrap({
     files: { 'decode.lua': 'return {\n  aggregate = "count",\n  decode = function(rec) return rec end\n  key = function(o) return "k" end,\n}\n' },
     scenario: { invocations: [{ event: exampleEvent }] },
@@ -292,18 +330,21 @@ test('end to end: a syntax error in decode.lua is an init error naming decode.lu
   assert.match(r.t.initError.body.errorMessage, /^decode\.lua:4: /);
 });
 
-test('the layer\'s bin/murmur-ddb runs the example in Lambda\'s environment', { skip }, () => {
+test('the layer\'s bin/murmur-ddb runs the example in Lambda\'s environment', { skip: skipRun }, () => {
   const task = fs.mkdtempSync(path.join(WORK, 'cli-'));
   const db = path.join(task, 'state.db');
   const env = lambdaEnv(OPT, task, {});
-  const cli = path.join(OPT, 'bin/murmur-ddb');
-  const response = execFileSync(cli, ['invoke', '--script', path.join(EXAMPLE, 'decode.lua'), '--event', exampleEvent,
+  const run = (args, opts) => {
+    const [cmd, a] = runArgs(path.join(OPT, 'bin/murmur-ddb'), args);
+    return execFileSync(cmd, a, opts);
+  };
+  const response = run(['invoke', '--script', path.join(EXAMPLE, 'decode.lua'), '--event', exampleEvent,
     '--store', `sqlite://${db}`, '--dedup', `sqlite://${db}`], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   const expected = fs.readFileSync(path.join(EXAMPLE, 'expected.txt'), 'utf8').trim().split('\n');
   const rows = [];
   for (const line of expected.slice(1)) {
     const key = JSON.parse(line).key;
-    rows.push(...execFileSync(cli, ['query', '--store', `sqlite://${db}`, key], { env, encoding: 'utf8' })
+    rows.push(...run(['query', '--store', `sqlite://${db}`, key], { env, encoding: 'utf8' })
       .trim().split('\n'));
   }
   assert.deepEqual([response.trim(), ...rows], expected);
