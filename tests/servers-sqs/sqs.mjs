@@ -15,6 +15,9 @@
 //     {"id","secret"}), given the request exactly as received: a request
 //     that does not verify, or whose credential scope is not ".../sqs/
 //     aws4_request", gets 403 SignatureDoesNotMatch and is not executed;
+//   * a QueueUrl that names no local queue is looked up by its last path
+//     segment (so a real AWS queue URL reached through an endpoint override
+//     finds the local queue of that name);
 //   * control routes (not SQS):
 //       POST /_mm/fault  {"op": "SendMessageBatch" (any op when absent),
 //                         "count": n (how many requests it applies to),
@@ -23,14 +26,15 @@
 //                               | "delay"  (wait "ms", then execute)
 //                               | "drop"   (close the connection, nothing
 //                                 executed, no answer)
-//                               | "entries" (SendMessageBatch answered 200
-//                                 with every entry in Failed, "senderFault"
-//                                 true|false, nothing enqueued)}
+//                               | "entries" (a *Batch op answered 200 with
+//                                 every entry in Failed, "senderFault"
+//                                 true|false, nothing executed)}
 //                        faults queue up; each applies to "count" requests
 //       GET  /_mm/stats  {"calls": {op: n}, "entries": [entries per
 //                         SendMessageBatch], "bytes": [message bytes per
 //                         SendMessageBatch, as SQS counts them],
-//                         "badSignatures": n, "signed": n}
+//                         "badSignatures": n, "signed": n, "lastScope":
+//                         "<region>/<service>" of the last signed request}
 //       POST /_mm/reset  clears stats and faults
 //       GET  /_mm/messages/<queue name>  every message in the queue (ready,
 //                         in flight or delayed) as {"body", "attributes":
@@ -141,6 +145,14 @@ app.addHook('preHandler', async (req, reply) => {
   }
   stats.signed++
   stats.calls[op] = (stats.calls[op] || 0) + 1
+  const scope = /Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)\//.exec(req.headers.authorization)
+  stats.lastScope = scope ? `${scope[1]}/${scope[2]}` : null
+  // A queue URL naming another host (a real AWS URL, reached through an
+  // endpoint override) finds the local queue of the same name.
+  if (req.body && typeof req.body.QueueUrl === 'string' && !sqsStore.getQueue(req.body.QueueUrl)) {
+    const q = sqsStore.getQueueByName(req.body.QueueUrl.split('/').pop())
+    if (q) req.body.QueueUrl = q.url
+  }
   if (op === 'SendMessageBatch') {
     const es = req.body.Entries || []
     stats.entries.push(es.length)
@@ -158,7 +170,7 @@ app.addHook('preHandler', async (req, reply) => {
     req.raw.socket.destroy()
     return reply
   }
-  if (f.mode === 'entries' && op === 'SendMessageBatch') {
+  if (f.mode === 'entries' && op.endsWith('Batch')) {
     reply.header('content-type', 'application/x-amz-json-1.0')
     return reply.send({
       Successful: [],
