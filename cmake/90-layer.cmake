@@ -21,6 +21,11 @@ if(MM_NODE_LAYER AND NOT CMAKE_CROSSCOMPILING)
            COMMAND ${MM_NODE_LAYER} --test ${CMAKE_SOURCE_DIR}/tests/layer/examples.test.js)
   set_tests_properties(examples PROPERTIES TIMEOUT 120
                        ENVIRONMENT "MM_CLI=$<TARGET_FILE:murmur-ddb>")
+  # layer/template.yaml against what the runtime issues (needs python3-yaml
+  # to read the YAML; skips without it).
+  add_test(NAME layer_template
+           COMMAND ${MM_NODE_LAYER} --test ${CMAKE_SOURCE_DIR}/tests/layer/template.test.js)
+  set_tests_properties(layer_template PROPERTIES TIMEOUT 60)
 endif()
 
 # Sanitized and fuzzing builds link runtime libraries no Lambda host has:
@@ -64,7 +69,7 @@ add_custom_target(layer ALL DEPENDS ${MM_LAYER_ZIP})
 # In a cross build the runtime half of the check needs an emulator
 # (CMAKE_CROSSCOMPILING_EMULATOR, e.g. qemu-aarch64); without one only the
 # static checks run. The other tests of a cross build cannot run here:
-# layer/build runs this one alone (ctest -R layer_check).
+# layer/build runs this one alone (ctest -R '^layer_check$').
 if(MM_NODE_LAYER)
   string(REPLACE ";" " " mm_layer_exec "${CMAKE_CROSSCOMPILING_EMULATOR}")
   add_test(NAME layer_check
