@@ -532,8 +532,9 @@ static void finish_all(mm_pipeline_t *p, rec_t *recs, size_t n, mm_claim_t *clai
     if (!todo[t].status) continue;
     rec_t *r = &recs[owner[t]];
     /* The merges reached the store; only the bookkeeping is missing. A
-     * redelivery would re-merge what this attempt applied: meter it. */
-    p->metrics.unknown_outcomes++;
+     * redelivery would re-merge what this attempt applied: meter each
+     * of those contributions. */
+    p->metrics.unknown_outcomes += todo[t].napplied;
     mm_log(MM_LOG_WARN, rec_id(p, r),
            "dedup claim could not record applied merges (a redelivery may apply them again): %s",
            todo[t].err.msg);
@@ -706,7 +707,9 @@ static void merge_all(mm_pipeline_t *p, rec_t *recs, merge_plan_t *pl, int64_t s
       op_t *o = &pl->ops[idx[i]];
       int st = batch[i].status;
       o->attempts = attempt;
-      if (st == MM_EUNKNOWN) p->metrics.unknown_outcomes++;
+      /* A lost answer may have applied every contribution the (coalesced)
+       * op carries, and each may be applied again: meter contributions. */
+      if (st == MM_EUNKNOWN) p->metrics.unknown_outcomes += o->nrefs;
       if (st == 0) {
         o->final = 1;
       } else if ((st == MM_ERETRY || st == MM_EUNKNOWN) && attempt < p->retry.max_attempts) {
