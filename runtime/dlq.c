@@ -435,9 +435,8 @@ static int region_of_host(const char *host, size_t n, char *out) {
  */
 static int open_sqs(mm_dlq_t *d, const char *q, const mm_store_opts_t *opts, mm_err_t *err) {
   const char *rest = NULL;
-  int https = 0;
   if (strncmp(q, "http://", 7) == 0) rest = q + 7;
-  else if (strncmp(q, "https://", 8) == 0) rest = q + 8, https = 1;
+  else if (strncmp(q, "https://", 8) == 0) rest = q + 8;
   size_t n = strlen(q);
   if (n > QUEUE_URL_MAX)
     return mm_err_set(err, MM_EINVAL, "dead-letter queue URL is longer than %d bytes",
@@ -479,7 +478,6 @@ static int open_sqs(mm_dlq_t *d, const char *q, const mm_store_opts_t *opts, mm_
     snprintf(d->aws.sigv4, sizeof d->aws.sigv4, "aws:amz:%s:%s", d->aws.region,
              d->aws.service);
   }
-  (void)https;
 
   int inflight = opts && opts->max_inflight > 0 ? opts->max_inflight : DEF_INFLIGHT;
   if (inflight > MAX_INFLIGHT) inflight = MAX_INFLIGHT;

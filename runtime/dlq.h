@@ -198,7 +198,8 @@ typedef struct mm_dlq_parked {
   char *message_id;         /* owned */
 } mm_dlq_parked_t;
 
-/* Receives up to max (1..MM_DLQ_BATCH) messages, waiting at most wait_s
+/* Receives up to max (1..MM_DLQ_BATCH) messages into out (room for max
+ * entries; each received one is owned by the caller), waiting at most wait_s
  * seconds (0..20, SQS long polling) for the first, and hiding them from
  * other readers for visibility_s seconds. Transient failures are retried
  * (max_attempts, backoff as mm_dlq_send). *n is the number received (0
