@@ -2,13 +2,24 @@
  * conv.c - AttributeValue -> Lua, lazily (see conv.h).
  *
  * Registry entries (keys are addresses of the statics below):
- *   STATE_KEY  a userdata holding the current document and max_depth;
+ *   STATE_KEY  a userdata holding the current document and max_depth; its
+ *              user value is the weak-keyed table that maps every
+ *              converted container to its origin (see "Origins").
+ *              mm_conv_set_doc replaces that table, which is what makes
+ *              lazy tables of an earlier document stale: they are simply
+ *              no longer found;
  *   MT_KEY     the one metatable every lazy table shares (__index,
- *              __newindex, __pairs, __len, __metatable = false);
- *   REG_KEY    a weak-keyed table: converted container -> packed origin
- *              (tape node, nesting level, kind). mm_conv_set_doc replaces
- *              it, which is what makes lazy tables of an earlier document
- *              stale: they are simply no longer found.
+ *              __newindex, __pairs, __len, __metatable = false).
+ *
+ * Lazy maps (an image or an M, the record, its "dynamodb" object) are
+ * converted member by member: __index(t, k) finds member k on the tape,
+ * converts it alone and stores it raw, so the next read is an ordinary
+ * table read. The origin remembers which members are done, so a member
+ * the script deleted (t.k = nil after reading it) stays deleted, and the
+ * table drops its metatable once every member is done. pairs, #,
+ * setmetatable and materialise convert the rest first. Lists are
+ * converted whole on first touch (finding element i on the tape means
+ * walking i - 1 siblings).
  *
  * A conversion carries a ctx_t: the document, the absolute stack indices of
  * the weak table and (in lazy mode) the metatable, and where error paths
@@ -36,7 +47,6 @@
  * compiler cannot merge them). */
 static char STATE_KEY;
 static char MT_KEY;
-static char REG_KEY;
 
 /* Stack slots a conversion step may use on top of what it already holds. */
 #define STACK_NEED 12
@@ -49,6 +59,10 @@ static char REG_KEY;
 #define MATERIALIZE_MAX_DEPTH 1000
 /* Stack frames searched for a Lua function to name in error messages. */
 #define WHERE_LEVELS 16
+/* Maps with at most this many members keep their done-members mask inside
+ * the packed origin integer; larger ones get a bitmap userdata on their
+ * first member conversion. */
+#define MASK_BITS 22
 
 typedef struct conv_state {
   const mm_json_doc_t *doc; /* borrowed; NULL between invocations */
@@ -64,8 +78,10 @@ static const char *const TYPE_NAMES[] = {
   "", "S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS", "?"
 };
 
-/* Container kinds recorded in the weak table. */
-enum { K_MAP = 1, K_LIST, K_SS, K_NS, K_BS };
+/* Container kinds recorded in the weak table: the DynamoDB ones, then the
+ * record object and its "dynamodb" object (plain JSON members, except the
+ * record's dynamodb and the images in it). */
+enum { K_MAP = 1, K_LIST, K_SS, K_NS, K_BS, K_REC, K_DDB };
 
 /* Where an error path starts: a name-to-AttributeValue map (an image) or
  * one AttributeValue. */
@@ -83,21 +99,94 @@ typedef struct ctx {
 } ctx_t;
 
 /* ------------------------------------------------------------------ */
-/* Packing origins                                                      */
+/* Origins                                                              */
 /* ------------------------------------------------------------------ */
+
+/*
+ * The weak table maps a converted container to its origin, packed into
+ * one Lua integer: kind in bits 0-2, nesting level in bits 3-12, tape node
+ * in bits 13-40 (a tape has fewer than 2^28 nodes: the input is below
+ * 2^28 bytes), and, for a lazy map of at most MASK_BITS members, which
+ * members are done in bits 41-62. A larger map that is partly converted
+ * maps to a bigmask_t userdata instead (the packed origin plus a bitmap).
+ */
+#define MASK_SHIFT 41
+
+typedef struct bigmask {
+  lua_Integer packed;  /* mask bits clear */
+  uint32_t cnt, ndone;
+  uint64_t bits[];     /* (cnt + 63) / 64 words */
+} bigmask_t;
+
+typedef struct origin {
+  lua_Integer packed;  /* kind, level, node (mask bits clear) */
+  int kind, level;
+  uint32_t node;
+  uint64_t mask;       /* done members of a small map */
+  bigmask_t *big;      /* a partly converted large map, else NULL */
+} origin_t;
 
 static lua_Integer pack(int kind, int level, uint32_t node) {
-  return (lua_Integer)(((uint64_t)node << 16) | ((uint64_t)level << 4) |
-                       (uint64_t)kind);
+  return (lua_Integer)((uint64_t)kind | ((uint64_t)level << 3) |
+                       ((uint64_t)node << 13));
 }
-static int unpack_kind(lua_Integer p) { return (int)(p & 15); }
-static int unpack_level(lua_Integer p) { return (int)((p >> 4) & 4095); }
-static uint32_t unpack_node(lua_Integer p) { return (uint32_t)(p >> 16); }
 
-/* ------------------------------------------------------------------ */
-/* Errors                                                               */
-/* ------------------------------------------------------------------ */
+/* Unpacks p (mask bits included) into o. */
+static void unpack(lua_Integer p, origin_t *o) {
+  uint64_t u = (uint64_t)p;
+  o->kind = (int)(u & 7);
+  o->level = (int)((u >> 3) & 1023);
+  o->node = (uint32_t)((u >> 13) & 0xFFFFFFFu);
+  o->mask = u >> MASK_SHIFT;
+  o->packed = (lua_Integer)(u & ((UINT64_C(1) << MASK_SHIFT) - 1));
+  o->big = NULL;
+}
 
+/* Reads the origin of the table at absolute index t from the weak table
+ * at absolute index reg. Returns 0 when t is not known there.
+ * [-0, +0, -] */
+static int origin_get(lua_State *L, int reg, int t, origin_t *o) {
+  lua_pushvalue(L, t);
+  switch (lua_rawget(L, reg)) {
+  case LUA_TNUMBER:
+    unpack(lua_tointeger(L, -1), o);
+    break;
+  case LUA_TUSERDATA: {
+    bigmask_t *b = (bigmask_t *)lua_touserdata(L, -1);
+    unpack(b->packed, o);
+    o->big = b; /* stays alive: the weak table holds it while t lives */
+    break;
+  }
+  default:
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int member_done(const origin_t *o, uint32_t j) {
+  if (o->big) return (int)((o->big->bits[j >> 6] >> (j & 63)) & 1u);
+  return j < MASK_BITS && ((o->mask >> j) & 1u);
+}
+
+static void member_mark(origin_t *o, uint32_t j) {
+  if (o->big) {
+    uint64_t bit = UINT64_C(1) << (j & 63);
+    if (!(o->big->bits[j >> 6] & bit)) {
+      o->big->bits[j >> 6] |= bit;
+      o->big->ndone++;
+    }
+  } else if (j < MASK_BITS) {
+    o->mask |= UINT64_C(1) << j;
+  }
+}
+
+/* 1 when all cnt members are done. */
+static int all_done(const origin_t *o, uint32_t cnt) {
+  if (o->big) return o->big->ndone >= cnt;
+  return cnt <= MASK_BITS && o->mask == (UINT64_C(1) << cnt) - 1;
+}
 /* Pushes "chunk:line: " of the nearest Lua function on the call stack (the
  * decoder line that touched the data), or "" when there is none.
  * [-0, +1, m] */
@@ -329,6 +418,12 @@ static int digit_at(const char *ip, size_t ni, const char *fp, size_t i) {
   return (i < ni ? ip[i] : fp[i - ni]) - '0';
 }
 
+/* The powers of ten a double holds exactly. */
+static const double POW10[] = {
+  1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
 /* Number text to Lua: integer when the value is integral and fits int64,
  * else the correctly rounded double (strtod). The common case, a plain
  * integer of at most 18 digits, takes the first loop only. */
@@ -397,6 +492,20 @@ int mm_conv_push_number(lua_State *L, const char *s, size_t n) {
     if (neg && u <= (uint64_t)LUA_MAXINTEGER + 1) {
       lua_pushinteger(L, u == (uint64_t)LUA_MAXINTEGER + 1
                              ? LUA_MININTEGER : -(lua_Integer)u);
+      return 0;
+    }
+  }
+
+  /* Clinger's fast path: a coefficient of at most 2^53 and a power of
+   * ten exact as a double (10^22 at most) give the correctly rounded value
+   * in one IEEE operation, the very double strtod returns. */
+  if (ndig <= 19 && scale >= -22 && scale <= 22) {
+    uint64_t u = 0;
+    for (size_t i = first; i <= last; i++)
+      u = u * 10 + (uint64_t)digit_at(ip, ni, fp, i);
+    if (u <= (UINT64_C(1) << 53)) {
+      double v = scale >= 0 ? (double)u * POW10[scale] : (double)u / POW10[-scale];
+      lua_pushnumber(L, (lua_Number)(neg ? -v : v));
       return 0;
     }
   }
@@ -575,10 +684,12 @@ static int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
   return T_NONE; /* not reached */
 }
 
-/* Records container t's origin in the weak table. [-0, +0, m] */
-static void remember(ctx_t *c, int t, int kind, int level, uint32_t node) {
+/* Records container t's origin in the weak table (mask: members already
+ * done). [-0, +0, m] */
+static void remember(ctx_t *c, int t, int kind, int level, uint32_t node,
+                     uint64_t mask) {
   lua_pushvalue(c->L, t);
-  lua_pushinteger(c->L, pack(kind, level, node));
+  lua_pushinteger(c->L, pack(kind, level, node) | (lua_Integer)(mask << MASK_SHIFT));
   lua_rawset(c->L, c->reg);
 }
 
@@ -628,7 +739,7 @@ static void new_container(ctx_t *c, int kind, uint32_t node, int level,
   else
     lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
   int t = lua_gettop(L);
-  remember(c, t, kind, level, node);
+  remember(c, t, kind, level, node, 0);
   if (cnt == 0) return;
   if (c->mt) {
     lua_pushvalue(L, c->mt);
@@ -647,7 +758,7 @@ static void push_set(ctx_t *c, int type, uint32_t arr) {
   luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
   lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
   int t = lua_gettop(L);
-  remember(c, t, type == T_SS ? K_SS : type == T_NS ? K_NS : K_BS, 0, arr);
+  remember(c, t, type == T_SS ? K_SS : type == T_NS ? K_NS : K_BS, 0, arr, 0);
   for (uint32_t i = 0; i < cnt; i++) {
     mm_json_type_t jt = mm_json_type(d, e);
     if (type == T_NS) {
@@ -764,7 +875,7 @@ static void push_json(ctx_t *c, uint32_t i, int depth) {
 }
 
 /* 1 when STR node k's text is s[0..n) (the common unescaped case inline:
- * this runs for every member of every record). */
+ * this runs for every member lookup). */
 static int key_is(const mm_json_doc_t *d, uint32_t k, const char *s, size_t n) {
   if (mm_json_has_escapes(d, k)) return mm_json_str_eq(d, k, s, n);
   return mm_json_len(d, k) == n && memcmp(mm_json_raw(d, k), s, n) == 0;
@@ -780,49 +891,87 @@ static const char *image_name(const mm_json_doc_t *d, uint32_t k) {
   return NULL;
 }
 
-/* Pushes the record's "dynamodb" object: plain fields, plus Keys/NewImage/
- * OldImage as lazy maps (a null image is left out, like an absent one).
- * [-0, +1, e] */
-static void push_dynamodb(ctx_t *c, uint32_t obj) {
+/* 1 when member (k, v) of a container of `kind` is not there for Lua: a
+ * null image in the dynamodb object (left out, like an absent one). */
+static int member_skipped(const mm_json_doc_t *d, int kind, uint32_t k, uint32_t v) {
+  return kind == K_DDB && mm_json_type(d, v) == MM_JSON_NULL && image_name(d, k);
+}
+
+/* Raises "<where>NAME: image is not an object". [-0, +1, v] */
+static void raise_image(lua_State *L, const char *img) {
+  push_where(L);
+  lua_pushfstring(L, "%s: image is not an object", img);
+  lua_concat(L, 2);
+  lua_error(L);
+}
+
+/* Pushes a lazy table for the object `obj` of a record (K_REC, level 1:
+ * the nesting of its plain JSON members) or its "dynamodb" object (K_DDB,
+ * level 2); an empty object becomes a plain empty table. [-0, +1, e] */
+static void new_record_table(ctx_t *c, int kind, uint32_t obj) {
   lua_State *L = c->L;
   const mm_json_doc_t *d = c->doc;
-  uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
+  uint32_t cnt = mm_json_len(d, obj);
   lua_createtable(L, 0, (int)(cnt < INT32_MAX ? cnt : 0));
-  for (uint32_t i = 0; i < cnt; i++) {
-    uint32_t key = k, v = k + 1;
-    const char *img = image_name(d, key);
-    k = mm_json_next(d, v);
-    if (img && mm_json_type(d, v) == MM_JSON_NULL) continue;
-    push_str(L, d, key);
+  if (cnt == 0) return;
+  int t = lua_gettop(L);
+  uint64_t mask = 0;
+  if (kind == K_DDB && cnt <= MASK_BITS) { /* null images are done already */
+    uint32_t k = obj + 1;
+    for (uint32_t i = 0; i < cnt; i++) {
+      uint32_t v = k + 1;
+      if (member_skipped(d, kind, k, v)) mask |= UINT64_C(1) << i;
+      k = mm_json_next(d, v);
+    }
+  }
+  remember(c, t, kind, kind == K_REC ? 1 : 2, obj, mask);
+  lua_pushvalue(L, c->mt);
+  lua_setmetatable(L, t);
+}
+
+/* Pushes the Lua value of member (k, v) of a lazy container of `kind` at
+ * `level`. [-0, +1, e] */
+static void push_member(ctx_t *c, int kind, int level, uint32_t k, uint32_t v) {
+  const mm_json_doc_t *d = c->doc;
+  if (kind == K_MAP) {
+    push_value(c, v, level);
+  } else if (kind == K_REC) {
+    if (mm_json_type(d, v) == MM_JSON_OBJ && key_is(d, k, "dynamodb", 8))
+      new_record_table(c, K_DDB, v);
+    else
+      push_json(c, v, 1);
+  } else {
+    const char *img = image_name(d, k);
     if (!img) {
       push_json(c, v, 2);
     } else if (mm_json_type(d, v) == MM_JSON_OBJ) {
       new_container(c, K_MAP, v, 1, v);
     } else {
-      push_where(L);
-      lua_pushfstring(L, "%s: image is not an object", img);
-      lua_concat(L, 2);
-      lua_error(L);
+      raise_image(c->L, img); /* checked when the record was pushed */
     }
-    lua_rawset(L, -3);
   }
 }
 
-/* Pushes the record table: every member as plain JSON except "dynamodb".
- * [-0, +1, e] */
-static void push_record_table(ctx_t *c, uint32_t rec) {
-  lua_State *L = c->L;
+/* Checks that every image of record `rec` is an object or null, so that a
+ * malformed one fails when the record is pushed, as it did when records
+ * were converted eagerly. [-0, +0, v] */
+static void check_images(ctx_t *c, uint32_t rec) {
   const mm_json_doc_t *d = c->doc;
   uint32_t cnt = mm_json_len(d, rec), k = rec + 1;
-  lua_createtable(L, 0, (int)(cnt < INT32_MAX ? cnt : 0));
   for (uint32_t i = 0; i < cnt; i++) {
     uint32_t v = k + 1;
-    push_str(L, d, k);
-    if (mm_json_type(d, v) == MM_JSON_OBJ && key_is(d, k, "dynamodb", 8))
-      push_dynamodb(c, v);
-    else
-      push_json(c, v, 1);
-    lua_rawset(L, -3);
+    if (mm_json_type(d, v) == MM_JSON_OBJ && key_is(d, k, "dynamodb", 8)) {
+      uint32_t n = mm_json_len(d, v), dk = v + 1;
+      for (uint32_t j = 0; j < n; j++) {
+        uint32_t dv = dk + 1;
+        mm_json_type_t jt = mm_json_type(d, dv);
+        if (jt != MM_JSON_OBJ && jt != MM_JSON_NULL) {
+          const char *img = image_name(d, dk);
+          if (img) raise_image(c->L, img);
+        }
+        dk = mm_json_next(d, dv);
+      }
+    }
     k = mm_json_next(d, v);
   }
 }
@@ -838,86 +987,261 @@ static conv_state_t *get_state(lua_State *L) {
   return st;
 }
 
-/* Starts a conversion: pushes the weak table and the metatable and fills
- * c (lazy: nested containers come out lazy). [-0, +2, e] */
-static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
-  luaL_checkstack(L, STACK_NEED, NULL);
-  conv_state_t *st = get_state(L);
-  if (!st) luaL_error(L, "murmur: mm_conv_open was not called");
+static void ctx_fill(ctx_t *c, lua_State *L, const conv_state_t *st) {
   c->L = L;
   c->doc = st->doc;
   c->max_depth = st->max_depth;
   c->base_name = NULL;
   c->base = 0;
   c->base_kind = BASE_MAP;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+}
+
+/* Starts a conversion: pushes the weak table and the metatable and fills
+ * c (lazy: nested containers come out lazy). [-0, +2, e] */
+static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
+  luaL_checkstack(L, STACK_NEED, NULL);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  conv_state_t *st = (conv_state_t *)lua_touserdata(L, -1);
+  if (!st) luaL_error(L, "murmur: mm_conv_open was not called");
+  ctx_fill(c, L, st);
+  lua_getiuservalue(L, -1, 1); /* st reg */
+  lua_remove(L, -2);
   c->reg = lua_gettop(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &MT_KEY);
   c->mt = lazy ? lua_gettop(L) : 0;
 }
 
-/* Fills the lazy table at absolute index t from its recorded origin and
- * makes it ordinary; raises the stale-data error when the table is not of
- * the current document. [-0, +0, e] */
-static void fill_lazy(ctx_t *c, int t) {
-  lua_State *L = c->L;
-  int known = 0;
-  lua_pushvalue(L, t);
-  lua_rawget(L, c->reg);
-  lua_Integer packed = lua_tointegerx(L, -1, &known);
-  lua_pop(L, 1);
-  if (!known || !c->doc || unpack_node(packed) >= c->doc->count) {
-    push_where(L);
-    lua_pushliteral(L,
-                    "record data from an earlier invocation is no longer "
-                    "available");
-    lua_concat(L, 2);
-    lua_error(L);
-  }
-  c->base_name = NULL; /* lazy data lives in an image: paths start there */
-  fill(c, t, unpack_kind(packed), unpack_node(packed), unpack_level(packed));
-  lua_pushnil(L);
-  lua_setmetatable(L, t);
+/* ctx_begin for the metamethods and setmetatable, whose upvalues are the
+ * state (1) and the metatable (2). [-0, +2, e] */
+static void ctx_meta(lua_State *L, ctx_t *c) {
+  conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
+  luaL_checkstack(L, STACK_NEED, NULL);
+  ctx_fill(c, L, st);
+  lua_getiuservalue(L, lua_upvalueindex(1), 1);
+  c->reg = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  c->mt = lua_gettop(L);
 }
 
-/* For the metamethods and setmetatable (upvalue 1 the state, 2 the
- * metatable): fills the table at index 1 when it is lazy. [-0, +0, e] */
+/* Reads the origin of lazy table t (absolute index); raises the
+ * stale-data error when t is not of the current document. [-0, +0, v] */
+static void origin_of(ctx_t *c, int t, origin_t *o) {
+  if (!origin_get(c->L, c->reg, t, o) || !c->doc || o->node >= c->doc->count) {
+    push_where(c->L);
+    lua_pushliteral(c->L,
+                    "record data from an earlier invocation is no longer "
+                    "available");
+    lua_concat(c->L, 2);
+    lua_error(c->L);
+  }
+}
+
+/* Writes a small map's mask back (a bitmap is updated in place).
+ * [-0, +0, -]: the key is already in the weak table, so no allocation. */
+static void origin_store(ctx_t *c, int t, const origin_t *o) {
+  if (o->big) return;
+  lua_pushvalue(c->L, t);
+  lua_pushinteger(c->L, o->packed | (lua_Integer)(o->mask << MASK_SHIFT));
+  lua_rawset(c->L, c->reg);
+}
+
+/* Gives a map of more than MASK_BITS members its bitmap before a first
+ * member is marked. [-0, +0, m] */
+static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
+  lua_State *L = c->L;
+  if (o->big || cnt <= MASK_BITS) return;
+  size_t words = ((size_t)cnt + 63) / 64;
+  bigmask_t *b = (bigmask_t *)lua_newuserdatauv(L, sizeof *b + words * sizeof b->bits[0], 0);
+  b->packed = o->packed;
+  b->cnt = cnt;
+  b->ndone = 0;
+  memset(b->bits, 0, words * sizeof b->bits[0]);
+  lua_pushvalue(L, t);
+  lua_insert(L, -2);
+  lua_rawset(L, c->reg);
+  o->big = b;
+}
+
+/* Makes lazy table t ordinary: removes its metatable and drops a bitmap
+ * (the plain origin stays). [-0, +0, -] */
+static void set_complete(ctx_t *c, int t, const origin_t *o) {
+  lua_State *L = c->L;
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+  if (o->big) {
+    lua_pushvalue(L, t);
+    lua_pushinteger(L, o->packed);
+    lua_rawset(L, c->reg);
+  }
+}
+
+/* Converts what lazy table t (absolute index, origin o) still lacks - a
+ * list whole, a map's members not done yet - and makes it ordinary.
+ * [-0, +0, e] */
+static void finish(ctx_t *c, int t, origin_t *o) {
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  c->base_name = NULL; /* lazy data lives in an image: paths start there */
+  if (o->kind == K_LIST) {
+    fill(c, t, K_LIST, o->node, o->level);
+  } else {
+    uint32_t cnt = mm_json_len(d, o->node), k = o->node + 1;
+    luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
+    for (uint32_t i = 0; i < cnt; i++) {
+      uint32_t v = k + 1;
+      if (!member_done(o, i) && !member_skipped(d, o->kind, k, v)) {
+        push_str(L, d, k);
+        push_member(c, o->kind, o->level, k, v);
+        lua_rawset(L, t);
+      }
+      k = mm_json_next(d, v);
+    }
+  }
+  set_complete(c, t, o);
+}
+
+/* Fills the lazy table at absolute index t completely (see finish);
+ * raises the stale-data error when it is not of the current document.
+ * [-0, +0, e] */
+static void fill_lazy(ctx_t *c, int t) {
+  origin_t o;
+  origin_of(c, t, &o);
+  finish(c, t, &o);
+}
+
+/* Where member `key` of a lazy map is on the tape. */
+typedef struct match {
+  uint32_t idx, k, v;    /* the member Lua sees: the last of that name */
+  uint32_t first, kfirst; /* the first member of that name (index, key) */
+} match_t;
+
+/* Finds member key[0..klen) of the map-like object obj (kind K_MAP, K_REC
+ * or K_DDB). Duplicates: the last one wins, as in JSON.parse; members
+ * left out (member_skipped) do not count. Returns 0 when absent. */
+static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj,
+                       const char *key, size_t klen, match_t *m) {
+  uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
+  int found = 0;
+  for (uint32_t i = 0; i < cnt; i++) {
+    uint32_t v = k + 1;
+    if (key_is(d, k, key, klen) && !member_skipped(d, kind, k, v)) {
+      if (!found) {
+        m->first = i;
+        m->kfirst = k;
+      }
+      found = 1;
+      m->idx = i;
+      m->k = k;
+      m->v = v;
+    }
+    k = mm_json_next(d, v);
+  }
+  return found;
+}
+
+/* Marks every member named key (from the first match on) done. */
+static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
+                         const match_t *m, const char *key, size_t klen) {
+  uint32_t cnt = mm_json_len(d, obj), k = m->kfirst;
+  for (uint32_t i = m->first; i < cnt; i++) {
+    uint32_t v = k + 1;
+    if (i == m->idx || key_is(d, k, key, klen)) member_mark(o, i);
+    k = mm_json_next(d, v);
+  }
+}
+
+/* __index(t, k): a list is converted whole; a map converts member k alone
+ * and stores it raw. A member converted before and since deleted by the
+ * script reads nil. [-0, +1, e] */
+static int lazy_index(lua_State *L) {
+  ctx_t c;
+  origin_t o;
+  match_t m;
+  size_t klen;
+  lua_settop(L, 2);
+  ctx_meta(L, &c); /* t k reg mt */
+  origin_of(&c, 1, &o);
+  if (o.kind == K_LIST) {
+    finish(&c, 1, &o);
+    lua_settop(L, 2);
+    lua_rawget(L, 1);
+    return 1;
+  }
+  if (lua_type(L, 2) != LUA_TSTRING) { /* the members' names are strings */
+    lua_pushnil(L);
+    return 1;
+  }
+  const char *key = lua_tolstring(L, 2, &klen);
+  if (!find_member(c.doc, o.kind, o.node, key, klen, &m)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  uint32_t cnt = mm_json_len(c.doc, o.node);
+  origin_make_big(&c, 1, &o, cnt);
+  if (member_done(&o, m.idx)) { /* converted, then deleted */
+    lua_pushnil(L);
+    return 1;
+  }
+  push_member(&c, o.kind, o.level, m.k, m.v); /* t k reg mt v */
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  mark_matches(c.doc, &o, o.node, &m, key, klen);
+  if (all_done(&o, cnt))
+    set_complete(&c, 1, &o);
+  else
+    origin_store(&c, 1, &o);
+  return 1;
+}
+
+/* __newindex(t, k, v): a list is converted whole first; in a map, member
+ * k (if the event has it) counts as done from now on, so the tape never
+ * overrides the script's value. Then a raw write. [-0, +0, e] */
+static int lazy_newindex(lua_State *L) {
+  ctx_t c;
+  origin_t o;
+  match_t m;
+  size_t klen;
+  lua_settop(L, 3);
+  ctx_meta(L, &c); /* t k v reg mt */
+  origin_of(&c, 1, &o);
+  if (o.kind == K_LIST || lua_type(L, 2) != LUA_TSTRING) {
+    if (o.kind == K_LIST) finish(&c, 1, &o);
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+  }
+  const char *key = lua_tolstring(L, 2, &klen);
+  int found = find_member(c.doc, o.kind, o.node, key, klen, &m);
+  uint32_t cnt = mm_json_len(c.doc, o.node);
+  if (found) {
+    origin_make_big(&c, 1, &o, cnt);
+    mark_matches(c.doc, &o, o.node, &m, key, klen);
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, 1);
+  if (found) {
+    if (all_done(&o, cnt))
+      set_complete(&c, 1, &o);
+    else
+      origin_store(&c, 1, &o);
+  }
+  return 0;
+}
+
+/* For __pairs, __len and setmetatable: converts the rest of the table at
+ * index 1 when it is lazy. [-0, +0, e] */
 static void touch_arg1(lua_State *L) {
   if (!lua_getmetatable(L, 1)) return;
   int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
   lua_pop(L, 1);
   if (!lazy) return;
-  conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
   ctx_t c;
-  luaL_checkstack(L, STACK_NEED, NULL);
-  c.L = L;
-  c.doc = st->doc;
-  c.max_depth = st->max_depth;
-  c.base_name = NULL;
-  c.base = 0;
-  c.base_kind = BASE_MAP;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
-  c.reg = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(2));
-  c.mt = lua_gettop(L);
+  int top = lua_gettop(L);
+  ctx_meta(L, &c);
   fill_lazy(&c, 1);
-  lua_pop(L, 2);
-}
-
-/* __index(t, k): fill, then a raw read. */
-static int lazy_index(lua_State *L) {
-  touch_arg1(L);
-  lua_settop(L, 2);
-  lua_rawget(L, 1);
-  return 1;
-}
-
-/* __newindex(t, k, v): fill, then a raw write. */
-static int lazy_newindex(lua_State *L) {
-  touch_arg1(L);
-  lua_settop(L, 3);
-  lua_rawset(L, 1);
-  return 0;
+  lua_settop(L, top);
 }
 
 /* The iterator __pairs returns: a raw next. */
@@ -979,10 +1303,12 @@ void mm_conv_open(lua_State *L) {
   };
   luaL_checkstack(L, STACK_NEED, NULL);
   if (get_state(L)) return; /* already open */
-  conv_state_t *st = (conv_state_t *)lua_newuserdatauv(L, sizeof *st, 0);
+  conv_state_t *st = (conv_state_t *)lua_newuserdatauv(L, sizeof *st, 1);
   st->doc = NULL;
   st->max_depth = MM_CONV_DEFAULT_DEPTH;
   int sti = lua_gettop(L);
+  push_weak_table(L);
+  lua_setiuservalue(L, sti, 1);
   lua_createtable(L, 0, 5); /* st mt */
   int mti = lua_gettop(L);
   for (size_t i = 0; i < sizeof MM / sizeof MM[0]; i++) {
@@ -1004,21 +1330,25 @@ void mm_conv_open(lua_State *L) {
   }
   lua_pop(L, 2); /* st mt */
 
-  push_weak_table(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &REG_KEY);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &MT_KEY);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
 }
 
 void mm_conv_set_doc(lua_State *L, const mm_json_doc_t *doc, int max_depth) {
-  conv_state_t *st = get_state(L);
-  if (!st) return;
+  luaL_checkstack(L, 3, NULL);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  conv_state_t *st = (conv_state_t *)lua_touserdata(L, -1);
+  if (!st) {
+    lua_pop(L, 1);
+    return;
+  }
   if (max_depth <= 0) max_depth = MM_CONV_DEFAULT_DEPTH;
   if (max_depth > MM_CONV_MAX_DEPTH) max_depth = MM_CONV_MAX_DEPTH;
   /* The new weak table first: if it cannot be made, the old document
    * stays current (no dangling pointer to a freed tape). */
   push_weak_table(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &REG_KEY);
+  lua_setiuservalue(L, -2, 1);
+  lua_pop(L, 1);
   st->doc = doc;
   st->max_depth = max_depth;
 }
@@ -1030,7 +1360,8 @@ void mm_conv_push_record(lua_State *L, uint32_t node) {
   if (!c.doc) luaL_error(L, "no event document is current");
   if (node >= c.doc->count || mm_json_type(c.doc, node) != MM_JSON_OBJ)
     luaL_error(L, "record is not an object");
-  push_record_table(&c, node); /* reg mt rec */
+  check_images(&c, node);
+  new_record_table(&c, K_REC, node); /* reg mt rec */
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
 }
@@ -1049,70 +1380,133 @@ void mm_conv_push_av(lua_State *L, uint32_t av, const char *path) {
   lua_settop(L, top + 1);
 }
 
-void mm_conv_push_decimal(lua_State *L, int t, int k) {
-  t = lua_absindex(L, t);
-  k = lua_absindex(L, k);
-  luaL_checkstack(L, STACK_NEED, NULL);
-  conv_state_t *st = get_state(L);
-  int top = lua_gettop(L), known = 0;
-  if (!st || !st->doc || !lua_istable(L, t)) goto none;
-  const mm_json_doc_t *d = st->doc;
+/* Pushes the weak table of the current document and returns the state,
+ * or pushes nothing and returns NULL when conv is not open.
+ * [-0, +(0|1), -] */
+static const conv_state_t *push_reg(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, -1);
+  if (!st) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  return st;
+}
 
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
-  lua_pushvalue(L, t);
-  lua_rawget(L, -2);
-  lua_Integer packed = lua_tointegerx(L, -1, &known);
-  lua_settop(L, top);
-  if (!known) goto none;
-  uint32_t node = unpack_node(packed), text = 0;
-  if (node >= d->count) goto none;
-
-  int kind = unpack_kind(packed);
-  if (kind == K_MAP) {
+/*
+ * The N text node of t[k] on the tape, when t (origin o, of the current
+ * document) is a map whose member k is an N, a list whose element k is
+ * one, or an NS; else 0. *done is set when that map member counts as done
+ * (converted, or written by the script). [-0, +0, -]
+ */
+static uint32_t decimal_node(lua_State *L, const mm_json_doc_t *d, int k,
+                             const origin_t *o, int *done) {
+  uint32_t text = 0;
+  avinfo_t ai;
+  *done = 0;
+  if (o->kind == K_MAP) {
     size_t klen;
-    if (lua_type(L, k) != LUA_TSTRING) goto none;
+    match_t m;
+    if (lua_type(L, k) != LUA_TSTRING) return 0;
     const char *key = lua_tolstring(L, k, &klen);
-    uint32_t av = mm_json_get(d, node, key, klen);
-    avinfo_t ai;
-    if (av && av_classify(d, av, &ai) == AV_OK && ai.type == T_N)
-      text = ai.payload;
-  } else if (kind == K_LIST || kind == K_NS) {
+    if (!find_member(d, K_MAP, o->node, key, klen, &m)) return 0;
+    *done = member_done(o, m.idx);
+    if (av_classify(d, m.v, &ai) == AV_OK && ai.type == T_N) text = ai.payload;
+  } else if (o->kind == K_LIST || o->kind == K_NS) {
     int isint = 0;
     lua_Integer i = lua_tointegerx(L, k, &isint);
-    if (!isint || lua_type(L, k) != LUA_TNUMBER || i < 1 || (uint64_t)i > mm_json_len(d, node)) goto none;
-    uint32_t e = node + 1;
+    if (!isint || lua_type(L, k) != LUA_TNUMBER || i < 1 ||
+        (uint64_t)i > mm_json_len(d, o->node))
+      return 0;
+    uint32_t e = o->node + 1;
     for (lua_Integer j = 1; j < i; j++) e = mm_json_next(d, e);
-    avinfo_t ai;
-    if (kind == K_NS)
+    if (o->kind == K_NS)
       text = e;
     else if (av_classify(d, e, &ai) == AV_OK && ai.type == T_N)
       text = ai.payload;
   }
+  if (text && mm_json_type(d, text) != MM_JSON_STR && mm_json_type(d, text) != MM_JSON_NUM)
+    text = 0;
+  return text;
+}
+
+void mm_conv_push_decimal(lua_State *L, int t, int k) {
+  origin_t o;
+  int done = 0;
+  t = lua_absindex(L, t);
+  k = lua_absindex(L, k);
+  luaL_checkstack(L, STACK_NEED, NULL);
+  int top = lua_gettop(L);
+  if (!lua_istable(L, t)) goto none;
+  const conv_state_t *st = push_reg(L);
+  if (!st || !st->doc) goto none;
+  const mm_json_doc_t *d = st->doc;
+  int known = origin_get(L, top + 1, t, &o);
+  lua_settop(L, top);
+  if (!known || o.node >= d->count) goto none;
+  uint32_t text = decimal_node(L, d, k, &o, &done);
   if (!text) goto none;
   if (mm_json_type(d, text) == MM_JSON_STR)
     push_str(L, d, text);
-  else if (mm_json_type(d, text) == MM_JSON_NUM)
-    lua_pushlstring(L, mm_json_raw(d, text), mm_json_len(d, text));
   else
-    goto none;
+    lua_pushlstring(L, mm_json_raw(d, text), mm_json_len(d, text));
 
-  /* A filled table may have been changed since: the text only counts
-   * while t[k] still holds the number it denotes. (A lazy table cannot
-   * have been: any write fills it first.) */
-  if (!mm_conv_is_lazy(L, t)) {
+  /* The text only counts while t[k] still holds the number it denotes:
+   * when t[k] is raw nil that is when t is lazy and k not converted yet
+   * (a script's write marks the member done); else it must be equal. */
+  lua_pushvalue(L, k);
+  if (lua_rawget(L, t) == LUA_TNIL) { /* text nil */
+    if (!mm_conv_is_lazy(L, t) || done) goto none;
+  } else {
     size_t n;
     const char *s = lua_tolstring(L, top + 1, &n);
-    lua_pushvalue(L, k);
-    lua_rawget(L, t); /* text current */
     if (lua_type(L, -1) != LUA_TNUMBER || mm_conv_push_number(L, s, n) != 0 ||
         !lua_rawequal(L, -1, -2))
       goto none;
-    lua_settop(L, top + 1);
   }
+  lua_settop(L, top + 1);
   return;
 none:
   lua_settop(L, top);
   lua_pushnil(L);
+}
+
+int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
+  origin_t o;
+  int r = MM_CONV_PEEK_UNKNOWN, done = 0;
+  t = lua_absindex(L, t);
+  k = lua_absindex(L, k);
+  if (!lua_checkstack(L, 4) || lua_type(L, k) != LUA_TSTRING || !mm_conv_is_lazy(L, t))
+    return r;
+  int top = lua_gettop(L);
+  const conv_state_t *st = push_reg(L);
+  if (!st || !st->doc) goto out;
+  const mm_json_doc_t *d = st->doc;
+  if (!origin_get(L, top + 1, t, &o) || o.node >= d->count || o.kind != K_MAP) goto out;
+  lua_pushvalue(L, k);
+  if (lua_rawget(L, t) != LUA_TNIL) goto out; /* converted: read it */
+  size_t klen;
+  match_t m;
+  const char *key = lua_tolstring(L, k, &klen);
+  if (!find_member(d, K_MAP, o.node, key, klen, &m)) {
+    r = MM_CONV_PEEK_ABSENT;
+    goto out;
+  }
+  done = member_done(&o, m.idx);
+  if (done) { /* converted, then deleted */
+    r = MM_CONV_PEEK_ABSENT;
+    goto out;
+  }
+  uint32_t n = decimal_node(L, d, k, &o, &done);
+  if (!n || (mm_json_type(d, n) == MM_JSON_STR && mm_json_has_escapes(d, n))) goto out;
+  *text = mm_json_raw(d, n);
+  *len = mm_json_len(d, n);
+  r = MM_CONV_PEEK_N;
+out:
+  lua_settop(L, top);
+  return r;
 }
 
 void mm_conv_materialize(lua_State *L, int idx) {
@@ -1172,19 +1566,12 @@ int mm_conv_is_lazy(lua_State *L, int idx) {
 
 const char *mm_conv_kind(lua_State *L, int idx) {
   static const char *const KINDS[] = {NULL, "M", "L", "SS", "NS", "BS"};
-  int known = 0;
+  origin_t o;
   idx = lua_absindex(L, idx);
-  if (!lua_istable(L, idx) || !lua_checkstack(L, 2)) return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &REG_KEY);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return NULL;
-  }
-  lua_pushvalue(L, idx);
-  lua_rawget(L, -2);
-  lua_Integer packed = lua_tointegerx(L, -1, &known);
-  lua_pop(L, 2);
+  if (!lua_istable(L, idx) || !lua_checkstack(L, 3)) return NULL;
+  if (!push_reg(L)) return NULL;
+  int known = origin_get(L, lua_gettop(L), idx, &o);
+  lua_pop(L, 1);
   if (!known) return NULL;
-  int kind = unpack_kind(packed);
-  return kind >= K_MAP && kind <= K_BS ? KINDS[kind] : NULL;
+  return o.kind >= K_MAP && o.kind <= K_BS ? KINDS[o.kind] : NULL;
 }

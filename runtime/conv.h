@@ -3,21 +3,34 @@
  *
  * Provides: the table decode(rec) receives. The record's own fields are
  * plain values; dynamodb.Keys, NewImage and OldImage are unmarshalled
- * AttributeValues (DESIGN section 2 table). Maps and lists are converted
- * lazily, one level at a time: a container is an empty table with a
- * metatable until first touched (index, newindex, pairs, #, ipairs), when it
- * is filled with its members (nested containers again lazy) and its
- * metatable is removed - from then on it is an ordinary table. cjson.encode
- * (through the wrapped cjson the sandbox gives) materialises first. So a
- * record never sits in Lua memory whole unless the script walks it.
+ * AttributeValues (DESIGN section 2 table). Everything is converted
+ * lazily, on first touch:
+ *   - maps (the record, its "dynamodb" object, each image and each M) one
+ *     member at a time: reading t.k converts member k alone (nested
+ *     containers again lazy) and stores it in t, so the next read is an
+ *     ordinary table read; a name the event lacks reads nil without
+ *     converting anything. Writing t.k stores the script's value, and the
+ *     event's member k is never read after that (t.k = nil deletes it for
+ *     good). pairs, #, setmetatable and materialising convert the members
+ *     still missing. A map keeps a metatable until every member is there,
+ *     then it is an ordinary table;
+ *   - lists (L) whole on first touch (index, newindex, pairs, #, ipairs),
+ *     then they drop the metatable.
+ * cjson.encode (through the wrapped cjson the sandbox gives) materialises
+ * first. So a record never sits in Lua memory whole unless the script
+ * walks it.
  *
- * The one visible difference from a plain table: before its first touch a
- * lazy table looks empty to the raw functions (rawget, rawlen, next, and C
- * code using lua_next/lua_rawget such as an unwrapped cjson.encode), and
- * getmetatable returns false (the metatable is protected). mm_conv_open replaces the global setmetatable with one that
- * fills a lazy table first, so setmetatable(rec.dynamodb.NewImage, mt)
- * works; open the base library before calling it, and build any sandbox
- * environment from _G after it.
+ * The one visible difference from a plain table: until complete, a lazy
+ * table shows the raw functions (rawget, rawlen, next, and C code using
+ * lua_next/lua_rawget such as an unwrapped cjson.encode) only the members
+ * converted so far (none before its first touch), and getmetatable
+ * returns false (the metatable is protected). mm_conv_open replaces the
+ * global setmetatable with one that fills a lazy table first, so
+ * setmetatable(rec.dynamodb.NewImage, mt) works; open the base library
+ * before calling it, and build any sandbox environment from _G after it.
+ *
+ * A malformed image (neither an object nor null) is an error when the
+ * record is pushed.
  *
  * Conversion rules: S string (unescaped); N integer when the value is
  * integral and within int64 ("1E+2" -> 100, "-0" -> 0, "1.0" -> 1), else a
@@ -26,19 +39,23 @@
  * lightuserdata NULL (cjson.null); M table; L sequence; SS/NS/BS sequences
  * in the event's order (empty sets are accepted). An AttributeValue may
  * also carry every type key with all but one null (aws-sdk-go v1's
- * encoding/json shape); "NULL": false counts as absent there. Sets are
- * converted eagerly when their parent is filled.
+ * encoding/json shape); "NULL": false counts as absent there. A set is
+ * converted whole when its member of the parent is.
  *
  * Nesting levels: the outermost container (an image, or the value given to
  * mm_conv_push_av) is level 1; a container deeper than max_depth is an
- * error, raised while its parent is filled.
+ * error, raised when its member of the parent is converted.
  *
  * Every converted container remembers where it came from (a weak table), so
  * murmur.decimal(t, k) can return the exact N text of t[k]. Lazy tables are
- * tied to the current document: touching one after its invocation raises
+ * tied to the current document: reading a member not converted yet (or
+ * any name it lacks), writing, pairs or # after its invocation raises
  * "record data from an earlier invocation is no longer available". (Each
  * mm_conv_set_doc starts a fresh weak table, so older containers are simply
- * not found; tables already filled stay ordinary, readable tables.)
+ * not found; complete tables stay ordinary, readable tables, and so do the
+ * members a lazy one already holds.) That includes the record table: a
+ * script that keeps records beyond their invocation should materialise
+ * them (murmur.materialize) first.
  *
  * Errors in the data (unknown type, invalid base64, nesting deeper than
  * max_depth, a set member of the wrong type) are raised as Lua errors naming
@@ -87,16 +104,34 @@ void mm_conv_push_av(lua_State *L, uint32_t av, const char *path);
 
 /* Pushes the exact decimal text of t[k] (t at index t, key at index k) when
  * t was converted from the event and t[k] came from an N (or an NS
- * member) and still holds that number; pushes nil otherwise. Does not fill
- * a lazy t. [-0, +1, e] */
+ * member) and still holds that number (or, in a lazy t, has not been
+ * converted or written yet); pushes nil otherwise. Converts nothing.
+ * [-0, +1, e] */
 void mm_conv_push_decimal(lua_State *L, int t, int k);
+
+/* Outcomes of mm_conv_peek_n. */
+#define MM_CONV_PEEK_UNKNOWN 0 /* read t[k] the ordinary way */
+#define MM_CONV_PEEK_ABSENT 1  /* t[k] is nil */
+#define MM_CONV_PEEK_N 2       /* t[k] would be the number in *text */
+
+/* Looks at t[k] without converting anything, for helpers that only need
+ * a number's text (murmur.delta): when t (at index t) is a lazy map of
+ * the current document and k a name not converted yet, says whether the
+ * event lacks it (ABSENT; also for a member the script deleted) or holds
+ * an N there (N: text and len give the N text as in the event, borrowed
+ * until the next mm_conv_set_doc). Anything else is UNKNOWN: a converted
+ * or written member, another type, a table that is not lazy, an N text
+ * with escapes. The text is not checked: a caller that cannot read it
+ * must read t[k] the ordinary way, which raises the conversion error.
+ * [-0, +0, -] */
+int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len);
 
 /* Materialises every lazy table reachable from the value at idx (through
  * any tables, raw, each visited once; at most 1000 levels deep).
  * [-0, +0, e] */
 void mm_conv_materialize(lua_State *L, int idx);
 
-/* 1 if the value at idx is a lazy table not yet filled. [-0, +0, -] */
+/* 1 if the value at idx is a lazy table not yet complete. [-0, +0, -] */
 int mm_conv_is_lazy(lua_State *L, int idx);
 
 /* The DynamoDB type ("M", "L", "SS", "NS" or "BS") of the converted

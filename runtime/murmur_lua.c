@@ -146,6 +146,265 @@ static int core_tonumber(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------------------------ */
+/* murmur.delta                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Digits an int64 coefficient of a short decimal may have. */
+#define SMALL_DIGITS 18
+
+/* The powers of ten a double holds exactly (10^0 .. 10^22). */
+static const double POW10[] = {
+  1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+/* A short decimal: m * 10^-scale, |m| < 10^18, 0 <= scale <= 18. */
+typedef struct small_dec {
+  int64_t m;
+  int scale;
+} small_dec_t;
+
+/*
+ * Parses the common N text shapes ("812.36", "-5", "1.5E+3") into a short
+ * decimal: optional '-', digits, optional '.' and digits, optional
+ * exponent; at most SMALL_DIGITS significant digits and a scale in
+ * 0..SMALL_DIGITS. Returns 0 for anything else (the exact path in
+ * decimal.c takes those). Every text accepted here is also a valid N for
+ * conv.c and mm_dec_parse, denoting the same value.
+ */
+static int small_parse(const char *s, size_t n, small_dec_t *out) {
+  const char *p = s, *end = s + n;
+  int neg = 0, ndig = 0, nfrac = 0;
+  uint64_t m = 0;
+  if (p < end && *p == '-') {
+    neg = 1;
+    p++;
+  }
+  const char *ip = p;
+  for (; p < end && *p >= '0' && *p <= '9'; p++) {
+    if (m == 0 && *p == '0') continue; /* leading zeros */
+    if (++ndig > SMALL_DIGITS) return 0;
+    m = m * 10 + (uint64_t)(*p - '0');
+  }
+  if (p == ip) return 0;
+  if (p < end && *p == '.') {
+    const char *fp = ++p;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+      nfrac++;
+      if (m == 0 && *p == '0') continue;
+      if (++ndig > SMALL_DIGITS) return 0;
+      m = m * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == fp) return 0;
+  }
+  int exp = 0;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    int eneg = 0;
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+    const char *ep = p;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+      if (exp > 1000) return 0;
+      exp = exp * 10 + (*p - '0');
+    }
+    if (p == ep) return 0;
+    if (eneg) exp = -exp;
+  }
+  if (p != end) return 0;
+  int scale = nfrac - exp;
+  if (m == 0) scale = 0;
+  while (scale < 0) { /* 5E+2: scale the coefficient up */
+    if (++ndig > SMALL_DIGITS) return 0;
+    m *= 10;
+    scale++;
+  }
+  if (scale > SMALL_DIGITS) return 0;
+  out->m = neg ? -(int64_t)m : (int64_t)m;
+  out->scale = scale;
+  return 1;
+}
+
+/*
+ * Pushes a - b by the rule N values follow (integer when integral, else
+ * the correctly rounded double - what core.tonumber(core.dec_sub(a, b))
+ * gives). Returns 0 when the short path cannot do it exactly (an
+ * overflow, or a float result too long for one IEEE division); nothing is
+ * pushed then. [-0, +(0|1), -]
+ */
+static int small_sub_push(lua_State *L, const small_dec_t *a, const small_dec_t *b) {
+  int64_t x = a->m, y = b->m, r;
+  int scale = a->scale > b->scale ? a->scale : b->scale;
+  for (int i = a->scale; i < scale; i++)
+    if (__builtin_mul_overflow(x, 10, &x)) return 0;
+  for (int i = b->scale; i < scale; i++)
+    if (__builtin_mul_overflow(y, 10, &y)) return 0;
+  if (__builtin_sub_overflow(x, y, &r)) return 0;
+  while (scale > 0 && r % 10 == 0) {
+    r /= 10;
+    scale--;
+  }
+  if (scale == 0) {
+    lua_pushinteger(L, (lua_Integer)r);
+    return 1;
+  }
+  uint64_t u = r < 0 ? (uint64_t)0 - (uint64_t)r : (uint64_t)r;
+  if (u > (UINT64_C(1) << 53)) return 0;
+  /* both operands exact: one division rounds correctly, as strtod does */
+  double v = (double)u / POW10[scale];
+  lua_pushnumber(L, (lua_Number)(r < 0 ? -v : v));
+  return 1;
+}
+
+/* One side of murmur.delta: the image's field. */
+enum { SIDE_ABSENT = 0, SIDE_NUMBER, SIDE_OTHER };
+typedef struct side {
+  int state;
+  int val;           /* stack index of the Lua value, 0 when not read */
+  const char *text;  /* its exact decimal text; NULL when it has none */
+  size_t len;
+  int small;         /* dec holds the text */
+  small_dec_t dec;
+} side_t;
+
+/*
+ * Reads img[field] (img, field: stack indices) as murmur.delta sees it.
+ * A lazy image's unread N member is taken from the event text without
+ * converting it; anything else is read the ordinary way (which raises
+ * what reading it in Lua would raise). [-0, +(0|1), e]
+ */
+static void read_side(lua_State *L, int img, int field, side_t *s) {
+  s->state = SIDE_ABSENT;
+  s->val = 0;
+  s->text = NULL;
+  s->small = 0;
+  if (lua_isnil(L, img)) return;
+  switch (mm_conv_peek_n(L, img, field, &s->text, &s->len)) {
+  case MM_CONV_PEEK_ABSENT:
+    return;
+  case MM_CONV_PEEK_N:
+    if (small_parse(s->text, s->len, &s->dec)) {
+      s->state = SIDE_NUMBER;
+      s->small = 1;
+      return;
+    }
+    s->text = NULL;
+    break;
+  default:
+    break;
+  }
+  lua_pushvalue(L, field);
+  lua_gettable(L, img);
+  s->val = lua_gettop(L);
+  if (lua_isnil(L, -1)) return;
+  s->state = lua_type(L, -1) == LUA_TNUMBER ? SIDE_NUMBER : SIDE_OTHER;
+}
+
+/* Sets s->text for a number read the ordinary way: core.decimal(img,
+ * field), i.e. the exact N text while the value is the event's, else the
+ * number's own text (none for NaN and the infinities). Leaves the text on
+ * the stack. [-0, +1, e] */
+static void side_text(lua_State *L, int img, int field, side_t *s) {
+  mm_conv_push_decimal(L, img, field);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    push_number_text(L, s->val);
+  }
+  s->text = lua_tolstring(L, -1, &s->len);
+  s->small = s->text && small_parse(s->text, s->len, &s->dec);
+}
+
+/* Pushes side s's Lua value (its number, or 0 when absent). [-0, +1, -] */
+static void push_side_value(lua_State *L, const side_t *s) {
+  if (s->val)
+    lua_pushvalue(L, s->val);
+  else if (s->state == SIDE_ABSENT || mm_conv_push_number(L, s->text, s->len) != 0)
+    lua_pushinteger(L, 0); /* a peeked text always converts */
+}
+
+/* Compares the string at idx with the literal lit. */
+static int str_is(lua_State *L, int idx, const char *lit) {
+  size_t n;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  const char *s = lua_tolstring(L, idx, &n);
+  return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+/*
+ * core.delta(rec, field) -> new - old of a numeric attribute (murmur.delta;
+ * lua/murmur.lua documents which images count). The exact difference of
+ * the decimal texts, as a number by the N rule; a missing side counts as
+ * 0; nil when both sides lack the field or one holds a non-number; when
+ * a side has no exact text (NaN or inf put there by the script) or the
+ * difference is beyond DynamoDB's numbers, the float difference.
+ *
+ * Unread members of lazy images are read from the event text without
+ * being converted (mm_conv_peek_n), and short decimals are subtracted in
+ * int64 arithmetic; both give exactly what the general path (reading the
+ * member, core.decimal, core.dec_sub, core.tonumber) gives.
+ */
+static int core_delta(lua_State *L) {
+  lua_settop(L, 2);
+  if (!lua_istable(L, 1))
+    return luaL_error(L, "bad argument #1 to 'delta' (record expected, got %s)",
+                      luaL_typename(L, 1));
+  luaL_checkstack(L, 16, NULL);
+  lua_getfield(L, 1, "dynamodb"); /* rec f ddb */
+  lua_pushnil(L);                 /* rec f ddb old */
+  lua_pushnil(L);                 /* rec f ddb old new */
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 1, "eventName"); /* 6 */
+    lua_getfield(L, 3, "NewImage");  /* 7 */
+    lua_getfield(L, 3, "OldImage");  /* 8 */
+    int ins = str_is(L, 6, "INSERT"), rem = str_is(L, 6, "REMOVE");
+    int mod = str_is(L, 6, "MODIFY");
+    /* INSERT: nothing, new or keys; REMOVE: old or keys, nothing;
+     * MODIFY: old or keys, new or keys; else old, new as they are */
+    int use_old = !ins, use_new = !rem;
+    int old_keys = (rem || mod) && !lua_toboolean(L, 8);
+    int new_keys = (ins || mod) && !lua_toboolean(L, 7);
+    if (old_keys || new_keys) lua_getfield(L, 3, "Keys"); /* 9 */
+    if (use_old) lua_copy(L, old_keys ? 9 : 8, 4);
+    if (use_new) lua_copy(L, new_keys ? 9 : 7, 5);
+    lua_settop(L, 5);
+  }
+  if (lua_isnil(L, 2)) return luaL_error(L, "bad argument #2 to 'delta' (field expected)");
+
+  side_t o, n;
+  read_side(L, 4, 2, &o);
+  read_side(L, 5, 2, &n);
+  if (o.state == SIDE_ABSENT && n.state == SIDE_ABSENT) return 0;
+  if (o.state == SIDE_OTHER || n.state == SIDE_OTHER) return 0;
+  if (n.state == SIDE_NUMBER && !n.small && !n.text) side_text(L, 5, 2, &n);
+  if (o.state == SIDE_NUMBER && !o.small && !o.text) side_text(L, 4, 2, &o);
+  static const small_dec_t ZERO = {0, 0};
+  const small_dec_t *a = n.state == SIDE_ABSENT ? &ZERO : n.small ? &n.dec : NULL;
+  const small_dec_t *b = o.state == SIDE_ABSENT ? &ZERO : o.small ? &o.dec : NULL;
+  if (a && b && small_sub_push(L, a, b)) return 1;
+
+  /* The general path: exact decimals of at most 38 digits. */
+  mm_dec_t da, db, r;
+  int ok = 1;
+  if (n.state == SIDE_ABSENT)
+    mm_dec_from_int(&da, 0);
+  else
+    ok = n.text && mm_dec_parse(&da, n.text, n.len, NULL) == 0;
+  if (ok && o.state == SIDE_ABSENT)
+    mm_dec_from_int(&db, 0);
+  else if (ok)
+    ok = o.text && mm_dec_parse(&db, o.text, o.len, NULL) == 0;
+  if (ok && mm_dec_sub(&r, &da, &db, NULL) == 0) {
+    char buf[MM_DEC_TEXT_MAX];
+    size_t len = mm_dec_format(&r, buf);
+    if (mm_conv_push_number(L, buf, len) == 0) return 1;
+  }
+  /* NaN/inf put there by the script, or a result DynamoDB could not hold */
+  push_side_value(L, &n);
+  push_side_value(L, &o);
+  lua_arith(L, LUA_OPSUB);
+  return 1;
+}
+
 /* core.materialize(v) -> v, with every lazy table under it filled. */
 static int core_materialize(lua_State *L) {
   luaL_checkany(L, 1);
@@ -170,7 +429,8 @@ int mm_luaopen_murmur_core(lua_State *L) {
     {"decimal", core_decimal},     {"dec_add", core_dec_add},
     {"dec_sub", core_dec_sub},     {"dec_cmp", core_dec_cmp},
     {"tonumber", core_tonumber},   {"materialize", core_materialize},
-    {"kind", core_kind},           {NULL, NULL},
+    {"kind", core_kind},           {"delta", core_delta},
+    {NULL, NULL},
   };
   luaL_newlib(L, FUNCS);
   lua_pushlightuserdata(L, NULL); /* the cjson.null sentinel */

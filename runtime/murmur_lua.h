@@ -13,6 +13,7 @@
  *   core.tonumber(text)       decimal text -> Lua integer when integral and
  *                             in int64, else float
  *   core.materialize(v)       fills every lazy table under v (conv.h)
+ *   core.delta(rec, field)    murmur.delta (lua/murmur.lua documents it)
  *   core.kind(t)              "M", "L", "SS", "NS" or "BS" for a container
  *                             converted from the current event, else nil
  *                             (murmur.changed compares sets as sets)

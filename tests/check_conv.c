@@ -526,7 +526,7 @@ static int fixture_body(lua_State *L) {
     for (int j = 0; ddb && j < 3; j++) {
       static const char *const IMG[] = {"Keys", "NewImage", "OldImage"};
       uint32_t img = mm_json_get(doc, ddb, IMG[j], strlen(IMG[j]));
-      lua_getfield(L, -1, IMG[j]); /* raw: dynamodb is ordinary */
+      lua_getfield(L, -1, IMG[j]); /* converts that member alone */
       if (img && mm_json_type(doc, img) == MM_JSON_OBJ)
         ck_assert_msg(mm_conv_is_lazy(L, -1) == (mm_json_len(doc, img) > 0),
                       "%s should start lazy", IMG[j]);
@@ -755,30 +755,166 @@ START_TEST(test_fixture_values) {
 }
 END_TEST
 
-/* Touching a lazy table fills exactly one level. */
-START_TEST(test_lazy_one_level) {
+/* Maps convert one member per read; lists whole; nothing else is
+ * converted along the way. */
+START_TEST(test_lazy_per_member) {
   lua_State *L = new_state(NULL);
   add_test_globals(L);
   loaded_t ld;
   load_event(L, &ld, ORDER_EVENT);
   LUA_OK_(L,
+          "assert(is_lazy(rec) and next(rec) == nil)   -- nothing converted yet\n"
           "local d = rec.dynamodb\n"
-          "assert(not is_lazy(rec) and not is_lazy(d))\n"
-          "local n, o = rawget(d, 'NewImage'), rawget(d, 'OldImage')\n"
-          "assert(is_lazy(n) and is_lazy(o) and is_lazy(rawget(d, 'Keys')))\n"
-          /* the documented difference: raw access sees an empty table */
-          "assert(next(n) == nil and rawget(n, 'id') == nil and rawlen(n) == 0)\n"
+          "assert(is_lazy(d) and rawget(rec, 'dynamodb') == d)\n"
+          "local k1, v1 = next(rec)\n"
+          "assert(k1 == 'dynamodb' and v1 == d and next(rec, k1) == nil)\n"
+          "assert(rawget(rec, 'eventID') == nil and rec.eventID == 'e1')\n"
+          "assert(rawget(rec, 'eventID') == 'e1')     -- stored: next read is raw\n"
+          "local n = d.NewImage\n"
+          /* the documented difference: raw access sees what is converted */
+          "assert(is_lazy(n) and next(n) == nil and rawlen(n) == 0)\n"
+          "assert(rawget(d, 'OldImage') == nil and rawget(d, 'Keys') == nil)\n"
           "assert(getmetatable(n) == false)\n"
           "assert(n.customer_id == 'c-42')\n"
-          "assert(not is_lazy(n) and getmetatable(n) == nil)\n"
-          "assert(rawget(n, 'total') == 19.99)\n"
-          "local items, addr = rawget(n, 'items'), rawget(n, 'address')\n"
+          "assert(is_lazy(n) and rawget(n, 'customer_id') == 'c-42')\n"
+          "assert(rawget(n, 'total') == nil and rawget(n, 'items') == nil)\n"
+          "assert(n.missing == nil and n[1] == nil and rawget(n, 'missing') == nil)\n"
+          "local items, addr = n.items, n.address\n"
           "assert(is_lazy(items) and is_lazy(addr))\n"
-          "assert(not is_lazy(rawget(n, 'tags')))       -- sets are eager\n"
-          "assert(not is_lazy(rawget(n, 'empty')))      -- nothing to defer\n"
-          "assert(is_lazy(o))                           -- untouched image\n"
-          "assert(addr.city == 'Oslo' and is_lazy(rawget(addr, 'geo')))\n"
-          "assert(is_lazy(items))\n");
+          "assert(not is_lazy(n.tags))        -- sets are converted whole\n"
+          "assert(not is_lazy(n.empty))       -- nothing to defer\n"
+          "assert(addr.city == 'Oslo' and rawget(addr, 'geo') == nil)\n"
+          "local geo = addr.geo\n"
+          "assert(is_lazy(geo) and not is_lazy(addr))  -- both members read\n"
+          "assert(items[2].sku == 'b' and not is_lazy(items))   -- a list: whole\n"
+          "assert(is_lazy(items[1]) and rawget(items, 1) ~= nil)\n"
+          "for _, k in ipairs({'id', 'total', 'big'}) do local _ = n[k] end\n"
+          "assert(is_lazy(n))\n"
+          "assert(n.nums[2] == 2)\n"
+          "assert(not is_lazy(n) and getmetatable(n) == nil)  -- every member read\n"
+          "assert(is_lazy(d.OldImage))        -- untouched image\n"
+          "assert(d.SizeBytes == 100 and d.Keys.id == 'o-1')\n"
+          "assert(d.StreamViewType == 'NEW_AND_OLD_IMAGES' and d.SequenceNumber)\n"
+          "assert(is_lazy(d) and d.ApproximateCreationDateTime == 1700000000)\n"
+          "assert(not is_lazy(d))\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* Deleting or writing a member of a lazy map sticks: the event's value
+ * never comes back, through reads, pairs or materialising. */
+START_TEST(test_lazy_member_writes) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  LUA_OK_(L,
+          "local o = rec.dynamodb.OldImage\n"
+          "assert(o.total == 9.99)\n"
+          "o.total = nil                       -- delete a converted member\n"
+          "assert(o.total == nil and is_lazy(o))\n"
+          "local seen = {}\n"
+          "for k in pairs(o) do seen[#seen + 1] = k end\n"
+          "assert(#seen == 1 and seen[1] == 'id' and not is_lazy(o))\n"
+          "local n = rec.dynamodb.NewImage\n"
+          "n.id = nil                          -- delete before any read\n"
+          "n.total = 5                         -- overwrite before any read\n"
+          "n.extra = 'x'                       -- a new member\n"
+          "assert(is_lazy(n) and n.id == nil and n.total == 5 and n.extra == 'x')\n"
+          "assert(decimal(n, 'total') == nil and decimal(n, 'big') ~= nil)\n"
+          "materialize(n)\n"
+          "assert(not is_lazy(n) and n.id == nil and n.total == 5 and n.extra == 'x')\n"
+          "assert(n.customer_id == 'c-42' and n.items[1].sku == 'a')\n"
+          "local count = 0\n"
+          "for _ in pairs(n) do count = count + 1 end\n"
+          "assert(count == 9)                  -- 9 members - id + extra\n"
+          "local d = rec.dynamodb\n"
+          "d.Keys = nil\n"
+          "assert(d.Keys == nil)\n"
+          "rec.eventName = 'X'\n"
+          "assert(rec.eventName == 'X' and rec.eventID == 'e1')\n"
+          "assert(cjson.decode(cjson.encode(rec)).eventName == 'X')\n"
+          "assert(cjson.decode(cjson.encode(rec)).dynamodb.Keys == nil)\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* Duplicate names: the last one wins (as in JSON.parse and as when maps
+ * were converted whole), for reads, pairs and deletes; a null image does
+ * not hide an earlier one. */
+START_TEST(test_lazy_duplicates) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld,
+             "{\"Records\":[{\"eventName\":\"A\",\"eventName\":\"B\",\"dynamodb\":{"
+             "\"NewImage\":{\"a\":{\"N\":\"1\"},\"b\":{\"S\":\"x\"},\"a\":{\"N\":\"2\"}},"
+             "\"NewImage\":null,\"OldImage\":null}},"
+             "{\"dynamodb\":{\"NewImage\":{\"a\":{\"N\":\"1\"},\"a\":{\"N\":\"2\"}}}}]}");
+  LUA_OK_(L,
+          "assert(rec.eventName == 'B')\n"
+          "local d = rec.dynamodb\n"
+          "assert(d.OldImage == nil)\n"
+          "local n = d.NewImage\n"
+          "assert(n.a == 2 and decimal(n, 'a') == '2')\n"
+          "n.a = nil\n"
+          "assert(n.a == nil)\n"
+          "local seen = {}\n"
+          "for k, v in pairs(n) do seen[#seen + 1] = k .. '=' .. tostring(v) end\n"
+          "assert(#seen == 1 and seen[1] == 'b=x', table.concat(seen, ','))\n"
+          "local keys = {}\n"
+          "for k in pairs(d) do keys[#keys + 1] = k end\n"
+          "assert(#keys == 1 and keys[1] == 'NewImage')\n"
+          "local n2 = recs[2].dynamodb.NewImage\n"
+          "assert(decimal(n2, 'a') == '2')\n"
+          "local c = 0\n"
+          "for k, v in pairs(n2) do c = c + 1; assert(k == 'a' and v == 2) end\n"
+          "assert(c == 1)\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* A map of more members than fit the origin's inline mask keeps a bitmap:
+ * the same per-member behaviour. */
+START_TEST(test_lazy_big_map) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  static char ev[8192];
+  size_t n = (size_t)snprintf(ev, sizeof ev, "{\"Records\":[{\"dynamodb\":{\"NewImage\":{");
+  for (int i = 1; i <= 70; i++)
+    n += (size_t)snprintf(ev + n, sizeof ev - n, "%s\"k%d\":{\"N\":\"%d.5\"}", i > 1 ? "," : "",
+                          i, i);
+  n += (size_t)snprintf(ev + n, sizeof ev - n, "}}}]}");
+  ck_assert(n < sizeof ev);
+  load_event(L, &ld, ev);
+  LUA_OK_(L,
+          "local m = rec.dynamodb.NewImage\n"
+          "assert(m.k65 == 65.5 and m.k3 == 3.5 and is_lazy(m))\n"
+          "assert(rawget(m, 'k4') == nil and decimal(m, 'k4') == '4.5')\n"
+          "m.k3 = nil\n"
+          "m.k70 = 'w'\n"
+          "assert(m.k3 == nil and m.k70 == 'w' and m.k71 == nil)\n"
+          "for i = 1, 69 do local _ = m['k' .. i] end\n"
+          "assert(not is_lazy(m))             -- every member done\n"
+          "assert(m.k3 == nil and m.k70 == 'w' and m.k69 == 69.5)\n"
+          "local c = 0\n"
+          "for _ in pairs(m) do c = c + 1 end\n"
+          "assert(c == 69)\n"
+          "local m2 = rec.dynamodb.OldImage\n"
+          "assert(m2 == nil)\n");
+  unload(L, &ld);
+  load_event(L, &ld, ev);
+  LUA_OK_(L,
+          "local m = rec.dynamodb.NewImage\n"
+          "assert(m.k30 == 30.5)\n"
+          "m.k31 = nil\n"
+          "local c = 0\n"
+          "for _ in pairs(m) do c = c + 1 end\n"
+          "assert(c == 69 and not is_lazy(m) and m.k31 == nil and m.k1 == 1.5)\n");
   unload(L, &ld);
   lua_close(L);
 }
@@ -834,7 +970,7 @@ START_TEST(test_lazy_full_views) {
           "assert(is_lazy(geo))\n"
           "local a, b = table.unpack(geo)\n"
           "assert(a == 59.9 and b == 10.7)\n"
-          "local it = rawget(n, 'items')\n"
+          "local it = n.items\n"
           "table.sort(it, function(x, y) return x.sku > y.sku end)\n"
           "assert(it[1].sku == 'b')\n");
   unload(L, &ld);
@@ -842,7 +978,7 @@ START_TEST(test_lazy_full_views) {
 }
 END_TEST
 
-/* Writes fill first; setmetatable works on a lazy table. */
+/* Writes reach lazy tables; setmetatable works on a lazy table. */
 START_TEST(test_lazy_writes) {
   lua_State *L = new_state(NULL);
   add_test_globals(L);
@@ -851,7 +987,7 @@ START_TEST(test_lazy_writes) {
   LUA_OK_(L,
           "local n = rec.dynamodb.NewImage\n"
           "n.extra = 1\n"
-          "assert(not is_lazy(n) and n.extra == 1 and n.customer_id == 'c-42')\n"
+          "assert(n.extra == 1 and n.customer_id == 'c-42')\n"
           "local o = rec.dynamodb.OldImage\n"
           "o.total = 5               -- overwrite an existing member\n"
           "assert(o.total == 5 and o.id == 'o-1')\n"
@@ -863,7 +999,9 @@ START_TEST(test_lazy_writes) {
           "assert(setmetatable(items, mt) == items)\n"
           "assert(getmetatable(items) == mt and #items == 2 and items.nope == 'dflt')\n"
           "local ok, err = pcall(setmetatable, items, 5)\n"
-          "assert(not ok and err:find('nil or table'))\n");
+          "assert(not ok and err:find('nil or table'))\n"
+          "assert(is_lazy(n) and setmetatable(n, mt) == n and not is_lazy(n))\n"
+          "assert(n.total == 19.99 and n.extra == 1 and n.nope == 'dflt')\n");
   unload(L, &ld);
   lua_close(L);
 }
@@ -878,14 +1016,17 @@ START_TEST(test_stale) {
   load_event(L, &ld, ORDER_EVENT);
   LUA_OK_(L,
           "keep_new = rec.dynamodb.NewImage\n"
-          "keep_id = keep_new.id               -- fills NewImage\n"
-          "keep_items = rawget(keep_new, 'items')  -- still lazy\n"
-          "keep_old = rawget(rec.dynamodb, 'OldImage')\n"
+          "for _ in pairs(keep_new) do end      -- complete\n"
+          "keep_items = keep_new.items          -- still lazy\n"
+          "keep_old = rec.dynamodb.OldImage\n"
+          "keep_rec = rec\n"
+          "assert(keep_old.id == 'o-1')          -- converted, kept\n"
           "assert(is_lazy(keep_items) and is_lazy(keep_old))\n");
   unload(L, &ld); /* sets doc NULL and frees the tape */
   const char *stale_tests[] = {
       "return keep_old.total", "return #keep_items", "for _ in pairs(keep_old) do end",
       "keep_old.x = 1", "return keep_items[1]", "return materialize(keep_old)",
+      "return keep_old.nope", "return keep_rec.eventID", "return keep_rec.dynamodb.SizeBytes",
   };
   for (size_t i = 0; i < sizeof stale_tests / sizeof stale_tests[0]; i++) {
     char *e = run_lua(L, stale_tests[i]);
@@ -902,6 +1043,7 @@ START_TEST(test_stale) {
   free(e);
   LUA_OK_(L,
           "assert(keep_new.customer_id == 'c-42' and keep_new.total == 19.99)\n"
+          "assert(keep_old.id == 'o-1' and keep_rec.dynamodb.OldImage == keep_old)\n"
           "assert(decimal(keep_new, 'total') == nil)  -- its text is gone\n"
           "assert(rec.dynamodb.OldImage.total == 9.99)  -- the new record works\n");
   unload(L, &ld2);
@@ -917,7 +1059,7 @@ START_TEST(test_decimal) {
   loaded_t ld;
   load_event(L, &ld, ORDER_EVENT);
   LUA_OK_(L,
-          "local n = rawget(rec.dynamodb, 'NewImage')\n"
+          "local n = rec.dynamodb.NewImage\n"
           "assert(is_lazy(n))\n"
           "assert(decimal(n, 'big') == '12345678901234567890123456789012345678')\n"
           "assert(is_lazy(n))                        -- not filled by decimal\n"
@@ -1237,7 +1379,10 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_fixture_values);
   suite_add_tcase(s, tc);
   tc = tcase_create("laziness");
-  tcase_add_test(tc, test_lazy_one_level);
+  tcase_add_test(tc, test_lazy_per_member);
+  tcase_add_test(tc, test_lazy_member_writes);
+  tcase_add_test(tc, test_lazy_duplicates);
+  tcase_add_test(tc, test_lazy_big_map);
   tcase_add_test(tc, test_lazy_full_views);
   tcase_add_test(tc, test_lazy_writes);
   tcase_add_test(tc, test_stale);

@@ -9,17 +9,22 @@
  * (require "murmur.core").
  */
 #include <check.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
 #include "conv.h"
+#include "decimal.h"
 #include "json.h"
 #include "murmur_lua.h"
+#include "script.h"
 #include "testutil.h"
 
 extern int luaopen_cjson(lua_State *L);
@@ -188,7 +193,7 @@ static const mcase_t CORE_CASES[] = {
      "ok, e = pcall(murmur.decimal, 'o', 'k')\n"
      "assert(not ok and e:find('bad argument #1'), e)\n"},
     {"decimal does not need the table filled", "INSERT", NULL, IMG(N("t", "1.50")), NULL,
-     "local o = rawget(rec.dynamodb, 'NewImage')\n"
+     "local o = rec.dynamodb.NewImage\n"
      "assert(next(o) == nil)                         -- still lazy\n"
      "assert(murmur.decimal(o, 't') == '1.50')\n"
      "assert(next(o) == nil)\n"},
@@ -197,7 +202,7 @@ static const mcase_t CORE_CASES[] = {
      "local o = rec.dynamodb.NewImage\n"
      "assert(core.kind(o) == 'M' and core.kind(o.m) == 'M' and core.kind(o.ss) == 'SS')\n"
      "assert(core.kind(o.m.x) == 'L' and core.kind({}) == nil and core.kind(1) == nil)\n"
-     "local old = rawget(rec.dynamodb, 'Keys')\n"
+     "local old = rec.dynamodb.Keys\n"
      "assert(next(old) == nil)\n"
      "assert(core.materialize(rec) == rec)\n"
      "assert(next(old) ~= nil and cjson.encode(old) == '{\"id\":\"k\"}')\n"},
@@ -335,6 +340,46 @@ static const mcase_t DELTA_CASES[] = {
      "rec.dynamodb.NewImage.t = 0/0\n"
      "local d = murmur.delta(rec, 't')\n"
      "assert(d ~= d)                                 -- NaN in, NaN out\n"},
+    {"read from the event, image left unconverted", "MODIFY", NULL,
+     IMG(N("t", "812.36") "," S("c", "x")), IMG(N("t", "800.1")),
+     "local n, o = rec.dynamodb.NewImage, rec.dynamodb.OldImage\n"
+     "assert(murmur.delta(rec, 't') == 12.26)\n"
+     "assert(next(n) == nil and next(o) == nil)      -- nothing converted\n"
+     "assert(n.t == 812.36 and murmur.delta(rec, 't') == 12.26)  -- converted: same\n"
+     "assert(murmur.delta(rec, 'c') == nil and n.c == 'x')\n"},
+    {"deleted or written before any read", "MODIFY", NULL, IMG(N("t", "5") "," N("u", "1")),
+     IMG(N("t", "2") "," N("u", "1")),
+     "rec.dynamodb.OldImage.t = nil\n"
+     "assert(murmur.delta(rec, 't') == 5)            -- old side now absent\n"
+     "rec.dynamodb.NewImage.u = 4\n"
+     "assert(murmur.delta(rec, 'u') == 3)\n"
+     "rec.dynamodb.NewImage.u = 'x'\n"
+     "assert(murmur.delta(rec, 'u') == nil)\n"},
+    {"images replaced by the script", "MODIFY", NULL, IMG(N("t", "5")), IMG(N("t", "2")),
+     "rec.dynamodb.NewImage = {t = 10}\n"
+     "assert(murmur.delta(rec, 't') == 8)\n"
+     "rec.dynamodb.NewImage = false                  -- 'new or keys'\n"
+     "assert(murmur.delta(rec, 't') == -2)\n"
+     "rec.eventName = 'OTHER'                        -- old, new as they are\n"
+     "local ok, e = pcall(murmur.delta, rec, 't')\n"
+     "assert(not ok and e:find('index a boolean'), e)\n"
+     "rec.dynamodb = 5\n"
+     "assert(murmur.delta(rec, 't') == nil)\n"},
+    {"conversion errors surface", "MODIFY", NULL,
+     IMG("\"t\":{\"N\":\"1x\"},\"b\":{\"N\":\"1\",\"S\":\"2\"}"), IMG(N("t", "1")),
+     "local ok, e = pcall(murmur.delta, rec, 't')\n"
+     "assert(not ok and e:find('NewImage.t: invalid number in N'), e)\n"
+     "ok, e = pcall(murmur.delta, rec, 'b')\n"
+     "assert(not ok and e:find('more than one type'), e)\n"},
+    {"escaped and exponent texts", "MODIFY", NULL,
+     IMG("\"t\":{\"N\":\"\\u0031.5\"}," N("e", "1.5E+3") "," N("z", "-0.000")),
+     IMG(N("t", "0.25") "," N("e", "25e-1") "," N("z", "0")),
+     "local d = murmur.delta(rec, 't')\n"
+     "assert(d == 1.25 and math.type(d) == 'float')\n"
+     "d = murmur.delta(rec, 'e')\n"
+     "assert(d == 1497.5)\n"
+     "d = murmur.delta(rec, 'z')\n"
+     "assert(d == 0 and math.type(d) == 'integer')\n"},
     {"KEYS_ONLY REMOVE", "REMOVE", IMG(N("id", "7")), NULL, NULL,
      "assert(murmur.delta(rec, 'id') == -7 and murmur.delta(rec, 'total') == nil)\n"},
     {"bad arguments", "INSERT", NULL, IMG(N("total", "5")), NULL,
@@ -346,6 +391,247 @@ static const mcase_t DELTA_CASES[] = {
 
 START_TEST(test_delta) {
   run_cases(DELTA_CASES, sizeof DELTA_CASES / sizeof DELTA_CASES[0]);
+}
+END_TEST
+
+/* The Lua implementation murmur.delta had before core.delta: the
+ * reference the C version must agree with, result for result. */
+static const char *REF_DELTA =
+    "local function sides(rec)\n"
+    "  local ddb = rec.dynamodb\n"
+    "  if type(ddb) ~= 'table' then return nil, nil end\n"
+    "  local ev = rec.eventName\n"
+    "  local new, old, keys = ddb.NewImage, ddb.OldImage, ddb.Keys\n"
+    "  if ev == 'INSERT' then return nil, new or keys end\n"
+    "  if ev == 'REMOVE' then return old or keys, nil end\n"
+    "  if ev == 'MODIFY' then return old or keys, new or keys end\n"
+    "  return old, new\n"
+    "end\n"
+    "function ref_delta(rec, field)\n"
+    "  local old, new = sides(rec)\n"
+    "  local ov, nv = old and old[field], new and new[field]\n"
+    "  if ov == nil and nv == nil then return nil end\n"
+    "  if (ov ~= nil and type(ov) ~= 'number') or (nv ~= nil and type(nv) ~= 'number') then\n"
+    "    return nil\n"
+    "  end\n"
+    "  local a = nv == nil and '0' or core.decimal(new, field)\n"
+    "  local b = ov == nil and '0' or core.decimal(old, field)\n"
+    "  if a and b then\n"
+    "    local ok, d = pcall(core.dec_sub, a, b)\n"
+    "    if ok then return core.tonumber(d) end\n"
+    "  end\n"
+    "  return (nv or 0) - (ov or 0)\n"
+    "end\n"
+    "function same(x, y)\n"
+    "  if x ~= x then return y ~= y end\n"
+    "  return x == y and math.type(x) == math.type(y)\n"
+    "end\n";
+
+/* A small deterministic generator (xorshift64*). */
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rng(void) {
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return rng_state * 2685821657736338717ull;
+}
+
+/* Writes a random N text of one of many shapes into buf. */
+static void random_n(char *buf, size_t cap) {
+  char digits[64];
+  int nd = 1 + (int)(rng() % (rng() % 4 == 0 ? 38 : 12));
+  for (int i = 0; i < nd; i++) digits[i] = (char)('0' + rng() % 10);
+  if (rng() % 3) digits[0] = (char)('1' + rng() % 9); /* mostly no leading zero */
+  digits[nd] = '\0';
+  const char *sign = rng() % 4 == 0 ? "-" : "";
+  int point = rng() % 3 ? (int)(rng() % (unsigned)(nd + 1)) : nd; /* digits before '.' */
+  if (point == 0) point = 1;
+  char body[80];
+  if (point < nd)
+    snprintf(body, sizeof body, "%.*s.%s", point, digits, digits + point);
+  else
+    snprintf(body, sizeof body, "%s", digits);
+  switch (rng() % 8) {
+  case 0: snprintf(buf, cap, "%s%sE%+d", sign, body, (int)(rng() % 40) - 20); break;
+  case 1: snprintf(buf, cap, "%s%se%d", sign, body, (int)(rng() % 5)); break;
+  case 2: snprintf(buf, cap, "%s0.%s", sign, digits); break;
+  case 3: snprintf(buf, cap, "%s%s000", sign, body); break;
+  default: snprintf(buf, cap, "%s%s", sign, body); break;
+  }
+}
+
+/* Protected: pushes every record of the document (argument 1) twice, into
+ * globals a and b (independent tables of the same records). */
+static int push_all_twice(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, 1);
+  uint32_t recs = mm_json_get(doc, 0, "Records", 7);
+  for (int pass = 0; pass < 2; pass++) {
+    uint32_t e = recs + 1;
+    lua_createtable(L, (int)mm_json_len(doc, recs), 0);
+    for (uint32_t i = 0; i < mm_json_len(doc, recs); i++) {
+      mm_conv_push_record(L, e);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+      e = mm_json_next(doc, e);
+    }
+    lua_setglobal(L, pass ? "b" : "a");
+  }
+  return 0;
+}
+
+/* core.delta agrees with the former Lua implementation on random decimal
+ * texts (short ones take the int64 path, long ones and exponents the
+ * exact one, some only the float fallback), on untouched images, on
+ * converted ones and on missing sides. */
+START_TEST(test_delta_matches_reference) {
+  static const char *const EVENTS[] = {"INSERT", "MODIFY", "REMOVE", "MODIFY"};
+  enum { NREC = 400 };
+  size_t cap = NREC * 400 + 64, n = 0;
+  char *json = malloc(cap);
+  ck_assert_ptr_nonnull(json);
+  n += (size_t)snprintf(json + n, cap - n, "{\"Records\":[");
+  for (int i = 0; i < NREC; i++) {
+    char x[96], y[96];
+    random_n(x, sizeof x);
+    random_n(y, sizeof y);
+    int shape = (int)(rng() % 10);
+    n += (size_t)snprintf(json + n, cap - n,
+                          "%s{\"eventName\":\"%s\",\"dynamodb\":{\"Keys\":{\"k\":{\"N\":\"1\"}}",
+                          i ? "," : "", EVENTS[i % 4]);
+    if (shape != 1)
+      n += (size_t)snprintf(json + n, cap - n, ",\"NewImage\":{\"x\":{\"N\":\"%s\"}}", x);
+    if (shape != 2)
+      n += (size_t)snprintf(json + n, cap - n,
+                            ",\"OldImage\":{\"x\":{\"N\":\"%s\"},\"s\":{\"S\":\"t\"}}", y);
+    n += (size_t)snprintf(json + n, cap - n, "}}");
+  }
+  n += (size_t)snprintf(json + n, cap - n, "]}");
+  ck_assert(n < cap);
+
+  lua_State *L = new_state();
+  ck_assert_int_eq(luaL_dostring(L, REF_DELTA), LUA_OK);
+  mm_json_doc_t doc;
+  mm_err_t err;
+  ck_assert_int_eq(mm_json_parse(&doc, json, n, 0, &err), 0);
+  mm_conv_set_doc(L, &doc, 64);
+  lua_pushcfunction(L, push_all_twice);
+  lua_pushlightuserdata(L, &doc);
+  ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+  static const char *const CODE =
+      "local paths = {0, 0}\n"
+      "for i = 1, #a do\n"
+      "  for _, f in ipairs({'x', 's', 'k', 'none'}) do\n"
+      "    local want = ref_delta(b[i], f)\n"
+      "    local got = core.delta(a[i], f)       -- images untouched\n"
+      "    assert(same(got, want), ('record %d %s: %s vs %s'):format(i, f, tostring(got), tostring(want)))\n"
+      "    core.materialize(a[i])\n"
+      "    got = core.delta(a[i], f)             -- images converted\n"
+      "    assert(same(got, want), ('record %d %s (converted): %s vs %s'):format(i, f, tostring(got), tostring(want)))\n"
+      "    if f == 'x' and want then\n"
+      "      local j = math.type(want) == 'integer' and 1 or 2\n"
+      "      paths[j] = paths[j] + 1\n"
+      "    end\n"
+      "  end\n"
+      "end\n"
+      "return paths[1], paths[2]\n";
+  if (luaL_dostring(L, CODE) != LUA_OK) ck_abort_msg("%s", lua_tostring(L, -1));
+  ck_assert_int_gt(lua_tointeger(L, -2), 20); /* integer results seen */
+  ck_assert_int_gt(lua_tointeger(L, -1), 20); /* float results seen */
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+  free(json);
+  lua_close(L);
+}
+END_TEST
+
+/* A value() float of a sum becomes the same exact decimal as
+ * mm_dec_from_double gives, for amounts (where script.c takes a short
+ * path) and for doubles of every kind. */
+START_TEST(test_float_value_decimal) {
+  enum { NV = 3000 };
+  double *v = malloc(NV * sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  for (int i = 0; i < NV; i++) {
+    uint64_t r = rng();
+    double x;
+    switch (i % 5) {
+    case 0: /* amounts: cents and friends */
+      x = (double)(r % 100000000) / (double)(1 + 99 * (i % 2));
+      break;
+    case 1: { /* m / 10^k over the whole short range */
+      uint64_t m = r % 1000000000000000ull;
+      x = (double)m / pow(10, (double)(rng() % 23));
+      break;
+    }
+    case 2: { /* any finite double in DynamoDB's range */
+      do {
+        uint64_t bits = rng();
+        memcpy(&x, &bits, sizeof x);
+      } while (!isfinite(x) || fabs(x) > 1e120 || (x != 0 && fabs(x) < 1e-120));
+      break;
+    }
+    case 3: /* near the short path's edges */
+      x = (r % 2 ? 1e15 : 1e-7) * (1 + ((double)(rng() % 2001) - 1000) * 1e-16);
+      break;
+    default: /* sums of short decimals (0.1 + 0.2) */
+      x = (double)(r % 1000) / 10 + (double)(rng() % 1000) / 100;
+      break;
+    }
+    v[i] = r % 3 == 0 ? -x : x;
+  }
+  /* decode.lua: value i is V[eventID] */
+  size_t cap = NV * 32 + 512, n = 0;
+  char *src = malloc(cap);
+  ck_assert_ptr_nonnull(src);
+  n += (size_t)snprintf(src + n, cap - n, "local V = {");
+  for (int i = 0; i < NV; i++) n += (size_t)snprintf(src + n, cap - n, "%.17g,", v[i]);
+  n += (size_t)snprintf(src + n, cap - n,
+                        "}\nreturn {name = 'f', aggregate = 'sum',\n"
+                        "  decode = function(rec) return V[tonumber(rec.eventID)] end,\n"
+                        "  key = function() return 'k' end,\n"
+                        "  value = function(x) return x end}\n");
+  ck_assert(n < cap);
+  const char *path = tu_write_temp(".lua", src);
+  mm_script_opts_t o = {0, 0, NULL, 0};
+  mm_script_t *s = NULL;
+  mm_err_t err;
+  ck_assert_msg(mm_script_load(&s, path, &o, &err) == 0, "%s", err.msg);
+  char *ev = malloc(NV * 24 + 32);
+  ck_assert_ptr_nonnull(ev);
+  size_t en = (size_t)sprintf(ev, "{\"Records\":[");
+  for (int i = 0; i < NV; i++) en += (size_t)sprintf(ev + en, "%s{\"eventID\":\"%d\"}", i ? "," : "", i + 1);
+  en += (size_t)sprintf(ev + en, "]}");
+  mm_json_doc_t doc;
+  ck_assert_int_eq(mm_json_parse(&doc, ev, en, 0, &err), 0);
+  mm_script_set_doc(s, &doc);
+  uint32_t e = mm_json_get(&doc, 0, "Records", 7) + 1;
+  int compared = 0;
+  for (int i = 0; i < NV; i++) {
+    mm_outcome_t out;
+    mm_dec_t want;
+    ck_assert_int_eq(mm_script_run_record(s, e, 0, &out), 0);
+    if (mm_dec_from_double(&want, v[i], NULL) != 0) {
+      ck_assert_int_eq(out.kind, MM_OUT_POISON);
+    } else if (out.kind == MM_OUT_VALUE) {
+      const mm_dec_t *got = &out.delta.v.num;
+      ck_assert_msg(got->neg == want.neg && got->exp == want.exp && got->ndig == want.ndig &&
+                        memcmp(got->dig, want.dig, (size_t)want.ndig) == 0,
+                    "value %.17g: decimals differ", v[i]);
+      compared++;
+    } else {
+      /* outside DynamoDB's range mm_dec_from_double already refused */
+      ck_abort_msg("value %.17g: %s", v[i], out.err.msg);
+    }
+    mm_outcome_free(&out);
+    e = mm_json_next(&doc, e);
+  }
+  ck_assert_int_gt(compared, NV * 9 / 10);
+  mm_script_set_doc(s, NULL);
+  mm_json_free(&doc);
+  mm_script_destroy(s);
+  unlink(path);
+  free(ev);
+  free(src);
+  free(v);
 }
 END_TEST
 
@@ -450,6 +736,8 @@ static Suite *murmur_suite(void) {
   tc = tcase_create("helpers");
   tcase_add_test(tc, test_changed);
   tcase_add_test(tc, test_delta);
+  tcase_add_test(tc, test_delta_matches_reference);
+  tcase_add_test(tc, test_float_value_decimal);
   tcase_add_test(tc, test_fixture_records);
   tcase_add_test(tc, test_console_sample);
   suite_add_tcase(s, tc);
