@@ -50,6 +50,7 @@ void mm_config_defaults(mm_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->store_url = NULL;
   cfg->dedup_url = NULL;
+  cfg->dlq_url = NULL;
   cfg->max_attempts = MM_DEF_MAX_ATTEMPTS;
   cfg->retry_base_ms = MM_DEF_RETRY_BASE_MS;
   cfg->retry_max_ms = MM_DEF_RETRY_MAX_MS;
@@ -280,6 +281,7 @@ int mm_config_from_env(mm_config_t *cfg, mm_err_t *err) {
 
   cfg->store_url = env("MURMUR_STORE");
   cfg->dedup_url = env("MURMUR_DEDUP");
+  cfg->dlq_url = env("MURMUR_DLQ");
   cfg->metrics_dimensions = env("MURMUR_METRICS_DIMENSIONS");
 
 #define INT_VAR(NAME, FIELD, LO, HI, TYPE)                  \

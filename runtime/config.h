@@ -28,6 +28,7 @@
 typedef struct mm_config {
   const char *store_url;      /* MURMUR_STORE (NULL = none given) */
   const char *dedup_url;      /* MURMUR_DEDUP (NULL = dedup off) */
+  const char *dlq_url;        /* MURMUR_DLQ: sqs://QUEUE_URL or a file (NULL = off) */
   int max_attempts;           /* MURMUR_MAX_ATTEMPTS */
   int retry_base_ms;          /* MURMUR_RETRY_BASE_MS */
   int retry_max_ms;           /* MURMUR_RETRY_MAX_MS */

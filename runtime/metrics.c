@@ -183,6 +183,8 @@ static const counter_t counters[] = {
     {"DeadlineSkips", offsetof(mm_metrics_t, deadline_skips)},
     {"UnknownOutcomes", offsetof(mm_metrics_t, unknown_outcomes)},
     {"Merges", offsetof(mm_metrics_t, merges)},
+    {"Parked", offsetof(mm_metrics_t, parked)},
+    {"ParkFailures", offsetof(mm_metrics_t, park_failures)},
 };
 #define NCOUNTERS (sizeof counters / sizeof counters[0])
 

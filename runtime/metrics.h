@@ -40,6 +40,8 @@ typedef struct mm_metrics {
   uint64_t deadline_skips;   /* records not started: deadline margin */
   uint64_t unknown_outcomes; /* writes sent without an answer */
   uint64_t merges;           /* store merge operations issued */
+  uint64_t parked;           /* poison pills parked in the DLQ */
+  uint64_t park_failures;    /* poison pills the DLQ refused: reported */
   double *latency_ms;        /* owned: each store round's latency */
   size_t nlatency, caplatency;
   /* Latencies recorded this invocation (may exceed nlatency), exact

@@ -28,26 +28,21 @@
 #include <string.h>
 
 #include "buf.h"
+#include "dlq.h"
 #include "event.h"
 #include "log.h"
 #include "retry.h"
 
-/* Record states. */
+/* Record states: the public MM_RECORD_* outcomes, plus "pending". */
 enum {
-  REC_PENDING = 0, /* has merges to do */
-  REC_OK,          /* every merge applied (or nothing to merge) */
-  REC_SKIP,        /* decode returned nil / no keys */
-  REC_POISON,      /* decode failed: logged, not reported */
-  REC_DUP,         /* dedup: already applied by an earlier delivery */
-  REC_FAILED,      /* reported in batchItemFailures */
-  REC_NOTSTARTED   /* deadline margin reached before it started: reported */
+  REC_PENDING = 0,                     /* has merges to do */
+  REC_OK = MM_RECORD_OK,               /* every merge applied (or none to do) */
+  REC_SKIP = MM_RECORD_SKIP,           /* decode returned nil / no keys */
+  REC_POISON = MM_RECORD_POISON,       /* decode failed: logged, parked */
+  REC_DUP = MM_RECORD_DUP,             /* dedup: applied by an earlier delivery */
+  REC_FAILED = MM_RECORD_FAILED,       /* reported in batchItemFailures */
+  REC_NOTSTARTED = MM_RECORD_NOTSTARTED /* deadline margin reached first */
 };
-_Static_assert((int)REC_OK == (int)MM_RECORD_OK && (int)REC_SKIP == (int)MM_RECORD_SKIP &&
-                   (int)REC_POISON == (int)MM_RECORD_POISON &&
-                   (int)REC_DUP == (int)MM_RECORD_DUP &&
-                   (int)REC_FAILED == (int)MM_RECORD_FAILED &&
-                   (int)REC_NOTSTARTED == (int)MM_RECORD_NOTSTARTED,
-               "record states are pipeline.h's MM_RECORD_* outcomes");
 
 /* Per-key states within a record. */
 enum { KEY_TODO = 0, KEY_PREV, KEY_APPLIED, KEY_FAILED };
@@ -66,6 +61,7 @@ typedef struct rec {
   int64_t bucket, ttl;
   long claim;              /* index into claims, -1 when none */
   long same_as;            /* earlier record with the same eventID, or -1 */
+  char *poison;            /* owned: why decode failed (REC_POISON) */
 } rec_t;
 
 /* One store op and the (record, key) pairs it carries. */
@@ -85,6 +81,7 @@ struct mm_pipeline {
   mm_script_t *script;
   mm_store_t *store;
   mm_dedup_t *dedup;
+  mm_dlq_t *dlq;           /* poison pills go here; NULL = only logged */
   mm_config_t cfg;
   mm_metrics_t metrics;
   mm_retry_t retry;
@@ -153,7 +150,24 @@ int mm_pipeline_open(mm_pipeline_t **out, const char *script_path,
     mm_store_destroy(store);
     return rc;
   }
-  return mm_pipeline_create(out, script, store, dedup, cfg, err);
+  mm_dlq_t *dlq = NULL;
+  if (cfg->dlq_url && (rc = mm_dlq_open(&dlq, cfg->dlq_url, &sto, err))) {
+    mm_script_destroy(script);
+    mm_store_destroy(store);
+    if (dedup) mm_dedup_destroy(dedup);
+    return rc;
+  }
+  if ((rc = mm_pipeline_create(out, script, store, dedup, cfg, err))) {
+    mm_dlq_destroy(dlq);
+    return rc;
+  }
+  (*out)->dlq = dlq;
+  return 0;
+}
+
+void mm_pipeline_set_dlq(mm_pipeline_t *p, mm_dlq_t *dlq) {
+  mm_dlq_destroy(p->dlq);
+  p->dlq = dlq;
 }
 
 void mm_pipeline_destroy(mm_pipeline_t *p) {
@@ -161,6 +175,7 @@ void mm_pipeline_destroy(mm_pipeline_t *p) {
   mm_script_destroy(p->script);
   mm_store_destroy(p->store);
   if (p->dedup) mm_dedup_destroy(p->dedup);
+  mm_dlq_destroy(p->dlq);
   mm_metrics_free(&p->metrics);
   mm_buf_free(&p->arena);
   free(p);
@@ -195,6 +210,7 @@ static void rec_free(rec_t *r) {
   free(r->key_lens);
   free(r->ids);
   free(r->key_state);
+  free(r->poison);
   mm_delta_free(&r->delta);
 }
 
@@ -278,6 +294,7 @@ static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
   int rc = read_ids(p, ev, r, &info, &err);
   if (rc) {
     r->state = REC_POISON;
+    r->poison = strdup(err.msg);
     p->metrics.decode_errors++;
     mm_log(MM_LOG_ERROR, info.event_id[0] ? info.event_id : NULL,
            "malformed record (poison pill, not retried): %s", err.msg);
@@ -301,6 +318,7 @@ static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
     return;
   case MM_OUT_POISON:
     r->state = REC_POISON;
+    r->poison = strdup(out->err.msg);
     p->metrics.decode_errors++;
     mm_log(MM_LOG_ERROR, info.event_id, "decode error (poison pill, not retried): %s",
            out->err.msg);
@@ -752,6 +770,84 @@ map:
 /* The invocation                                                      */
 /* ------------------------------------------------------------------ */
 
+/* Parks every poison pill of the batch in the DLQ, after the merges so a
+ * slow queue only uses the time left; no request starts past the margin.
+ * A pill the queue did not take becomes a reported failure, so Lambda
+ * delivers it again and nothing is dropped. */
+static void park_poison(mm_pipeline_t *p, const mm_event_t *ev, rec_t *recs, size_t n,
+                        const char *request_id, int64_t stop_at) {
+  size_t np = 0;
+  for (size_t i = 0; i < n; i++)
+    if (recs[i].state == REC_POISON) np++;
+  if (!p->dlq || !np) return;
+  const mm_def_t *def = mm_script_def(p->script);
+  mm_dlq_msg_t *msgs = calloc(np, sizeof *msgs);
+  size_t *owner = calloc(np, sizeof *owner);
+  mm_buf_t texts = MM_BUF_INIT;     /* records' JSON, then eventNames */
+  size_t *offs = calloc(np * 3, sizeof *offs);
+  if (!msgs || !owner || !offs) goto fail;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (recs[i].state != REC_POISON) continue;
+    const mm_json_doc_t *d = &ev->doc;
+    offs[3 * m] = texts.len;
+    mm_dlq_record_json(&texts, d, recs[i].node);
+    offs[3 * m + 1] = texts.len;
+    mm_buf_addc(&texts, '\0');
+    uint32_t en = mm_json_type(d, recs[i].node) == MM_JSON_OBJ
+                      ? mm_json_get(d, recs[i].node, "eventName", 9) : 0;
+    offs[3 * m + 2] = texts.len;
+    if (en && mm_json_type(d, en) == MM_JSON_STR) {
+      char *name = mm_json_strdup(d, en, NULL);
+      if (name) mm_buf_adds(&texts, name);
+      free(name);
+    }
+    mm_buf_addc(&texts, '\0');
+    owner[m++] = i;
+  }
+  if (mm_buf_failed(&texts)) goto fail;
+  for (size_t k = 0; k < np; k++) {
+    rec_t *r = &recs[owner[k]];
+    msgs[k] = (mm_dlq_msg_t){.pipeline = def->name,
+                             .error = r->poison ? r->poison : "decode failed",
+                             .request_id = request_id,
+                             .record_json = texts.data + offs[3 * k],
+                             .record_len = offs[3 * k + 1] - offs[3 * k],
+                             .event_id = rec_id(p, r),
+                             .seq = rec_seq(p, r),
+                             .event_name = texts.data + offs[3 * k + 2]};
+  }
+  mm_dlq_send(p->dlq, msgs, np, stop_at, p->cfg.max_attempts, p->cfg.retry_base_ms,
+              p->cfg.retry_max_ms);
+  for (size_t k = 0; k < np; k++) {
+    rec_t *r = &recs[owner[k]];
+    if (msgs[k].status == 0) {
+      p->metrics.parked++;
+      continue;
+    }
+    p->metrics.park_failures++;
+    if (r->has_seq) r->state = REC_FAILED;
+    mm_log(MM_LOG_ERROR, rec_id(p, r), "poison pill could not be parked in %s (%s): %s",
+           mm_dlq_target(p->dlq), r->has_seq ? "reported for redelivery"
+                                             : "no SequenceNumber to report it by",
+           msgs[k].err.msg);
+  }
+  goto done;
+fail:
+  /* Out of memory: report what can be reported rather than lose it. */
+  for (size_t i = 0; i < n; i++) {
+    if (recs[i].state != REC_POISON) continue;
+    p->metrics.park_failures++;
+    if (recs[i].has_seq) recs[i].state = REC_FAILED;
+  }
+  mm_log(MM_LOG_ERROR, NULL, "out of memory parking poison pills: reported for redelivery");
+done:
+  free(msgs);
+  free(owner);
+  free(offs);
+  mm_buf_free(&texts);
+}
+
 /* Builds Lambda's answer: the failures by SequenceNumber, and the window
  * state echoed back for tumbling-window events. */
 static int build_response(mm_pipeline_t *p, const mm_event_t *ev, rec_t *recs, size_t n,
@@ -877,6 +973,7 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
   /* Phase 4: finish claims. Like every store request, none starts past
    * the margin; a claim left unfinished stays PARTIAL, which is safe. */
   if (p->dedup) finish_all(p, recs, n, claims, nclaims, stop_at);
+  park_poison(p, &ev, recs, n, inv->request_id, stop_at);
 
   if (p->record_cb)
     for (size_t i = 0; i < n; i++) p->record_cb(p->record_ud, i, recs[i].state);

@@ -65,6 +65,12 @@ const mm_metrics_t *mm_pipeline_metrics(const mm_pipeline_t *p);
 const mm_def_t *mm_pipeline_def(const mm_pipeline_t *p);
 mm_store_t *mm_pipeline_store(mm_pipeline_t *p);
 
+/* Gives the pipeline a dead-letter queue for poison pills (takes
+ * ownership; NULL = pills are only logged). mm_pipeline_open does this
+ * from cfg->dlq_url (MURMUR_DLQ). */
+struct mm_dlq;
+void mm_pipeline_set_dlq(mm_pipeline_t *p, struct mm_dlq *dlq);
+
 /* Where metrics lines go (default stdout); NULL disables them. */
 void mm_pipeline_set_metrics_out(mm_pipeline_t *p, FILE *out);
 

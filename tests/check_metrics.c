@@ -59,7 +59,7 @@ static const char *emf_check =
     "for k, v in pairs(e.root) do\n"
     "  if t[k] ~= v then return 'root '..k..' = '..tostring(t[k])..', want '..tostring(v) end end\n"
     "local counters = {'Records','Applied','Skipped','DecodeErrors','Retries','DedupSkips',\n"
-    "  'DeadLetters','DeadlineSkips','UnknownOutcomes','Merges'}\n"
+    "  'DeadLetters','DeadlineSkips','UnknownOutcomes','Merges','Parked','ParkFailures'}\n"
     "for _, c in ipairs(counters) do\n"
     "  if units[c] ~= 'Count' then return c..' unit '..tostring(units[c]) end end\n"
     "local nmetrics = #counters\n"

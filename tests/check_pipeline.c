@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "config.h"
 #include "dedup.h"
+#include "dlq.h"
 #include "log.h"
 #include "pipeline.h"
 #include "retry.h"
@@ -563,6 +565,69 @@ START_TEST(every_fixture_runs) {
 }
 END_TEST
 
+
+START_TEST(poison_pills_parked_in_a_file_dlq) {
+  make(SUM_SCRIPT, 0);
+  char *dir = tu_temp_dir();
+  char path[512];
+  snprintf(path, sizeof path, "%s/dlq.jsonl", dir);
+  mm_dlq_t *dlq = NULL;
+  mm_err_t err;
+  mm_store_opts_t so = {0};
+  ck_assert_msg(mm_dlq_open(&dlq, path, &so, &err) == 0, "%s", err.msg);
+  mm_pipeline_set_dlq(pl, dlq);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  add_rec(&b, 1, "bad", "1", 100);
+  add_rec(&b, 2, "a", "2", 100);
+  add_rec(&b, 3, "bad", "3", 100);
+  ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->parked, 2);
+  size_t len;
+  char *lines = tu_read_file(path, &len);
+  ck_assert_ptr_nonnull(lines);
+  /* one line per pill, each with the error's file:line and its record */
+  int nl = 0;
+  for (size_t i = 0; i < len; i++) nl += lines[i] == '\n';
+  ck_assert_int_eq(nl, 2);
+  ck_assert_msg(strstr(lines, "bad order") && strstr(lines, ".lua:4:"), "%s", lines);
+  ck_assert_msg(strstr(lines, "\"eventID\":\"ev1\"") && strstr(lines, "\"eventID\":\"ev3\""),
+                "%s", lines);
+  ck_assert_msg(strstr(lines, "000000000000000000103"), "%s", lines);
+  free(lines);
+  unlink(path);
+  rmdir(dir);
+  free(dir);
+  mm_buf_free(&b);
+}
+END_TEST
+
+START_TEST(unparkable_poison_pills_are_reported) {
+  cfg.max_attempts = 2;
+  make(SUM_SCRIPT, 0);
+  setenv("AWS_REGION", "eu-west-1", 1);
+  setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+  mm_dlq_t *dlq = NULL;
+  mm_err_t err;
+  mm_store_opts_t so = {0};
+  /* nothing listens on port 1 */
+  ck_assert_msg(mm_dlq_open(&dlq, "sqs://http://127.0.0.1:1/123456789012/dlq", &so, &err) == 0,
+                "%s", err.msg);
+  mm_pipeline_set_dlq(pl, dlq);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  add_rec(&b, 1, "a", "1", 100);
+  add_rec(&b, 2, "bad", "2", 100);
+  ck_assert_str_eq(run(event_of(&b)),
+                   "{\"batchItemFailures\":[{\"itemIdentifier\":\"000000000000000000102\"}]}");
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->park_failures, 1);
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->failures, 1);
+  ck_assert_str_eq(rows("c#a"), "0=1;");
+  mm_buf_free(&b);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("pipeline");
   TCase *tc = tcase_create("semantics");
@@ -591,6 +656,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, tumbling_window_state_is_returned);
   tcase_add_test(tc, duplicate_event_ids_in_one_batch_apply_once_with_dedup);
   tcase_add_test(tc, every_fixture_runs);
+  tcase_add_test(tc, poison_pills_parked_in_a_file_dlq);
+  tcase_add_test(tc, unparkable_poison_pills_are_reported);
   suite_add_tcase(s, tc);
   return s;
 }
