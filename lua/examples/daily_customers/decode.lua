@@ -1,9 +1,9 @@
 -- Daily unique customers per city: how many distinct customers placed an
 -- order in each city, per UTC day, kept for 30 days.
 --
--- A HyperLogLog sketch per (city, day) counts distinct customer ids in a
--- few kilobytes however many orders arrive (estimates are exact for small
--- counts, within about 1% for large ones). Only new orders count: a MODIFY
+-- A HyperLogLog sketch per (city, day) counts distinct customer ids in at
+-- most 3 KB however many orders arrive (small counts come out exact or nearly,
+-- large ones with a standard error of 1.6%). Only new orders count: a MODIFY
 -- (status change) or a REMOVE of an order does not undo the customer's
 -- visit, and a sketch cannot forget an item anyway.
 --
