@@ -44,6 +44,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "retry.h"
+#include "replay.h"
 #include "store.h"
 
 #define DEFAULT_LOCAL_DB "sqlite://murmur.db"
@@ -64,9 +65,10 @@ static void usage(FILE *f) {
   fputs("usage:\n"
         "  murmur-ddb invoke --script FILE --event FILE [--store URL] [--dedup URL|off]\n"
         "                    [--deadline-ms N]\n"
-        "                    [--watch [--watch-max N] [--watch-interval-ms N]]\n"
+        "                    [--dlq FILE|sqs://QUEUE_URL] [--watch [--watch-max N] [--watch-interval-ms N]]\n"
         "  murmur-ddb query --store URL KEY [--bucket N]\n"
         "  murmur-ddb check SCRIPT\n"
+        "  murmur-ddb replay --from sqs://QUEUE_URL|FILE --script FILE [--store URL] [--dedup URL|off]\n"
         "store URLs: sqlite://PATH (default sqlite://murmur.db), memory://, dynamodb://TABLE\n",
         f);
 }
@@ -181,6 +183,8 @@ static int cmd_invoke(int argc, char **argv, mm_config_t *cfg) {
       cfg->dedup_url = strcmp(v, "off") ? v : NULL;
       dedup_given = 1;
       i++;
+    } else if (!strcmp(o, "--dlq") && v) {
+      cfg->dlq_url = argv[++i]; /* parked poison pills: JSON lines or SQS */
     } else if (!strcmp(o, "--deadline-ms") && v) {
       if (parse_i64(argv[++i], &a.deadline_in) || a.deadline_in <= 0) {
         fprintf(stderr, "murmur-ddb: --deadline-ms needs a positive integer\n");
@@ -702,6 +706,8 @@ int main(int argc, char **argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  /* replay reads its own settings (and ignores MURMUR_DLQ) */
+  if (!strcmp(argv[1], "replay")) return mm_replay_main(argc - 1, argv + 1);
   mm_log_init(stderr);
   mm_config_t cfg;
   mm_err_t err;
