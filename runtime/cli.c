@@ -18,8 +18,9 @@
  *         <each row that differs from what the previous successful run
  *          left, as `query` prints it; a row that is gone has "value":null>
  *         -- K rows changed
- *       A run that fails at init (syntax error, validation) changes nothing
- *       and is not the reference for the next one. Ends after N runs
+ *       A run that fails at init (syntax error, validation) or whose event
+ *       is refused (not JSON, not a stream event) changes nothing and is not
+ *       the reference for the next one. Ends after N runs
  *       (--watch-max), or at SIGINT/SIGTERM, with status 0.
  *   murmur-ddb query --store URL KEY [--bucket N]
  *       prints one JSON object per row, ordered by bucket.
@@ -261,6 +262,7 @@ typedef struct strlist {
   int failed;              /* an append ran out of memory */
 } strlist_t;
 
+/* Appends a copy of s[0..len); on failure marks the list incomplete. */
 static void strlist_add(strlist_t *l, const char *s, size_t len) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 64;
@@ -315,6 +317,8 @@ typedef struct rec_store {
   strlist_t *keys;         /* borrowed: the watcher's */
 } rec_store_t;
 
+/* Runs the merges on the wrapped store, then notes every op's key (a
+ * failed merge too: the rows read afterwards say what really changed). */
 static int rec_merge(mm_store_t *s, mm_merge_t *ops, size_t n, int64_t deadline_ms) {
   rec_store_t *r = (rec_store_t *)s;
   int rc = mm_store_merge(r->inner, ops, n, deadline_ms);
@@ -396,6 +400,8 @@ typedef struct stamp {
   struct timespec mtime;
 } stamp_t;
 
+/* The stamp of path now; ok = 0 when it cannot be stat'ed (an editor may
+ * be replacing it). */
 static stamp_t stamp_of(const char *path) {
   stamp_t t;
   memset(&t, 0, sizeof t);
@@ -549,7 +555,7 @@ static void watch_run(watcher_t *w, const char *reason) {
     print_error_json(stdout, "Runtime.InvalidEvent", err.msg);
     goto done;
   }
-  run_batch(p, body, len, w->args->deadline_in);
+  if (run_batch(p, body, len, w->args->deadline_in)) goto done;  /* refused: nothing ran */
 
   /* Keys to look at: this run's and those the previous run left rows in. */
   for (size_t i = 0; i < w->touched.n; i++)

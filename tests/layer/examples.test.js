@@ -197,14 +197,14 @@ test('invoke --watch re-runs on every script change and prints the rows that cha
   }
 });
 
-test('invoke --watch re-runs on an event change; a given store and dedup are used as they are', { skip }, async () => {
+test('invoke --watch re-runs on an event change; a given store and dedup are used as they are; a refused event changes nothing', { skip }, async () => {
   const dir = fs.mkdtempSync(path.join(scratch, 'watch-ev-'));
   const ev = JSON.parse(fs.readFileSync(path.join(EXAMPLES, 'order_totals/event.json'), 'utf8'));
   const eventFile = path.join(dir, 'event.json');
   fs.writeFileSync(eventFile, JSON.stringify(ev));
   const db = `sqlite://${path.join(dir, 'state.db')}`;
   const w = watch(['--script', path.join(EXAMPLES, 'order_totals/decode.lua'), '--event', 'event.json',
-    '--store', db, '--dedup', db, '--watch-max', '2', '--watch-interval-ms', '20'], dir);
+    '--store', db, '--dedup', db, '--watch-max', '3', '--watch-interval-ms', '20'], dir);
   try {
     const r1 = await w.run(1);
     assert.equal(r1.at(-1), '-- 3 rows changed');
@@ -223,6 +223,12 @@ test('invoke --watch re-runs on an event change; a given store and dedup are use
       '{"key":"customer#c-1","bucket":0,"value":2.5}',
       '-- 1 row changed',
     ]);
+    // An event that is not JSON: the invocation error, nothing changed.
+    rewrite(eventFile, '{"Records": [');
+    const r3 = await w.run(3);
+    assert.equal(r3[0], '-- run 3: event.json changed');
+    assert.equal(JSON.parse(r3[1]).errorType, 'Runtime.InvalidJSON');
+    assert.deepEqual(r3.slice(2), ['-- 0 rows changed']);
     assert.deepEqual(await w.exit(), { code: 0, signal: null });
   } finally {
     w.kill();
