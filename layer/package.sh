@@ -109,4 +109,4 @@ rm -f "$tmpzip"
 (cd "$stage" && find . -mindepth 1 -not -type d | LC_ALL=C sort | sed 's|^\./||' |
   zip -q -X -9 "$tmpzip" -@)
 mv -f "$tmpzip" "$out"
-echo "package.sh: $out ($(stat -c %s "$out") bytes; lib: $(printf '%s\n' "${!seen[@]}" | LC_ALL=C sort | tr '\n' ' '))" >&2
+echo "package.sh: $out ($(stat -c %s "$out") bytes; lib: $(printf '%s\n' "${!seen[@]}" | LC_ALL=C sort | tr '\n' ' '))"

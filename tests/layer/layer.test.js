@@ -165,6 +165,11 @@ test('layout: bootstrap at the root, bin/, lua/, lib/', { skip }, () => {
     assert.ok(isElf(path.join(OPT, f)), `${f} is not an ELF file`);
     assert.ok(!GLIBC_LIBS.has(path.basename(f)), `${f}: glibc's libraries are the host's`);
   }
+  // Lambda's limits: 50 MB zipped for a direct upload, 250 MB unzipped for
+  // the function and all its layers (keep most of that for the user).
+  assert.ok(fs.statSync(ZIP).size < 50e6, `zip is ${fs.statSync(ZIP).size} bytes`);
+  const unpacked = files.reduce((n, f) => n + fs.statSync(path.join(OPT, f)).size, 0);
+  assert.ok(unpacked < 50e6, `unpacked layer is ${unpacked} bytes`);
   // Only those top-level entries.
   assert.deepEqual([...new Set(files.map((f) => f.split('/')[0]))].sort(),
     ['bin', 'bootstrap', 'lib', 'lua']);
