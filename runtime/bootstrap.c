@@ -76,37 +76,6 @@ typedef struct init_state {
 /* Init                                                                */
 /* ------------------------------------------------------------------ */
 
-/* Whether path/murmur.lua is readable: the mark of a lua/ directory. */
-static int is_lua_dir(const char *path) {
-  char probe[PATH_MAX + 16];
-  int n = snprintf(probe, sizeof probe, "%s/murmur.lua", path);
-  return n > 0 && (size_t)n < sizeof probe && access(probe, R_OK) == 0;
-}
-
-/*
- * The layer's lua/ directory, found relative to this executable so the
- * layer works wherever it is mounted (DESIGN section 5): <dir>/lua (the
- * layer's root holds bootstrap and lua/), else <dir>/../lua (a bin/
- * layout), else the source tree's lua/ compiled in (builds run in place).
- */
-static void find_lua_dir(char *out, size_t cap) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      *slash = '\0';
-      static const char *const rel[] = {"%s/lua", "%s/../lua"};
-      for (int i = 0; i < 2; i++) {
-        int k = snprintf(out, cap, rel[i], exe);
-        if (k > 0 && (size_t)k < cap && is_lua_dir(out)) return;
-      }
-    }
-  }
-  snprintf(out, cap, "%s", MM_SOURCE_LUA_DIR);
-}
-
 /*
  * The script named by _HANDLER: "decode" or "decode.lua" ->
  * $LAMBDA_TASK_ROOT/decode.lua. A handler is a plain file name; '/' or ".."
@@ -155,7 +124,7 @@ static int init(init_state_t *st, mm_err_t *err) {
     return mm_err_set(err, MM_EINVAL,
                       "MURMUR_STORE is not set (dynamodb://TABLE, sqlite://PATH or memory://)");
   }
-  find_lua_dir(st->lua_dir, sizeof st->lua_dir);
+  mm_config_lua_dir(st->lua_dir, sizeof st->lua_dir);
   mm_err_clear(err);
   rc = mm_pipeline_open(&st->pipeline, st->script, st->lua_dir, &st->cfg, NULL, err);
   if (rc) {

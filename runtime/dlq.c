@@ -225,41 +225,8 @@ static size_t error_location(const char *e) {
 /* Message bodies                                                      */
 /* ------------------------------------------------------------------ */
 
-/* Writes the JSON value at node compactly: strings and numbers copied as
- * they arrived (the parser validated them). Recursion is bounded by the
- * parser's depth limit. */
-static void emit_compact(mm_buf_t *b, const mm_json_doc_t *d, uint32_t n) {
-  switch (mm_json_type(d, n)) {
-  case MM_JSON_NULL: mm_buf_adds(b, "null"); return;
-  case MM_JSON_TRUE: mm_buf_adds(b, "true"); return;
-  case MM_JSON_FALSE: mm_buf_adds(b, "false"); return;
-  case MM_JSON_NUM: mm_buf_add(b, mm_json_raw(d, n), mm_json_len(d, n)); return;
-  case MM_JSON_STR:
-    mm_buf_addc(b, '"');
-    add_sqs_safe(b, mm_json_raw(d, n), mm_json_len(d, n));
-    mm_buf_addc(b, '"');
-    return;
-  case MM_JSON_ARR:
-  case MM_JSON_OBJ: break;
-  }
-  int obj = mm_json_type(d, n) == MM_JSON_OBJ;
-  mm_buf_addc(b, obj ? '{' : '[');
-  uint32_t c = mm_json_first(d, n);
-  for (uint32_t i = 0; i < mm_json_len(d, n); i++) {
-    if (i) mm_buf_addc(b, ',');
-    if (obj) {
-      emit_compact(b, d, c);
-      mm_buf_addc(b, ':');
-      c = mm_json_next(d, c);
-    }
-    emit_compact(b, d, c);
-    c = mm_json_next(d, c);
-  }
-  mm_buf_addc(b, obj ? '}' : ']');
-}
-
 int mm_dlq_record_json(mm_buf_t *b, const mm_json_doc_t *doc, uint32_t node) {
-  emit_compact(b, doc, node);
+  mm_json_emit(b, doc, node, add_sqs_safe);
   return mm_buf_failed(b) ? MM_ENOMEM : 0;
 }
 
@@ -275,7 +242,7 @@ static void compact_record(mm_buf_t *out, const mm_dlq_msg_t *m) {
   memset(&doc, 0, sizeof doc);
   if (m->record_len < MM_JSON_MAX_INPUT &&
       mm_json_parse(&doc, m->record_json, m->record_len, 0, &e) == 0) {
-    emit_compact(out, &doc, 0);
+    mm_json_emit(out, &doc, 0, add_sqs_safe);
   } else {
     put_str(out, m->record_json, m->record_len);
   }

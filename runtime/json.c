@@ -726,3 +726,35 @@ done:
   if (copy != small) free(copy);
   return rc;
 }
+
+void mm_json_emit(mm_buf_t *b, const mm_json_doc_t *d, uint32_t n, mm_json_str_fn str_fn) {
+  const char *raw = mm_json_raw(d, n);
+  switch (mm_json_type(d, n)) {
+  case MM_JSON_NULL: mm_buf_adds(b, "null"); return;
+  case MM_JSON_TRUE: mm_buf_adds(b, "true"); return;
+  case MM_JSON_FALSE: mm_buf_adds(b, "false"); return;
+  case MM_JSON_NUM: mm_buf_add(b, raw, mm_json_len(d, n)); return;
+  case MM_JSON_STR:
+    mm_buf_addc(b, '"');
+    if (str_fn) str_fn(b, raw, mm_json_len(d, n));
+    else mm_buf_add(b, raw, mm_json_len(d, n));
+    mm_buf_addc(b, '"');
+    return;
+  case MM_JSON_ARR:
+  case MM_JSON_OBJ: break;
+  }
+  int obj = mm_json_type(d, n) == MM_JSON_OBJ;
+  mm_buf_addc(b, obj ? '{' : '[');
+  uint32_t c = mm_json_first(d, n);
+  for (uint32_t i = 0; i < mm_json_len(d, n); i++) {
+    if (i) mm_buf_addc(b, ',');
+    if (obj) {
+      mm_json_emit(b, d, c, str_fn);
+      mm_buf_addc(b, ':');
+      c = mm_json_next(d, c);
+    }
+    mm_json_emit(b, d, c, str_fn);
+    c = mm_json_next(d, c);
+  }
+  mm_buf_addc(b, obj ? '}' : ']');
+}

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "buf.h"
 #include "err.h"
 
 /* Default nesting limit (arrays and objects) for a whole document. */
@@ -107,6 +108,16 @@ int mm_json_str_eq(const mm_json_doc_t *d, uint32_t i, const char *s, size_t n);
 /* Copies STR node i's decoded text into a malloc'd NUL-terminated string
  * (caller frees). NULL on allocation failure. */
 char *mm_json_strdup(const mm_json_doc_t *d, uint32_t i, size_t *len_out);
+
+/* Writes string contents (raw, escapes kept) into b; see mm_json_emit. */
+typedef void (*mm_json_str_fn)(mm_buf_t *b, const char *raw, size_t len);
+
+/* Appends the value at node to b as compact JSON: white space dropped,
+ * numbers and literals copied as they arrived (the parser validated them),
+ * string contents copied raw, or through str_fn when it is not NULL (the
+ * quotes are written here). Recursion is bounded by the parse's depth
+ * limit. Check mm_buf_failed(b) afterwards. */
+void mm_json_emit(mm_buf_t *b, const mm_json_doc_t *d, uint32_t node, mm_json_str_fn str_fn);
 
 /* Number node i (or a STR holding a number) as a double. Returns 0, or
  * MM_EINVAL when the text is not a number. */

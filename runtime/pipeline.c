@@ -235,37 +235,6 @@ static uint64_t hash_kb(const char *k, size_t n, int64_t b) {
 
 static int past(int64_t stop_at) { return stop_at > 0 && mm_now_ms() >= stop_at; }
 
-/* Writes the JSON value at node compactly (the tumbling-window state goes
- * back to Lambda this way). Strings and numbers are copied as they arrived:
- * the parser validated them. Recursion is bounded by the parser's depth
- * limit. */
-static void emit_json(mm_buf_t *b, const mm_json_doc_t *d, uint32_t n) {
-  const char *raw = mm_json_raw(d, n);
-  switch (mm_json_type(d, n)) {
-  case MM_JSON_NULL: mm_buf_adds(b, "null"); return;
-  case MM_JSON_TRUE: mm_buf_adds(b, "true"); return;
-  case MM_JSON_FALSE: mm_buf_adds(b, "false"); return;
-  case MM_JSON_NUM: mm_buf_add(b, raw, mm_json_len(d, n)); return;
-  case MM_JSON_STR: mm_buf_add(b, raw - 1, mm_json_len(d, n) + 2); return;
-  case MM_JSON_ARR:
-  case MM_JSON_OBJ: break;
-  }
-  int obj = mm_json_type(d, n) == MM_JSON_OBJ;
-  mm_buf_addc(b, obj ? '{' : '[');
-  uint32_t c = mm_json_first(d, n);
-  for (uint32_t i = 0; i < mm_json_len(d, n); i++) {
-    if (i) mm_buf_addc(b, ',');
-    if (obj) {
-      emit_json(b, d, c);
-      mm_buf_addc(b, ':');
-      c = mm_json_next(d, c);
-    }
-    emit_json(b, d, c);
-    c = mm_json_next(d, c);
-  }
-  mm_buf_addc(b, obj ? '}' : ']');
-}
-
 /* ------------------------------------------------------------------ */
 /* Phase 1: decode                                                     */
 /* ------------------------------------------------------------------ */
@@ -869,7 +838,7 @@ static int build_response(mm_pipeline_t *p, const mm_event_t *ev, rec_t *recs, s
   mm_buf_addc(&b, ']');
   if (ev->is_window) {
     mm_buf_adds(&b, ",\"state\":");
-    emit_json(&b, &ev->doc, ev->state);
+    mm_json_emit(&b, &ev->doc, ev->state, NULL);
   }
   mm_buf_addc(&b, '}');
   if (mm_buf_failed(&b)) {
