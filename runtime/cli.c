@@ -12,7 +12,8 @@
  *       changes (polling their size, mtime and inode every interval, default
  *       200 ms): the script is reloaded, the store and dedup reopened
  *       (default memory:// for both, so each run starts fresh; a given URL
- *       is used as it is), and stdout gets, per run:
+ *       is used as it is; a --dlq gets each run's poison pills), and stdout
+ *       gets, per run:
  *         -- run N: start | decode.lua changed | event.json changed | ...
  *         <the response, or the init/invocation error as JSON>
  *         <each row that differs from what the previous successful run
@@ -42,6 +43,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "dlq.h"
 #include "log.h"
 #include "pipeline.h"
 #include "retry.h"
@@ -479,7 +481,16 @@ static int watch_open(watcher_t *w, mm_pipeline_t **out, const char **etype, mm_
   if (cfg->dedup_url && (rc = mm_dedup_open(&dedup, cfg->dedup_url, &sto, err))) goto fail;
   /* Takes ownership of all three, also on failure. */
   rc = mm_pipeline_create(out, script, &rs->base, dedup, cfg, err);
-  return rc;
+  if (rc || !cfg->dlq_url) return rc;
+  /* --dlq / MURMUR_DLQ: every run parks its poison pills there. */
+  mm_dlq_t *dlq = NULL;
+  if ((rc = mm_dlq_open(&dlq, cfg->dlq_url, &sto, err))) {
+    mm_pipeline_destroy(*out);
+    *out = NULL;
+    return rc;
+  }
+  mm_pipeline_set_dlq(*out, dlq);
+  return 0;
 
 fail:
   mm_script_destroy(script);

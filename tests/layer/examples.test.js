@@ -238,6 +238,19 @@ test('invoke --watch re-runs on an event change; a given store and dedup are use
   assert.equal(q.stdout.trim(), '{"key":"customer#c-42","bucket":0,"value":19.99}');
 });
 
+test('invoke --watch --dlq parks each run\'s poison pills', { skip }, () => {
+  const dir = fs.mkdtempSync(path.join(scratch, 'watch-dlq-'));
+  const ex = path.join(EXAMPLES, 'order_totals');
+  const dlq = path.join(dir, 'dlq.jsonl');
+  const r = cli(['invoke', '--script', path.join(ex, 'decode.lua'), '--event', path.join(ex, 'event.json'),
+    '--watch', '--watch-max', '1', '--dlq', dlq]);
+  assert.equal(r.status, 0, r.stderr);
+  const parked = lines(fs.readFileSync(dlq, 'utf8')).map((l) => JSON.parse(l));
+  assert.equal(parked.length, 1);
+  assert.equal(parked[0].eventID, '000000000000000000000000c0ffee05');
+  assert.match(parked[0].error, /^decode\.lua:16: order o-1004 has no customer_id/);
+});
+
 test('invoke --watch stops at SIGTERM with status 0', { skip }, async () => {
   const ex = path.join(EXAMPLES, 'order_totals');
   const w = watch(['--script', path.join(ex, 'decode.lua'), '--event', path.join(ex, 'event.json'),

@@ -8,7 +8,8 @@
  * layer, the one-file package, matching architectures); the state table
  * (pk S, sk N) and dedup table (pk S) with TTL on ttl; the stream event
  * source (ReportBatchItemFailures, batch size, retries, on-failure
- * destination); MURMUR_STORE/MURMUR_DEDUP naming the two tables; and IAM:
+ * destination); MURMUR_STORE/MURMUR_DEDUP naming the two tables and
+ * MURMUR_DLQ the poison queue; and IAM:
  * the DynamoDB actions granted on each table are exactly the operations the
  * runtime's sources issue against it (so a new operation in the runtime
  * fails here until the template grants it), the stream actions only on the
@@ -52,6 +53,14 @@ function opsIn(file) {
   return DDB_OPS.filter((op) => src.includes(`"${op}"`)).sort();
 }
 
+/* SQS API operations a source file names as string literals. */
+const SQS_OPS = ['SendMessage', 'SendMessageBatch', 'ReceiveMessage', 'DeleteMessage', 'DeleteMessageBatch',
+  'ChangeMessageVisibility', 'ChangeMessageVisibilityBatch', 'GetQueueAttributes', 'GetQueueUrl', 'PurgeQueue'];
+function sqsOpsIn(file) {
+  const src = fs.readFileSync(path.join(ROOT, file), 'utf8');
+  return SQS_OPS.filter((op) => src.includes(`"${op}"`)).sort();
+}
+
 const resource = (name) => tpl.Resources[name];
 const ref = (name) => ({ '!Ref': name });
 
@@ -73,6 +82,7 @@ test('the layer and the function', { skip }, () => {
   assert.equal(path.resolve(path.dirname(TEMPLATE), p.CodeUri), path.join(ROOT, 'dist/function.zip'));
   assert.deepEqual(p.Environment.Variables.MURMUR_STORE, { '!Sub': 'dynamodb://${StateTable}' });
   assert.deepEqual(p.Environment.Variables.MURMUR_DEDUP, { '!Sub': 'dynamodb://${DedupTable}' });
+  assert.deepEqual(p.Environment.Variables.MURMUR_DLQ, { '!Sub': 'sqs://${PoisonQueue}' });
 });
 
 test('the state table (pk S, sk N) and the dedup table (pk S), both with TTL on ttl', { skip }, () => {
@@ -128,8 +138,13 @@ test('IAM: exactly the actions the runtime uses, on those resources only', { ski
     'dynamodb:ListStreams']);
   assert.deepEqual(resource('DecodeFunction').Properties.Events.Stream.Properties.Stream, stream);
   assert.deepEqual(on({ '!GetAtt': 'FailureQueue.Arn' }), ['sqs:SendMessage']);
+  // The poison queue: the runtime parks with SendMessageBatch, which IAM
+  // authorises as sqs:SendMessage; ReceiveMessage/DeleteMessageBatch are
+  // `murmur-ddb replay`'s, run with the user's own credentials.
+  assert.deepEqual(sqsOpsIn('runtime/dlq.c'), ['DeleteMessageBatch', 'ReceiveMessage', 'SendMessageBatch']);
+  assert.deepEqual(on({ '!GetAtt': 'PoisonQueue.Arn' }), ['sqs:SendMessage']);
   assert.deepEqual(on({ '!GetAtt': 'FunctionLogGroup.Arn' }), ['logs:CreateLogStream', 'logs:PutLogEvents']);
-  assert.equal(granted.size, 5, [...granted.keys()].join(' '));
+  assert.equal(granted.size, 6, [...granted.keys()].join(' '));
   // The log group is the one Lambda writes to.
   assert.deepEqual(resource('FunctionLogGroup').Properties.LogGroupName, { '!Sub': '/aws/lambda/${AWS::StackName}-decode' });
   assert.deepEqual(fn.FunctionName, { '!Sub': '${AWS::StackName}-decode' });
