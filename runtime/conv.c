@@ -874,11 +874,14 @@ static void push_json(ctx_t *c, uint32_t i, int depth) {
   }
 }
 
-/* 1 when STR node k's text is s[0..n) (the common unescaped case inline:
- * this runs for every member lookup). */
-static int key_is(const mm_json_doc_t *d, uint32_t k, const char *s, size_t n) {
-  if (mm_json_has_escapes(d, k)) return mm_json_str_eq(d, k, s, n);
-  return mm_json_len(d, k) == n && memcmp(mm_json_raw(d, k), s, n) == 0;
+/* 1 when STR node k's text is s[0..n), n > 0 (the common unescaped case
+ * inline, first byte before memcmp: this runs for every member of every
+ * lookup). */
+static inline int key_is(const mm_json_doc_t *d, uint32_t k, const char *s, size_t n) {
+  const mm_json_node_t *nd = &d->nodes[k];
+  if (nd->tag & 8u) return mm_json_str_eq(d, k, s, n); /* escapes */
+  const char *raw = d->src + (nd->tag >> 4);
+  return nd->len == n && (n == 0 || (raw[0] == s[0] && memcmp(raw, s, n) == 0));
 }
 
 /* Name of the image that key node k names, or NULL. */
@@ -1111,8 +1114,9 @@ static void fill_lazy(ctx_t *c, int t) {
 
 /* Where member `key` of a lazy map is on the tape. */
 typedef struct match {
-  uint32_t idx, k, v;    /* the member Lua sees: the last of that name */
+  uint32_t idx, k, v;     /* the member Lua sees: the last of that name */
   uint32_t first, kfirst; /* the first member of that name (index, key) */
+  uint32_t count;         /* members of that name */
 } match_t;
 
 /* Finds member key[0..klen) of the map-like object obj (kind K_MAP, K_REC
@@ -1121,27 +1125,30 @@ typedef struct match {
 static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj,
                        const char *key, size_t klen, match_t *m) {
   uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
-  int found = 0;
+  m->count = 0;
   for (uint32_t i = 0; i < cnt; i++) {
     uint32_t v = k + 1;
     if (key_is(d, k, key, klen) && !member_skipped(d, kind, k, v)) {
-      if (!found) {
+      if (m->count++ == 0) {
         m->first = i;
         m->kfirst = k;
       }
-      found = 1;
       m->idx = i;
       m->k = k;
       m->v = v;
     }
     k = mm_json_next(d, v);
   }
-  return found;
+  return m->count > 0;
 }
 
 /* Marks every member named key (from the first match on) done. */
 static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
                          const match_t *m, const char *key, size_t klen) {
+  if (m->count == 1) {
+    member_mark(o, m->idx);
+    return;
+  }
   uint32_t cnt = mm_json_len(d, obj), k = m->kfirst;
   for (uint32_t i = m->first; i < cnt; i++) {
     uint32_t v = k + 1;
@@ -1499,8 +1506,11 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
     r = MM_CONV_PEEK_ABSENT;
     goto out;
   }
-  uint32_t n = decimal_node(L, d, k, &o, &done);
-  if (!n || (mm_json_type(d, n) == MM_JSON_STR && mm_json_has_escapes(d, n))) goto out;
+  avinfo_t ai;
+  if (av_classify(d, m.v, &ai) != AV_OK || ai.type != T_N) goto out;
+  uint32_t n = ai.payload;
+  mm_json_type_t jt = mm_json_type(d, n);
+  if (jt != MM_JSON_NUM && (jt != MM_JSON_STR || mm_json_has_escapes(d, n))) goto out;
   *text = mm_json_raw(d, n);
   *len = mm_json_len(d, n);
   r = MM_CONV_PEEK_N;

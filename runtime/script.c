@@ -1387,7 +1387,8 @@ static uint64_t fnv(const char *p, size_t n) {
 }
 
 /* Appends a key (copied) unless already present. set/cap: open-addressing
- * table of index+1 (rebuilt as it fills). Returns 0 or MM_ENOMEM. */
+ * table of index+1 (rebuilt as it fills); a NULL set (key()'s single key)
+ * skips the check. Returns 0 or MM_ENOMEM. */
 typedef struct {
   size_t *slot;
   size_t cap;
@@ -1409,12 +1410,15 @@ static int keyset_grow(keyset_t *ks, const mm_outcome_t *o) {
 }
 
 static int add_key(mm_outcome_t *o, keyset_t *ks, size_t *cap, const char *p, size_t n) {
-  if ((o->nkeys + 1) * 2 > ks->cap && keyset_grow(ks, o) != 0) return MM_ENOMEM;
-  size_t h = (size_t)fnv(p, n) & (ks->cap - 1);
-  while (ks->slot[h]) {
-    size_t i = ks->slot[h] - 1;
-    if (o->key_lens[i] == n && memcmp(o->keys[i], p, n) == 0) return 0;  /* seen */
-    h = (h + 1) & (ks->cap - 1);
+  size_t h = 0;
+  if (ks) { /* NULL: key()'s one key, nothing to compare with */
+    if ((o->nkeys + 1) * 2 > ks->cap && keyset_grow(ks, o) != 0) return MM_ENOMEM;
+    h = (size_t)fnv(p, n) & (ks->cap - 1);
+    while (ks->slot[h]) {
+      size_t i = ks->slot[h] - 1;
+      if (o->key_lens[i] == n && memcmp(o->keys[i], p, n) == 0) return 0;  /* seen */
+      h = (h + 1) & (ks->cap - 1);
+    }
   }
   if (o->nkeys == *cap) {
     size_t nc = *cap ? *cap * 2 : 4;
@@ -1432,7 +1436,8 @@ static int add_key(mm_outcome_t *o, keyset_t *ks, size_t *cap, const char *p, si
   copy[n] = '\0';
   o->keys[o->nkeys] = copy;
   o->key_lens[o->nkeys] = n;
-  ks->slot[h] = ++o->nkeys;
+  o->nkeys++;
+  if (ks) ks->slot[h] = o->nkeys;
   return 0;
 }
 
@@ -1494,7 +1499,7 @@ static int take_keys(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
   int rc = 0;
   int line = s->line_key;
   if (!s->def.has_keys) {
-    if (!lua_isnil(L, idx)) rc = take_key(s, L, idx, 0, line, o, &ks, &cap);
+    if (!lua_isnil(L, idx)) rc = take_key(s, L, idx, 0, line, o, NULL, &cap);
     goto done;
   }
   if (lua_type(L, idx) != LUA_TTABLE) {
