@@ -8,7 +8,7 @@ MM_JOBS=${MM_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 # Debian packages the build and tests need.
 MM_PACKAGES=(gcc make cmake pkg-config liblua5.4-dev lua-cjson-dev
-  libcurl4-openssl-dev check libsqlite3-dev zip unzip binutils valgrind)
+  libcurl4-openssl-dev check libsqlite3-dev zip unzip binutils valgrind python3-yaml)
 
 mm_log() { printf '==> %s\n' "$*" >&2; }
 
