@@ -47,6 +47,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "retry.h"
+#include "query.h"
 #include "replay.h"
 #include "store.h"
 
@@ -69,7 +70,8 @@ static void usage(FILE *f) {
         "  murmur-ddb invoke --script FILE --event FILE [--store URL] [--dedup URL|off]\n"
         "                    [--deadline-ms N]\n"
         "                    [--dlq FILE|sqs://QUEUE_URL] [--watch [--watch-max N] [--watch-interval-ms N]]\n"
-        "  murmur-ddb query --store URL KEY [--bucket N]\n"
+        "  murmur-ddb query --store URL KEY [--bucket N | --last DURATION]\n"
+        "                   [--script FILE | --aggregate NAME --granularity DURATION]\n"
         "  murmur-ddb check SCRIPT\n"
         "  murmur-ddb replay --from sqs://QUEUE_URL|FILE --script FILE [--store URL] [--dedup URL|off]\n"
         "store URLs: sqlite://PATH (default sqlite://murmur.db), memory://, dynamodb://TABLE\n",
@@ -660,38 +662,74 @@ static int cmd_watch(const invoke_args_t *a, mm_config_t *cfg) {
 }
 
 static int cmd_query(int argc, char **argv, mm_config_t *cfg) {
-  const char *key = NULL;
+  mm_query_t q = {0};
   int64_t bucket = 0;
-  int has_bucket = 0;
+  const char *script = NULL, *granularity = NULL, *aggregate = NULL;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "--store") && i + 1 < argc) cfg->store_url = argv[++i];
-    else if (!strcmp(a, "--bucket") && i + 1 < argc) {
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--store") && v) cfg->store_url = argv[++i];
+    else if (!strcmp(a, "--bucket") && v) {
       if (parse_i64(argv[++i], &bucket)) {
         fprintf(stderr, "murmur-ddb: --bucket needs an integer\n");
         return 2;
       }
-      has_bucket = 1;
-    } else if (a[0] != '-' && !key) key = a;
+      q.bucket = &bucket;
+    } else if (!strcmp(a, "--last") && v) q.last = argv[++i];
+    else if (!strcmp(a, "--granularity") && v) granularity = argv[++i];
+    else if (!strcmp(a, "--aggregate") && v) aggregate = argv[++i];
+    else if (!strcmp(a, "--script") && v) script = argv[++i];
+    else if (a[0] != '-' && !q.key) q.key = a;
     else {
       fprintf(stderr, "murmur-ddb query: unexpected argument '%s'\n", a);
       usage(stderr);
       return 2;
     }
   }
-  if (!key) {
+  if (!q.key) {
     usage(stderr);
     return 2;
   }
   mm_err_t err;
   mm_err_clear(&err);
+  /* The aggregate and bucket width come from the pipeline (--script), or
+   * from --aggregate / --granularity, which win over it. */
+  if (script) {
+    char luabuf[PATH_MAX];
+    mm_script_opts_t so = {.budget = cfg->lua_budget,
+                           .mem_limit = (size_t)cfg->lua_memory_mb << 20,
+                           .lua_dir = find_lua_dir(luabuf, sizeof luabuf),
+                           .max_depth = cfg->max_depth};
+    mm_script_t *sc = NULL;
+    if (mm_script_load(&sc, script, &so, &err)) {
+      fprintf(stderr, "murmur-ddb: %s\n", err.msg);
+      return 1;
+    }
+    const mm_def_t *def = mm_script_def(sc);
+    q.has_agg = 1;
+    q.agg = def->agg;
+    if (def->windowed) q.granularity_s = def->granularity_s;
+    mm_script_destroy(sc);
+  }
+  if (aggregate) {
+    if (mm_agg_parse(aggregate, &q.agg)) {
+      fprintf(stderr, "murmur-ddb: --aggregate: unknown aggregate '%s'\n", aggregate);
+      return 2;
+    }
+    q.has_agg = 1;
+  }
+  if (granularity && mm_config_duration(granularity, &q.granularity_s, &err)) {
+    fprintf(stderr, "murmur-ddb: --granularity: %s\n", err.msg);
+    return 2;
+  }
+  q.now_s = cfg->has_now ? (int64_t)cfg->now : mm_now_ms() / 1000;
   mm_store_t *s = NULL;
   mm_store_opts_t so = {.max_inflight = cfg->max_inflight};
   if (mm_store_open(&s, cfg->store_url ? cfg->store_url : DEFAULT_LOCAL_DB, &so, &err)) {
     fprintf(stderr, "murmur-ddb: %s\n", err.msg);
     return 1;
   }
-  int rc = mm_store_query(s, key, has_bucket ? &bucket : NULL, print_row, NULL, &err);
+  int rc = mm_query_run(s, &q, stdout, &err);
   if (rc) fprintf(stderr, "murmur-ddb: query failed: %s\n", err.msg);
   mm_store_destroy(s);
   return rc ? 1 : 0;
