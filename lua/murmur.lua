@@ -7,6 +7,11 @@
 --                            shortest round-trip text; nil for non-numbers
 --   murmur.changed(rec, f)   did this change touch attribute f?
 --   murmur.delta(rec, f)     new - old of numeric attribute f, exactly
+--   murmur.materialize(v)    converts everything under v now and returns v
+--                            (records are converted as they are read; raw
+--                            access - rawget, next - sees only what was
+--                            read, and a record kept for a later invocation
+--                            must be materialised before its own ends)
 --   murmur.version
 --
 -- Which images count: INSERT compares nothing with NewImage, REMOVE
@@ -24,6 +29,7 @@ local murmur = {
   version = "0.1.0",
   null = core.null,
   decimal = core.decimal,
+  materialize = core.materialize,
 }
 
 -- Deep comparisons stop (with an error) below this many levels; converted

@@ -877,6 +877,64 @@ START_TEST(test_lazy_duplicates) {
 }
 END_TEST
 
+/* Protected: mm_conv_peek_n(t, k) for the table and key on the stack;
+ * returns outcome and text (or nil). */
+static int l_peek(lua_State *L) {
+  const char *text = NULL;
+  size_t len = 0;
+  lua_settop(L, 2);
+  int r = mm_conv_peek_n(L, 1, 2, &text, &len);
+  ck_assert_int_eq(lua_gettop(L), 2);
+  lua_pushinteger(L, r);
+  if (r == MM_CONV_PEEK_N)
+    lua_pushlstring(L, text, len);
+  else
+    lua_pushnil(L);
+  return 2;
+}
+
+/* mm_conv_peek_n reads unread numbers and absences without converting,
+ * and sends everything else to an ordinary read. */
+START_TEST(test_peek) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  lua_register(L, "peek", l_peek);
+  lua_pushinteger(L, MM_CONV_PEEK_UNKNOWN);
+  lua_setglobal(L, "UNKNOWN");
+  lua_pushinteger(L, MM_CONV_PEEK_ABSENT);
+  lua_setglobal(L, "ABSENT");
+  lua_pushinteger(L, MM_CONV_PEEK_N);
+  lua_setglobal(L, "N");
+  loaded_t ld;
+  load_event(L, &ld,
+             "{\"Records\":[{\"dynamodb\":{\"NewImage\":{\"t\":{\"N\":\"19.99\"},"
+             "\"j\":{\"N\":12},\"e\":{\"N\":\"\\u0031\"},\"s\":{\"S\":\"x\"},"
+             "\"u\":{\"N\":\"5\"},\"l\":{\"L\":[{\"N\":\"1\"}]}}}}]}");
+  LUA_OK_(L,
+          "local n = rec.dynamodb.NewImage\n"
+          "local r, t = peek(n, 't')\n"
+          "assert(r == N and t == '19.99')\n"
+          "r, t = peek(n, 'j')                 -- a JSON number in N\n"
+          "assert(r == N and t == '12')\n"
+          "assert(peek(n, 'e') == UNKNOWN)     -- escapes: read it\n"
+          "assert(peek(n, 's') == UNKNOWN)     -- not an N\n"
+          "assert(peek(n, 'l') == UNKNOWN)\n"
+          "assert(peek(n, 'nope') == ABSENT)\n"
+          "assert(peek(n, 1) == UNKNOWN)\n"
+          "assert(next(n) == nil)               -- nothing converted\n"
+          "assert(n.t == 19.99 and peek(n, 't') == UNKNOWN)  -- converted: read it\n"
+          "n.t = nil\n"
+          "assert(peek(n, 't') == ABSENT)      -- deleted\n"
+          "n.u = 7\n"
+          "assert(peek(n, 'u') == UNKNOWN)     -- written\n"
+          "assert(peek({t = 1}, 't') == UNKNOWN and peek(rec.dynamodb, 'x') == UNKNOWN)\n"
+          "materialize(n)\n"
+          "assert(peek(n, 'j') == UNKNOWN)     -- not lazy any more\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
 /* A map of more members than fit the origin's inline mask keeps a bitmap:
  * the same per-member behaviour. */
 START_TEST(test_lazy_big_map) {
@@ -1314,7 +1372,9 @@ static int alloc_body(lua_State *L) {
 
 static const char *TOUCHER =
     "return function(rec)\n"
+    "  local _ = rec.eventName, rec.nope\n"
     "  local d = rec.dynamodb\n"
+    "  local _ = d.SequenceNumber, d.OldImage and d.OldImage.Message, d.NewImage and d.NewImage.Id\n"
     "  for _, img in ipairs({d.Keys or {}, d.NewImage or {}, d.OldImage or {}}) do\n"
     "    for k, v in pairs(img) do\n"
     "      if type(v) == 'table' then local _ = #v; for _ in ipairs(v) do end end\n"
@@ -1383,6 +1443,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_member_writes);
   tcase_add_test(tc, test_lazy_duplicates);
   tcase_add_test(tc, test_lazy_big_map);
+  tcase_add_test(tc, test_peek);
   tcase_add_test(tc, test_lazy_full_views);
   tcase_add_test(tc, test_lazy_writes);
   tcase_add_test(tc, test_stale);

@@ -204,7 +204,9 @@ static const mcase_t CORE_CASES[] = {
      "assert(core.kind(o.m.x) == 'L' and core.kind({}) == nil and core.kind(1) == nil)\n"
      "local old = rec.dynamodb.Keys\n"
      "assert(next(old) == nil)\n"
-     "assert(core.materialize(rec) == rec)\n"
+     "assert(murmur.materialize == core.materialize)\n"
+     "assert(rawget(rec, 'eventID') == nil)          -- not read yet\n"
+     "assert(core.materialize(rec) == rec and rawget(rec, 'eventID') == '1')\n"
      "assert(next(old) ~= nil and cjson.encode(old) == '{\"id\":\"k\"}')\n"},
 };
 
