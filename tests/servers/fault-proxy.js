@@ -10,9 +10,15 @@
 //                sent, so the client cannot know it was not applied)
 //   drop_after   forward, let dynalite apply it, then close the connection
 //                without answering (an applied write whose answer is lost)
-// RATES is a JSON object of those names to probabilities. Each injected
-// fault is appended to LOG as one line "<fault> <operation>", so a test can
-// prove faults really happened.
+//   hang_after   forward, let dynalite apply it, then never answer and keep
+//                the connection open (the client's timeout, or its
+//                deadline, ends the request: an applied write, no answer)
+// RATES is a JSON object of those names to probabilities, plus optionally
+// "delay_ms": every request that is forwarded is answered only that many
+// milliseconds after dynalite answered (a slow store; its writes are
+// applied at once, so a client giving up early leaves them applied). Each
+// injected fault is appended to LOG as one line "<fault> <operation>", so a
+// test can prove faults really happened.
 // Usage: node fault-proxy.js TARGET SEED RATES LOG [OPS, default
 //        UpdateItem,GetItem]
 'use strict'
@@ -24,6 +30,7 @@ let seed = (+process.argv[3] >>> 0) || 1
 const rates = JSON.parse(process.argv[4] || '{}')
 const log = process.argv[5]
 const ops = new Set((process.argv[6] || 'UpdateItem,GetItem').split(','))
+const delayMs = Math.max(0, Number(rates.delay_ms) || 0)
 
 // xorshift32: the same seed gives the same fault sequence.
 function rnd () {
@@ -36,7 +43,7 @@ function rnd () {
 function pick (op) {
   if (!ops.has(op)) return null
   let x = rnd()
-  for (const name of ['throttle', 'error500', 'drop_before', 'drop_after']) {
+  for (const name of ['throttle', 'error500', 'drop_before', 'drop_after', 'hang_after']) {
     const p = rates[name] || 0
     if (x < p) return name
     x -= p
@@ -67,8 +74,14 @@ const server = http.createServer((req, res) => {
       ur.on('data', (d) => rc.push(d))
       ur.on('end', () => {
         if (fault === 'drop_after') return req.socket.destroy()
-        res.writeHead(ur.statusCode, ur.headers)
-        res.end(Buffer.concat(rc))
+        if (fault === 'hang_after') return // the client gives up and closes
+        const send = () => {
+          if (req.socket.destroyed) return
+          res.writeHead(ur.statusCode, ur.headers)
+          res.end(Buffer.concat(rc))
+        }
+        if (delayMs > 0) setTimeout(send, delayMs)
+        else send()
       })
     })
     up.on('error', () => req.socket.destroy())
