@@ -935,6 +935,113 @@ START_TEST(test_peek) {
 }
 END_TEST
 
+/* Writes a random AttributeValue map (names from a small pool, so some
+ * repeat; sometimes more members than the inline mask holds) into buf. */
+static unsigned long diff_seed = 12345;
+static unsigned diff_rand(unsigned n) {
+  diff_seed = diff_seed * 6364136223846793005ul + 1442695040888963407ul;
+  return (unsigned)(diff_seed >> 33) % n;
+}
+static size_t random_image(char *buf, size_t cap, int depth) {
+  size_t n = 0;
+  unsigned members = diff_rand(10) == 0 ? 20 + diff_rand(40) : diff_rand(9);
+  n += (size_t)snprintf(buf + n, cap - n, "{");
+  for (unsigned i = 0; i < members; i++) {
+    char name[16];
+    if (members > 12)
+      snprintf(name, sizeof name, "k%u", diff_rand(members + 5));
+    else
+      snprintf(name, sizeof name, "%c", 'a' + diff_rand(10));
+    n += (size_t)snprintf(buf + n, cap - n, "%s\"%s\":", i ? "," : "", name);
+    switch (diff_rand(depth > 2 ? 5 : 7)) {
+    case 0: n += (size_t)snprintf(buf + n, cap - n, "{\"S\":\"s%u\"}", diff_rand(100)); break;
+    case 1: n += (size_t)snprintf(buf + n, cap - n, "{\"N\":\"%u.%u\"}", diff_rand(1000), diff_rand(100)); break;
+    case 2: n += (size_t)snprintf(buf + n, cap - n, "{\"N\":\"%u\"}", diff_rand(1000)); break;
+    case 3: n += (size_t)snprintf(buf + n, cap - n, "{\"BOOL\":%s}", diff_rand(2) ? "true" : "false"); break;
+    case 4: n += (size_t)snprintf(buf + n, cap - n, "{\"NULL\":true}"); break;
+    case 5:
+      n += (size_t)snprintf(buf + n, cap - n, "{\"M\":");
+      n += random_image(buf + n, cap - n, depth + 1);
+      n += (size_t)snprintf(buf + n, cap - n, "}");
+      break;
+    default:
+      n += (size_t)snprintf(buf + n, cap - n, "{\"L\":[{\"N\":\"1\"},{\"S\":\"x\"},{\"M\":");
+      n += random_image(buf + n, cap - n, depth + 1);
+      n += (size_t)snprintf(buf + n, cap - n, "}]}");
+      break;
+    }
+  }
+  n += (size_t)snprintf(buf + n, cap - n, "}");
+  ck_assert(n < cap);
+  return n;
+}
+
+/* Protected: global `ref` = the eager conversion of node Ref (argument 1:
+ * the document). */
+static int push_ref(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, 1);
+  mm_conv_push_av(L, mm_json_get(doc, 0, "Ref", 3), "ref");
+  lua_setglobal(L, "ref");
+  return 0;
+}
+
+/* Random reads, writes, deletes, pairs, # and decimal on a lazy image give
+ * exactly what they give on the same image converted eagerly. */
+START_TEST(test_lazy_differential) {
+  static const char *const CODE =
+      "local function deep(v, seen)\n"
+      "  if type(v) ~= 'table' then return render(v) end\n"
+      "  local out = {}\n"
+      "  for k, x in pairs(v) do out[#out + 1] = render(k) .. '=' .. deep(x) end\n"
+      "  table.sort(out)\n"
+      "  return '{' .. table.concat(out, ',') .. '}'\n"
+      "end\n"
+      "local lazy = rec.dynamodb.NewImage\n"
+      "local names = {'zz', 'k1', 'a', 1}    -- some absent\n"
+      "for k in pairs(ref) do names[#names + 1] = k end\n"
+      "for step = 1, 30 do\n"
+      "  local op, k = math.random(20), names[math.random(#names)]\n"
+      "  if op <= 9 then\n"
+      "    assert(deep(lazy[k]) == deep(ref[k]), 'read ' .. tostring(k))\n"
+      "  elseif op <= 15 then\n"
+      "    local v = ({false, 7, 'w', 2.5})[math.random(4)]\n"
+      "    if op <= 12 then v = nil end\n"
+      "    lazy[k], ref[k] = v, v\n"
+      "  elseif op <= 17 then\n"
+      "    assert(decimal(lazy, k) == decimal(ref, k), 'decimal ' .. tostring(k))\n"
+      "  elseif op == 18 then\n"
+      "    assert(deep(lazy) == deep(ref), 'pairs')\n"
+      "  else\n"
+      "    assert(#lazy == #ref, '#')\n"
+      "  end\n"
+      "end\n"
+      "materialize(lazy)\n"
+      "assert(not is_lazy(lazy) and deep(lazy) == deep(ref), 'final')\n";
+  static char img[65536], ev[140000];
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  for (int round = 0; round < 300; round++) {
+    random_image(img, sizeof img, 0);
+    int n = snprintf(ev, sizeof ev,
+                     "{\"Records\":[{\"dynamodb\":{\"NewImage\":%s}}],\"Ref\":{\"M\":%s}}", img,
+                     img);
+    ck_assert((size_t)n < sizeof ev);
+    loaded_t ld;
+    load_event(L, &ld, ev);
+    lua_pushcfunction(L, push_ref);
+    lua_pushlightuserdata(L, &ld.doc);
+    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+    char seed[64];
+    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
+    LUA_OK_(L, seed);
+    char *e = run_lua(L, CODE);
+    ck_assert_msg(e == NULL, "round %d: %s\nimage: %.300s", round, e, img);
+    unload(L, &ld);
+  }
+  lua_close(L);
+}
+END_TEST
+
 /* A map of more members than fit the origin's inline mask keeps a bitmap:
  * the same per-member behaviour. */
 START_TEST(test_lazy_big_map) {
@@ -1444,6 +1551,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_duplicates);
   tcase_add_test(tc, test_lazy_big_map);
   tcase_add_test(tc, test_peek);
+  tcase_add_test(tc, test_lazy_differential);
   tcase_add_test(tc, test_lazy_full_views);
   tcase_add_test(tc, test_lazy_writes);
   tcase_add_test(tc, test_stale);
