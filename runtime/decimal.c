@@ -231,6 +231,30 @@ static void spread(uint8_t p[POS_WIDTH], const mm_dec_t *a) {
 }
 
 /*
+ * The common case in 64-bit integers: both coefficients, aligned to the
+ * smaller exponent, fit 18 digits (money, counts), so the exact result
+ * fits an int64. Returns 1 when it computed out, 0 to take the general
+ * path (which also produces the range errors).
+ */
+static int addsub_small(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, int bneg) {
+  int e = a->exp < b->exp ? a->exp : b->exp;
+  int sa = a->exp - e, sb = b->exp - e;
+  if (a->ndig + sa > 18 || b->ndig + sb > 18) return 0;
+  int64_t ca = 0, cb = 0;
+  for (int k = 0; k < a->ndig; k++) ca = ca * 10 + a->dig[k];
+  for (int k = 0; k < b->ndig; k++) cb = cb * 10 + b->dig[k];
+  for (int k = 0; k < sa; k++) ca *= 10;
+  for (int k = 0; k < sb; k++) cb *= 10;
+  int64_t r = (a->neg ? -ca : ca) + (bneg ? -cb : cb); /* |r| < 2e18 */
+  mm_dec_t t;
+  mm_dec_from_int(&t, r);
+  if (t.ndig) t.exp += e;
+  if (t.ndig && (adjusted(&t) > MM_DEC_MAX_EXP || adjusted(&t) < MM_DEC_MIN_EXP)) return 0;
+  *out = t;
+  return 1;
+}
+
+/*
  * out = a + (negate_b ? -b : b). Signs decide between adding and
  * subtracting magnitudes (the larger minus the smaller); the result is
  * then trimmed and checked against the 38 digits and the range. `what`
@@ -241,6 +265,7 @@ static int addsub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, int negat
   if (!dec_valid(a) || !dec_valid(b))
     return mm_err_set(err, MM_EINVAL, "%s of an invalid decimal", what);
   int bneg = b->neg ^ negate_b;
+  if (addsub_small(out, a, b, bneg)) return 0;
   mm_dec_t r;
   if (mm_dec_is_zero(b)) {
     r = *a;
