@@ -293,6 +293,12 @@ static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
            out->err.msg);
     mm_script_on_decode_error(p->script, r->node, out->err.msg);
     return;
+  case MM_OUT_DEADLINE:
+    /* Not the record's fault: report it so Lambda delivers it again. */
+    r->state = r->has_seq ? REC_NOTSTARTED : REC_POISON;
+    p->metrics.deadline_skips++;
+    mm_log(MM_LOG_WARN, info.event_id, "%s: reported for redelivery", out->err.msg);
+    return;
   case MM_OUT_VALUE:
     break;
   }
@@ -879,6 +885,7 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
   }
   p->metrics.records = n;
   mm_script_set_doc(p->script, &ev.doc);
+  mm_script_set_deadline(p->script, stop_at);
 
   /* Phase 1: decode, in order, while time allows. */
   uint32_t node = n ? mm_json_first(&ev.doc, ev.records) : 0;
@@ -958,6 +965,7 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
 
 done:
   mm_script_set_doc(p->script, NULL);
+  mm_script_set_deadline(p->script, 0);
   if (p->metrics_out) {
     const mm_def_t *def = mm_script_def(p->script);
     mm_metrics_dims_t dims = {.pipeline = def->name, .function = p->function_name,

@@ -53,6 +53,7 @@
 #include "conv.h"
 #include "log.h"
 #include "murmur_lua.h"
+#include "retry.h"
 
 /* lua-cjson's entry points (static library, no usable header). */
 int luaopen_cjson(lua_State *L);
@@ -93,6 +94,8 @@ struct mm_script {
   long counted;             /* instructions counted in the current call */
   int budget_hit;
   int hook_every;
+  int64_t stop_at;          /* epoch ms after which calls stop; 0 = none */
+  int deadline_hit;         /* the current call ran into stop_at */
 
   /* the current call */
   const char *phase;        /* "decode", "keys", ... for messages */
@@ -221,6 +224,12 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     lua_gc(L, LUA_GCCOLLECT);
     set_gc_mark(s);
   }
+  if (s->stop_at && !s->deadline_hit && !s->budget_hit && mm_now_ms() >= s->stop_at) {
+    s->deadline_hit = 1;
+    mm_log(MM_LOG_WARN, NULL, "%s: deadline margin reached in %s: record stopped", s->chunk,
+           s->phase ? s->phase : "script");
+  }
+  if (s->deadline_hit) goto abort;
   if (s->budget <= 0) return;
   if (!s->budget_hit) {
     s->counted += every;
@@ -234,8 +243,13 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     mm_log(MM_LOG_WARN, NULL, "%s: Lua instruction budget of %ld exceeded in %s",
            s->chunk, s->budget, s->phase ? s->phase : "script");
   }
+abort:
   if (every != 1) lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
   if (L != s->L) lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, 1);
+  if (s->deadline_hit) {
+    lua_pushliteral(L, "deadline margin reached");
+    lua_error(L);
+  }
   if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
     lua_pushfstring(L, "%s:%d: instruction budget of %I exceeded", ar->short_src,
                     ar->currentline, (lua_Integer)s->budget);
@@ -282,6 +296,7 @@ static int msgh(lua_State *L) {
 static void begin_call(mm_script_t *s, const char *phase) {
   s->counted = 0;
   s->budget_hit = 0;
+  s->deadline_hit = 0;
   s->ceiling_hit = 0;
   s->refusals = 0;
   s->pending = 0;
@@ -299,7 +314,7 @@ static void begin_call(mm_script_t *s, const char *phase) {
 static void end_call(mm_script_t *s) {
   if (s->pending) ceiling_hit(s);
   s->pending = 0;
-  if (s->budget > 0 || s->limit)
+  if (s->budget > 0 || s->limit || s->stop_at)
     lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, s->hook_every);
   if (s->ceiling_hit) {
     size_t before = s->used;
@@ -1827,6 +1842,12 @@ int mm_script_run_record(mm_script_t *s, uint32_t node, double event_time,
   int st = lua_pcall(L, 1, LUA_MULTRET, top + 1);    /* h [K x w] */
   end_call(s);
   int rc = 0;
+  if (s->deadline_hit) {
+    out->kind = MM_OUT_DEADLINE;
+    mm_err_set(&out->err, MM_EDEADLINE, "%s: deadline margin reached while the record ran",
+               s->chunk);
+    goto done;
+  }
   if (st != LUA_OK || s->ceiling_hit || s->budget_hit) {
     out->kind = MM_OUT_POISON;
     call_error(s, st, &out->err);
@@ -1892,4 +1913,10 @@ void mm_script_on_decode_error(mm_script_t *s, uint32_t node, const char *msg) {
     mm_log(MM_LOG_ERROR, NULL, "%s: on_decode_error failed: %s", s->chunk, e.msg);
   }
   lua_settop(L, top);
+}
+
+void mm_script_set_deadline(mm_script_t *s, int64_t stop_at_ms) {
+  s->stop_at = stop_at_ms;
+  /* the hook must run to see the clock, whatever the budget */
+  lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, s->hook_every);
 }

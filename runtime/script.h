@@ -73,8 +73,11 @@ void mm_script_set_doc(mm_script_t *s, const mm_json_doc_t *doc);
 typedef enum {
   MM_OUT_VALUE = 0,  /* keys and delta are set (nkeys may be 0) */
   MM_OUT_SKIP,       /* decode returned nil */
-  MM_OUT_POISON      /* err says why: decode raised, a limit was hit,
+  MM_OUT_POISON,     /* err says why: decode raised, a limit was hit,
                         keys/value returned something unusable */
+  MM_OUT_DEADLINE    /* stopped: the deadline set by mm_script_set_deadline
+                        came while the record ran (not the record's fault;
+                        the pipeline reports it for redelivery) */
 } mm_outcome_kind_t;
 
 typedef struct mm_outcome {
@@ -85,6 +88,11 @@ typedef struct mm_outcome {
   mm_delta_t delta;   /* owned; delta.time = event_time */
   mm_err_t err;       /* POISON: message with file:line and traceback */
 } mm_outcome_t;
+
+/* Absolute epoch-ms time after which a running record is stopped (the
+ * instruction hook checks the clock every few thousand instructions, so a
+ * slow decode cannot carry the batch past Lambda's deadline); 0 = none. */
+void mm_script_set_deadline(mm_script_t *s, int64_t stop_at_ms);
 
 /* Runs the pipeline on record `node` of the current document. Never
  * raises; returns 0 (the outcome says what happened) or MM_ENOMEM when the

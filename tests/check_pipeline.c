@@ -28,6 +28,7 @@ static mm_store_t *st;
 static mm_dedup_t *dd;
 static mm_script_t *sc;
 static mm_config_t cfg;
+static long test_budget;
 
 static void setup(void) {
   mm_log_init(stderr);
@@ -35,6 +36,7 @@ static void setup(void) {
   mm_config_defaults(&cfg);
   cfg.retry_base_ms = 1;
   cfg.retry_max_ms = 2;
+  test_budget = 1000000;
   pl = NULL;
   st = NULL;
   dd = NULL;
@@ -51,7 +53,7 @@ static void make(const char *script, int with_dedup) {
   mm_err_t err;
   mm_err_clear(&err);
   const char *path = tu_write_temp(".lua", script);
-  mm_script_opts_t so = {.budget = 1000000, .mem_limit = 16u << 20,
+  mm_script_opts_t so = {.budget = test_budget, .mem_limit = 16u << 20,
                          .lua_dir = MM_SOURCE_LUA_DIR, .max_depth = 64};
   ck_assert_msg(mm_script_load(&sc, path, &so, &err) == 0, "script: %s", err.msg);
   ck_assert_msg(mm_store_memory_open(&st, &err) == 0, "%s", err.msg);
@@ -628,6 +630,43 @@ START_TEST(unparkable_poison_pills_are_reported) {
 }
 END_TEST
 
+START_TEST(slow_decode_stopped_at_the_deadline_margin) {
+  cfg.deadline_margin_ms = 200;
+  test_budget = 50000000000L;
+  make("return { aggregate='count',\n"
+       "  decode=function(r) local o=r.dynamodb.NewImage\n"
+       "    if o.cust=='slow' then local t=os.clock() while os.clock()-t < 10 do end end\n"
+       "    return o end,\n"
+       "  key=function(o) return o.cust end }\n",
+       0);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  add_rec(&b, 1, "a", "1", 100);
+  add_rec(&b, 2, "slow", "1", 100);
+  add_rec(&b, 3, "a", "1", 100);
+  int64_t deadline = mm_now_ms() + 700;
+  const char *resp = run_deadline(event_of(&b), deadline);
+  /* stopped by the margin, not by the 10 s loop. The slow record and the
+   * one after it never finished decoding; the first did, but no store
+   * request may start past the margin, so it is reported too. */
+  ck_assert_msg(mm_now_ms() < deadline, "ran past the deadline");
+  ck_assert_str_eq(resp, "{\"batchItemFailures\":[{\"itemIdentifier\":\"000000000000000000101\"},"
+                         "{\"itemIdentifier\":\"000000000000000000102\"},"
+                         "{\"itemIdentifier\":\"000000000000000000103\"}]}");
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->deadline_skips, 2);
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->decode_errors, 0);
+  ck_assert_str_eq(rows("a"), "");
+  /* the next invocation, with time, runs normally */
+  mm_buf_t c = MM_BUF_INIT;
+  mm_buf_adds(&c, "{\"Records\":[");
+  add_rec(&c, 4, "a", "1", 100);
+  ck_assert_str_eq(run(event_of(&c)), "{\"batchItemFailures\":[]}");
+  ck_assert_str_eq(rows("a"), "0=1;");
+  mm_buf_free(&b);
+  mm_buf_free(&c);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("pipeline");
   TCase *tc = tcase_create("semantics");
@@ -651,6 +690,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, coalesced_failure_reports_every_contributor);
   tcase_add_test(tc, deadline_margin_reports_unstarted_records);
   tcase_add_test(tc, deadline_stops_retries);
+  tcase_add_test(tc, slow_decode_stopped_at_the_deadline_margin);
   tcase_add_test(tc, not_json_is_an_invocation_error);
   tcase_add_test(tc, record_without_ids_is_a_poison_pill);
   tcase_add_test(tc, tumbling_window_state_is_returned);
