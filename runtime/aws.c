@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "json.h"
+
 /* Header carrying the session token (SigV4 with temporary credentials). */
 #define TOKEN_HEADER "X-Amz-Security-Token: "
 
@@ -249,4 +251,50 @@ fail:
   wipe_free(tok);
   curl_slist_free_all(list);
   return rc;
+}
+
+void mm_aws_printable(char *out, size_t cap, const char *s, size_t n) {
+  size_t j = 0;
+  for (size_t i = 0; i < n && j + 1 < cap; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    out[j++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+  }
+  if (cap) out[j] = '\0';
+}
+
+/* Copies the decoded text of string node i, made printable, into out. */
+static void copy_str(const mm_json_doc_t *d, uint32_t i, char *out, size_t cap) {
+  size_t n;
+  char *s = mm_json_strdup(d, i, &n);
+  if (!s) return;
+  mm_aws_printable(out, cap, s, n);
+  free(s);
+}
+
+void mm_aws_error_body(const char *body, size_t len, char *type, size_t tcap, char *msg,
+                       size_t mcap) {
+  mm_json_doc_t doc;
+  mm_err_t jerr;
+  memset(&doc, 0, sizeof doc);
+  if (mcap) msg[0] = '\0';
+  if (len == 0) return;
+  if (mm_json_parse(&doc, body, len, 16, &jerr) || mm_json_type(&doc, 0) != MM_JSON_OBJ) {
+    mm_aws_printable(msg, mcap < 120 ? mcap : 120, body, len);
+    mm_json_free(&doc);
+    return;
+  }
+  uint32_t t = mm_json_get(&doc, 0, "__type", 6);
+  if (t && mm_json_type(&doc, t) == MM_JSON_STR) {
+    char *s = mm_json_strdup(&doc, t, NULL);
+    if (s) {
+      const char *h = strrchr(s, '#');
+      h = h ? h + 1 : s;
+      mm_aws_printable(type, tcap, h, strlen(h));
+      free(s);
+    }
+  }
+  uint32_t m = mm_json_get(&doc, 0, "message", 7);
+  if (!m) m = mm_json_get(&doc, 0, "Message", 7);
+  if (m && mm_json_type(&doc, m) == MM_JSON_STR) copy_str(&doc, m, msg, mcap);
+  mm_json_free(&doc);
 }

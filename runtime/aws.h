@@ -83,4 +83,15 @@ void mm_aws_free(mm_aws_t *a);
 int mm_aws_setup(const mm_aws_t *a, CURL *h, const char *const *extra,
                  struct curl_slist **headers, mm_err_t *err);
 
+/* Copies printable ASCII of s[0..n) into out (cap bytes, NUL-terminated),
+ * other bytes as '?': server text goes into log lines. */
+void mm_aws_printable(char *out, size_t cap, const char *s, size_t n);
+
+/* Reads an AWS JSON-protocol error body: the error code (`__type`, the
+ * part after '#') into type, and `message` (or `Message`) into msg, both
+ * made printable. A body that is not a JSON object leaves type empty and
+ * quotes the body's start in msg. */
+void mm_aws_error_body(const char *body, size_t len, char *type, size_t tcap, char *msg,
+                       size_t mcap);
+
 #endif

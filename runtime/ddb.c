@@ -273,54 +273,6 @@ static int retryable_type(const char *t) {
   return 0;
 }
 
-/* Copies printable ASCII of s[0..n) into out (cap bytes), others as '?':
- * error messages from a server go into log lines. */
-static void printable(char *out, size_t cap, const char *s, size_t n) {
-  size_t j = 0;
-  for (size_t i = 0; i < n && j + 1 < cap; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    out[j++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-  }
-  out[j] = '\0';
-}
-
-/* Reads __type and message/Message of an error body into r->type and msg.
- * A body that is not JSON leaves the type empty and quotes its start. */
-static void read_error_body(mm_ddb_req_t *r, char *msg, size_t cap) {
-  mm_json_doc_t doc = {0};
-  mm_err_t jerr;
-  msg[0] = '\0';
-  if (r->resp.len == 0) return;
-  if (mm_json_parse(&doc, r->resp.data, r->resp.len, 16, &jerr) ||
-      mm_json_type(&doc, 0) != MM_JSON_OBJ) {
-    printable(msg, cap < 120 ? cap : 120, r->resp.data, r->resp.len);
-    mm_json_free(&doc);
-    return;
-  }
-  uint32_t t = mm_json_get(&doc, 0, "__type", 6);
-  if (t && mm_json_type(&doc, t) == MM_JSON_STR) {
-    size_t n;
-    char *s = mm_json_strdup(&doc, t, &n);
-    if (s) {
-      const char *h = strrchr(s, '#');
-      h = h ? h + 1 : s;
-      printable(r->type, sizeof r->type, h, strlen(h));
-      free(s);
-    }
-  }
-  uint32_t m = mm_json_get(&doc, 0, "message", 7);
-  if (!m) m = mm_json_get(&doc, 0, "Message", 7);
-  if (m && mm_json_type(&doc, m) == MM_JSON_STR) {
-    size_t n;
-    char *s = mm_json_strdup(&doc, m, &n);
-    if (s) {
-      printable(msg, cap, s, n);
-      free(s);
-    }
-  }
-  mm_json_free(&doc);
-}
-
 /*
  * Sets r's status from how the transfer ended (ddb.h's table). "Sent" is
  * judged conservatively: once libcurl reached the transfer phase or put
@@ -351,7 +303,7 @@ static void classify(mm_ddb_t *c, slot_t *s, CURLcode cc) {
       goto done;
     }
     char msg[400];
-    read_error_body(r, msg, sizeof msg);
+    mm_aws_error_body(r->resp.data, r->resp.len, r->type, sizeof r->type, msg, sizeof msg);
     const char *type = r->type[0] ? r->type : "no error type";
     int st;
     if (strcmp(r->type, "ConditionalCheckFailedException") == 0) {

@@ -610,53 +610,6 @@ static int retryable_type(const char *t) {
   return 0;
 }
 
-/* Copies printable ASCII of s[0..n) into out (cap bytes), others as '?'. */
-static void printable(char *out, size_t cap, const char *s, size_t n) {
-  size_t j = 0;
-  for (size_t i = 0; i < n && j + 1 < cap; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    out[j++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-  }
-  out[j] = '\0';
-}
-
-/* Reads __type (after '#', or after the last '.' of a query-style code)
- * and message/Message of an error body. */
-static void read_error_body(req_t *r, char *msg, size_t cap) {
-  mm_json_doc_t doc;
-  mm_err_t jerr;
-  memset(&doc, 0, sizeof doc);
-  msg[0] = '\0';
-  if (r->resp.len == 0) return;
-  if (mm_json_parse(&doc, r->resp.data, r->resp.len, 16, &jerr) ||
-      mm_json_type(&doc, 0) != MM_JSON_OBJ) {
-    printable(msg, cap < 120 ? cap : 120, r->resp.data, r->resp.len);
-    mm_json_free(&doc);
-    return;
-  }
-  uint32_t t = mm_json_get(&doc, 0, "__type", 6);
-  if (t && mm_json_type(&doc, t) == MM_JSON_STR) {
-    char *s = mm_json_strdup(&doc, t, NULL);
-    if (s) {
-      const char *h = strrchr(s, '#');
-      h = h ? h + 1 : s;
-      printable(r->type, sizeof r->type, h, strlen(h));
-      free(s);
-    }
-  }
-  uint32_t m = mm_json_get(&doc, 0, "message", 7);
-  if (!m) m = mm_json_get(&doc, 0, "Message", 7);
-  if (m && mm_json_type(&doc, m) == MM_JSON_STR) {
-    size_t n;
-    char *s = mm_json_strdup(&doc, m, &n);
-    if (s) {
-      printable(msg, cap, s, n);
-      free(s);
-    }
-  }
-  mm_json_free(&doc);
-}
-
 /* Sets r's status from how its transfer ended (the classes of dlq.h). */
 static void classify(mm_dlq_t *d, slot_t *s, CURLcode cc) {
   req_t *r = s->r;
@@ -671,7 +624,7 @@ static void classify(mm_dlq_t *d, slot_t *s, CURLcode cc) {
       return;
     }
     char msg[400];
-    read_error_body(r, msg, sizeof msg);
+    mm_aws_error_body(r->resp.data, r->resp.len, r->type, sizeof r->type, msg, sizeof msg);
     int st = retryable_type(r->type) || code >= 500 || code == 429 ? MM_ERETRY : MM_EPERM;
     r->status = mm_err_set(&r->err, st, "%s on queue %s: %s (HTTP %ld)%s%s%s", r->op,
                            d->queue_name, r->type[0] ? r->type : "no error type", code,
@@ -890,9 +843,9 @@ static int read_batch_answer(const req_t *r, char prefix,
       uint32_t c = mm_json_get(&doc, e, "Code", 4);
       uint32_t m = mm_json_get(&doc, e, "Message", 7);
       if (c && mm_json_type(&doc, c) == MM_JSON_STR)
-        printable(code, sizeof code, mm_json_raw(&doc, c), mm_json_len(&doc, c));
+        mm_aws_printable(code, sizeof code, mm_json_raw(&doc, c), mm_json_len(&doc, c));
       if (m && mm_json_type(&doc, m) == MM_JSON_STR)
-        printable(msg, sizeof msg, mm_json_raw(&doc, m), mm_json_len(&doc, m));
+        mm_aws_printable(msg, sizeof msg, mm_json_raw(&doc, m), mm_json_len(&doc, m));
       char text[420];
       snprintf(text, sizeof text, "%s%s%s%s", code[0] ? code : "entry failed",
                msg[0] ? ": " : "", msg, sender ? " (sender fault)" : "");
