@@ -9,6 +9,10 @@ mm_add_check(check_query tests/check_query.c)
 add_executable(mm_query_tool tests/e2e/query_tool.c)
 target_link_libraries(mm_query_tool PRIVATE murmur_core)
 
+# The DynamoDB benchmark behind scripts/bench (concurrent vs sequential).
+add_executable(ddb_bench bench/ddb_bench.c)
+target_link_libraries(ddb_bench PRIVATE murmur_core)
+
 # Registered once the bootstrap target exists (cmake/40-rapi.cmake adds it
 # in a deferred call, queued before this one). Sanitizer builds run fewer
 # records and batches (MM_E2E_QUICK).
