@@ -14,6 +14,8 @@
 //                the connection open (the client's timeout, or its
 //                deadline, ends the request: an applied write, no answer)
 // RATES is a JSON object of those names to probabilities, plus optionally
+// "every": {name: k}: every k-th request of an operation in OPS gets that
+// fault whatever the draw (so a short run sees each kind it names), and
 // "delay_ms": every request that is forwarded is answered only that many
 // milliseconds after dynalite answered (a slow store; its writes are
 // applied at once, so a client giving up early leaves them applied). Each
@@ -40,8 +42,13 @@ function rnd () {
   return seed / 4294967296
 }
 
+const every = rates.every || {}
+let counted = 0
+
 function pick (op) {
   if (!ops.has(op)) return null
+  counted++
+  for (const [name, k] of Object.entries(every)) if (k > 0 && counted % k === 0) return name
   let x = rnd()
   for (const name of ['throttle', 'error500', 'drop_before', 'drop_after', 'hang_after']) {
     const p = rates[name] || 0
