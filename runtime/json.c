@@ -26,6 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 typedef unsigned char uchar;
 
 /* Parent link of the root container: "no enclosing container". */
@@ -216,56 +220,198 @@ static inline const uchar *skip_ws(const uchar *p, const uchar *end) {
 }
 
 /* ------------------------------------------------------------------ */
+/* String bodies                                                        */
+/* ------------------------------------------------------------------ */
+
+/* 1 for the bytes a string body cannot simply skip: '"', '\\', control
+ * characters (below 0x20) and every byte of 0x80 and above (UTF-8 is
+ * checked one sequence at a time). */
+static inline int str_stop(uchar c) {
+  return (uchar)(c - 0x20) >= 0x60 || c == '"' || c == '\\';
+}
+
+#if defined(MM_SWAR) && defined(__SSE2__)
+#define MM_SSE2 1
+/* The three byte vectors the SSE2 scan compares with. */
+typedef struct {
+  __m128i quote, bslash, space;
+} stop_vec_t;
+#define STOP_VEC_INIT                                                       \
+  {_mm_set1_epi8('"'), _mm_set1_epi8('\\'), _mm_set1_epi8(0x20)}
+#endif
+
+/* First byte in [p, end) that str_stop flags, or end. 16 bytes at a time
+ * with SSE2 while p <= lim16 (end - 16, or 0 when the input is shorter;
+ * a signed compare with 0x20 flags control characters and, as negative
+ * numbers, every byte from 0x80 up), then 8 at a time with SWAR, then
+ * bytewise; no read goes past end. The parser passes the vectors and
+ * lim16 in so that they stay in registers across strings. */
+static inline const uchar *find_stop(const uchar *p, const uchar *end
+#ifdef MM_SSE2
+                                     , uintptr_t lim16, stop_vec_t v
+#endif
+) {
+#ifdef MM_SSE2
+  while ((uintptr_t)p <= lim16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i m = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(x, v.quote), _mm_cmpeq_epi8(x, v.bslash)),
+        _mm_cmplt_epi8(x, v.space));
+    unsigned mask = (unsigned)_mm_movemask_epi8(m);
+    if (mask) return p + __builtin_ctz(mask);
+    p += 16;
+  }
+#endif
+#ifdef MM_SWAR
+  while (end - p >= 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t m = str_special(x);
+    if (m) return p + (__builtin_ctzll(m) >> 3);
+    p += 8;
+  }
+#endif
+  while (p < end && !str_stop(*p)) p++;
+  return p;
+}
+
+#ifdef MM_SSE2
+#define FIND_STOP(p_, end_) find_stop(p_, end_, lim16, sv)
+#else
+#define FIND_STOP(p_, end_) find_stop(p_, end_)
+#endif
+
+/* Result of the slow string path: the closing quote (NULL after an error,
+ * already written to err) and TAG_ESC when the body holds escapes. */
+typedef struct {
+  const uchar *q;
+  uint32_t esc;
+} str_end_t;
+
+/* Finishes a string body from p, the first byte find_stop stopped at that
+ * is not the closing quote (or end): checks escapes, UTF-8 sequences and
+ * control characters in order, so the first bad byte is the one named.
+ * Kept out of line: compact events rarely get here. */
+static str_end_t string_rest(const uchar *p, const uchar *end,
+                             const uchar *base, mm_err_t *err) {
+  str_end_t r = {NULL, 0};
+  const char *why = NULL;
+#ifdef MM_SSE2
+  const stop_vec_t sv = STOP_VEC_INIT;
+  const uintptr_t lim16 = end - base >= 16 ? (uintptr_t)(end - 16) : 0;
+#endif
+  for (;;) {
+    if (p >= end) {
+      fail_at(err, base, end, "unterminated string");
+      return r;
+    }
+    if (*p == '"') {
+      r.q = p;
+      return r;
+    }
+    if (*p == '\\') {
+      const uchar *q = scan_escape(p, end, &why);
+      if (!q) {
+        if (!why) fail_at(err, base, end, "unterminated string");
+        else fail_at(err, base, p, why);
+        return r;
+      }
+      r.esc = TAG_ESC;
+      p = q;
+    } else if (*p < 0x20) {
+      fail_at(err, base, p, "control character in string (must be escaped)");
+      return r;
+    } else if (*p >= 0x80) {
+      int n = utf8_len(p, end, &why);
+      if (!n) {
+        fail_at(err, base, p, why);
+        return r;
+      }
+      p += n;
+    } else {
+      p++; /* not reached: find_stop stops only on flagged bytes */
+    }
+    p = FIND_STOP(p, end);
+  }
+}
+
+/* ------------------------------------------------------------------ */
 /* The parser                                                           */
 /* ------------------------------------------------------------------ */
 
-/* Next tape capacity: double, never beyond `most` (one node per input
- * byte is the most any input can need). */
-static inline size_t next_cap(size_t cap, size_t most) {
-  size_t ncap = cap * 2;
-  if (ncap < 64) ncap = 64;
-  if (ncap > most) ncap = most;
-  if (ncap <= cap) ncap = cap + 1;
-  return ncap;
-}
-
-/* Appends a node whose `next` is provisional (fixed when a container
- * closes; for scalars it is simply the following index). */
+/* Appends a node. The tape is allocated once for the most nodes the input
+ * can hold (see mm_json_parse), so there is no capacity check. */
 #define PUSH(type_tag, off, ln, nxt)                                        \
   do {                                                                      \
-    if (count == cap) {                                                     \
-      /* no address of nodes/cap is taken, so they stay in registers */     \
-      size_t ncap_ = next_cap(cap, most);                                   \
-      mm_json_node_t *nn_ = realloc(nodes, ncap_ * sizeof *nn_);            \
-      if (!nn_) goto nomem;                                                 \
-      nodes = nn_;                                                          \
-      cap = (uint32_t)ncap_;                                                \
-    }                                                                       \
-    nodes[count].tag = (uint32_t)(type_tag) | ((uint32_t)(off) << 4);       \
-    nodes[count].len = (uint32_t)(ln);                                      \
-    nodes[count].next = (nxt);                                              \
+    mm_json_node_t *n_ = &nodes[count];                                     \
+    n_->tag = (uint32_t)(type_tag) | ((uint32_t)(off) << 4);                \
+    n_->len = (uint32_t)(ln);                                               \
+    n_->next = (nxt);                                                       \
     count++;                                                                \
+  } while (0)
+
+/* Scans the string whose opening quote is at p, pushes its STR node and
+ * leaves p after the closing quote. Plain bodies stay inline; anything
+ * else (escapes, UTF-8, errors) goes through string_rest. */
+#define STRING_NODE()                                                       \
+  do {                                                                      \
+    const uchar *s_ = p + 1, *q_ = FIND_STOP(s_, end);                      \
+    if (q_ < end && *q_ == '"') {                                           \
+      PUSH(MM_JSON_STR, s_ - base, q_ - s_, count + 1);                     \
+    } else {                                                                \
+      str_end_t r_ = string_rest(q_, end, base, err);                       \
+      if (!r_.q) goto fail_inval;                                           \
+      q_ = r_.q;                                                            \
+      PUSH(MM_JSON_STR | r_.esc, s_ - base, q_ - s_, count + 1);            \
+    }                                                                       \
+    p = q_ + 1;                                                             \
   } while (0)
 
 #define SKIP_WS() p = skip_ws(p, end)
 
+/*
+ * The parser is a set of states joined by gotos: `value` (a value is
+ * expected, white space allowed), `key` (p is at a member name's quote),
+ * `open_obj`, `close` (container `cur` just ended), `after` (a scalar just
+ * ended) and `obj_next`/`arr_next` (a container's element just ended).
+ * While a container is open its node's `next` holds the parent link and
+ * its `len` the parent's element count so far; the open container's own
+ * count lives in `clen`. Both are put right when it closes, so nesting
+ * costs no memory beyond the tape.
+ *
+ * Tape size: a node is pushed once its first byte is read, and every node
+ * but the root was preceded by a byte of its own (',' or ':'), except a
+ * container's first child, which follows the container's own '[' or '{';
+ * a container that has closed then has a closing byte no node uses. So n
+ * nodes written from b bytes with k non-empty containers still open
+ * satisfy 2n - 1 - k <= b, k is at most the depth limit and at most b,
+ * and (len + 1 + min(max_depth, len)) / 2 + 1 nodes always suffice, for
+ * a bad input too. The tape is allocated once at that size (untouched
+ * pages cost address space only), so pushes check no capacity.
+ */
 int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
                   unsigned max_depth, mm_err_t *err) {
   if (!buf) buf = "", len = 0; /* no arithmetic on a null pointer */
   const uchar *base = (const uchar *)buf;
   const uchar *p = base, *end = base + len;
   mm_json_node_t *nodes = NULL;
-  uint32_t count = 0, cap = 0;
+  uint32_t count = 0; /* nodes written */
+  uint32_t cap = 0;
   uint32_t cur = NO_PARENT; /* innermost open container */
-  unsigned depth = 0;
-  size_t most = len + 1;
+  uint32_t clen = 0;        /* elements of `cur` so far */
+  unsigned depth_left;      /* containers that may still open */
   int rc = MM_OK;
-  const uchar *errp = NULL;
-  const char *why = NULL;
-  int in_key = 0; /* the string being scanned is a member name */
+#ifdef MM_SSE2
+  stop_vec_t sv = STOP_VEC_INIT;
+  const uintptr_t lim16 = len >= 16 ? (uintptr_t)(end - 16) : 0;
+  /* hide the constants from the compiler, which would otherwise reload
+   * them from memory before every string */
+  __asm__("" : "+x"(sv.quote), "+x"(sv.bslash), "+x"(sv.space));
+#endif
 
   memset(doc, 0, sizeof *doc);
   if (max_depth == 0) max_depth = MM_JSON_MAX_DEPTH;
+  depth_left = max_depth;
   if (len > MM_JSON_MAX_INPUT) {
     return mm_err_set(err, MM_ELIMIT,
                       "byte 0: input of %zu bytes is larger than the limit "
@@ -273,49 +419,33 @@ int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
                       len, MM_JSON_MAX_INPUT);
   }
 
-  /* A first guess that fits typical events without regrowing much. */
-  {
-    size_t guess = len / 8 + 16;
-    if (guess > most) guess = most;
-    nodes = malloc(guess * sizeof *nodes);
-    if (!nodes) goto nomem;
-    cap = (uint32_t)guess;
-  }
+  cap = (uint32_t)((len + 1 + (max_depth < len ? max_depth : len)) / 2 + 1);
+  nodes = malloc((size_t)cap * sizeof *nodes);
+  if (!nodes) goto nomem;
 
   if (len >= 3 && base[0] == 0xEF && base[1] == 0xBB && base[2] == 0xBF)
     p += 3;
 
-value:
-  SKIP_WS();
+value: /* white space allowed before it */
   if (p >= end) {
     rc = fail_expect(err, base, p, end, "a value");
     goto fail;
   }
   switch (*p) {
-  case '"':
-    in_key = 0;
-    goto string;
-  case '{':
-    if (depth == max_depth) goto too_deep;
-    depth++;
-    PUSH(MM_JSON_OBJ, p - base, 0, cur);
-    cur = count - 1;
-    p++;
+  case ' ': case '\t': case '\n': case '\r':
     SKIP_WS();
-    if (p < end && *p == '}') {
-      p++;
-      goto close;
-    }
-    if (p >= end || *p != '"') {
-      rc = fail_expect(err, base, p, end, "a string key or '}'");
-      goto fail;
-    }
-    goto key;
+    goto value;
+  case '"':
+    STRING_NODE();
+    goto after;
+  case '{':
+    goto open_obj;
   case '[':
-    if (depth == max_depth) goto too_deep;
-    depth++;
-    PUSH(MM_JSON_ARR, p - base, 0, cur);
+    if (depth_left == 0) goto too_deep;
+    depth_left--;
+    PUSH(MM_JSON_ARR, p - base, clen, cur);
     cur = count - 1;
+    clen = 0;
     p++;
     SKIP_WS();
     if (p < end && *p == ']') {
@@ -385,114 +515,113 @@ value:
     goto after;
   }
   default:
-    goto bad_value;
+    rc = fail_expect(err, base, p, end, "a value");
+    goto fail;
   }
 
-key: /* p is at the opening quote of a member name */
-  in_key = 1;
+open_obj: /* p is at '{' */
+  if (depth_left == 0) goto too_deep;
+  depth_left--;
+  PUSH(MM_JSON_OBJ, p - base, clen, cur);
+  cur = count - 1;
+  clen = 0;
+  p++;
+  if (p < end && *p == '"') goto key;
+  SKIP_WS();
+  if (p < end && *p == '}') {
+    p++;
+    goto close;
+  }
+  if (p >= end || *p != '"') {
+    rc = fail_expect(err, base, p, end, "a string key or '}'");
+    goto fail;
+  }
   /* fall through */
 
-string: /* p is at an opening quote; in_key says what follows */
+key: /* p is at the opening quote of a member name */
   {
-    uint32_t esc = 0;
-    const uchar *s = ++p;
-    for (;;) {
-#ifdef MM_SWAR
-      while (end - p >= 8) {
-        uint64_t x;
-        memcpy(&x, p, 8);
-        uint64_t m = str_special(x);
-        if (m) {
-          p += __builtin_ctzll(m) >> 3;
-          goto special;
-        }
-        p += 8;
+    STRING_NODE();
+    if (p < end && *p == ':') {
+      p++;
+    } else {
+      SKIP_WS();
+      if (p >= end || *p != ':') {
+        rc = fail_expect(err, base, p, end, "':'");
+        goto fail;
       }
-#endif
-      if (p >= end) goto unterminated;
-#ifdef MM_SWAR
-    special:
-#endif
-      if (*p == '"') break;
-      if (*p == '\\') {
-        const uchar *q = scan_escape(p, end, &why);
-        if (!q) {
-          if (!why) goto unterminated;
-          errp = p;
-          goto bad_string;
-        }
-        esc = TAG_ESC;
-        p = q;
-      } else if (*p < 0x20) {
-        errp = p;
-        why = "control character in string (must be escaped)";
-        goto bad_string;
-      } else if (*p >= 0x80) {
-        int n = utf8_len(p, end, &why);
-        if (!n) {
-          errp = p;
-          goto bad_string;
-        }
-        p += n;
-      } else {
-        p++; /* a plain byte in a tail shorter than a word */
+      p++;
+    }
+    /* the member's value: strings and objects (an attribute value and
+     * its type tag's value) without the dispatch */
+    if (p < end) {
+      if (*p == '"') {
+        STRING_NODE();
+        clen++;
+        goto obj_next;
       }
+      if (*p == '{') goto open_obj;
     }
-    PUSH(MM_JSON_STR | esc, s - base, p - s, count + 1);
-    p++;
-    if (!in_key) goto after;
-    SKIP_WS();
-    if (p >= end || *p != ':') {
-      rc = fail_expect(err, base, p, end, "':'");
-      goto fail;
-    }
-    p++;
     goto value;
   }
 
 close: /* the container `cur` just ended at p */
   {
-    uint32_t parent = nodes[cur].next;
-    nodes[cur].next = count;
+    mm_json_node_t *c = &nodes[cur];
+    uint32_t parent = c->next, plen = c->len;
+    c->len = clen;
+    c->next = count;
     cur = parent;
-    depth--;
+    clen = plen + 1;
+    depth_left++;
+    if (cur == NO_PARENT) goto done;
+    if ((nodes[cur].tag & 7u) == MM_JSON_OBJ) goto obj_next;
+    goto arr_next;
   }
-  /* fall through: the container is a value that just ended */
 
-after:
+after: /* a scalar just ended at p */
   if (cur == NO_PARENT) goto done;
-  nodes[cur].len++;
-  SKIP_WS();
-  if (p >= end) {
-    rc = fail_expect(err, base, p, end,
-                     (nodes[cur].tag & 7u) == MM_JSON_OBJ ? "',' or '}'"
-                                                          : "',' or ']'");
-    goto fail;
-  }
-  if ((nodes[cur].tag & 7u) == MM_JSON_OBJ) {
-    if (*p == ',') {
-      p++;
-      SKIP_WS();
-      if (p >= end || *p != '"') {
-        rc = fail_expect(err, base, p, end, "a string key");
-        goto fail;
-      }
-      goto key;
-    }
+  clen++;
+  if ((nodes[cur].tag & 7u) != MM_JSON_OBJ) goto arr_next;
+  /* fall through */
+
+obj_next: /* a member of object `cur` just ended at p */
+  if (p < end) {
+    if (*p == ',') goto obj_comma;
     if (*p == '}') {
       p++;
       goto close;
     }
-    rc = fail_expect(err, base, p, end, "',' or '}'");
+    if (is_ws(*p)) {
+      SKIP_WS();
+      goto obj_next;
+    }
+  }
+  rc = fail_expect(err, base, p, end, "',' or '}'");
+  goto fail;
+obj_comma:
+  p++;
+  if (p < end && *p == '"') goto key;
+  SKIP_WS();
+  if (p >= end || *p != '"') {
+    rc = fail_expect(err, base, p, end, "a string key");
     goto fail;
   }
-  if (*p == ',') {
-    p++;
-    goto value;
-  }
-  if (*p == ']') {
-    p++;
-    goto close;
+  goto key;
+
+arr_next: /* an element of array `cur` just ended at p */
+  if (p < end) {
+    if (*p == ',') {
+      p++;
+      goto value;
+    }
+    if (*p == ']') {
+      p++;
+      goto close;
+    }
+    if (is_ws(*p)) {
+      SKIP_WS();
+      goto arr_next;
+    }
   }
   rc = fail_expect(err, base, p, end, "',' or ']'");
   goto fail;
@@ -510,14 +639,8 @@ done:
   doc->cap = cap;
   return MM_OK;
 
-bad_value:
-  rc = fail_expect(err, base, p, end, "a value");
-  goto fail;
-bad_string:
-  rc = fail_at(err, base, errp, why);
-  goto fail;
-unterminated:
-  rc = fail_at(err, base, end, "unterminated string");
+fail_inval: /* the message is already in err */
+  rc = MM_EINVAL;
   goto fail;
 too_deep:
   rc = mm_err_set(err, MM_ELIMIT, "byte %zu: nesting deeper than %u levels",

@@ -753,7 +753,8 @@ START_TEST(huge_string) {
 }
 END_TEST
 
-/* Many small nodes: the tape outgrows its first guess several times. */
+/* Many small nodes: a million one-digit elements, the densest tape an
+ * input can need (the tape is sized once from the input length). */
 START_TEST(tape_grows) {
   size_t nelem = 1u << 20, n = 0;
   char *s = malloc(nelem * 2 + 2);
@@ -775,6 +776,60 @@ START_TEST(tape_grows) {
   check_tape(&d);
   mm_json_free(&d);
   free(s);
+}
+END_TEST
+
+/* String bodies are scanned 16, 8 and 1 byte at a time depending on how
+ * much input is left: a stop byte (control character, bad UTF-8 lead,
+ * bad escape) at every position of bodies up to 36 bytes, with 0 to 17
+ * bytes after the string, is reported at its own offset, and the same
+ * bodies with a valid 2-byte character there parse with the right length. */
+START_TEST(string_scan_boundaries) {
+  static const char *const bad[] = {"\x01", "\xC0\x80", "\\x"};
+  static const char *const why[] = {"control character", "invalid UTF-8",
+                                    "invalid escape"};
+  char s[128], want[160];
+  for (size_t body = 1; body <= 36; body++) {
+    for (size_t at = 0; at < body; at++) {
+      static const size_t tails[] = {0, 1, 2, 7, 8, 9, 15, 16, 17};
+      for (size_t ti = 0; ti < sizeof tails / sizeof *tails; ti++) {
+        size_t tail = tails[ti];
+        for (size_t b = 0; b < 3; b++) {
+          size_t n = 0, blen = strlen(bad[b]);
+          s[n++] = '"';
+          for (size_t k = 0; k < body; k++) s[n++] = (char)('a' + k % 26);
+          memcpy(s + 1 + at, bad[b], blen); /* may run past the body */
+          if (1 + at + blen > n) n = 1 + at + blen;
+          s[n++] = '"';
+          memset(s + n, ' ', tail);
+          n += tail;
+          const char *msg = parse_fail(s, n, 0, NULL);
+          snprintf(want, sizeof want, "byte %zu: %s", 1 + at, why[b]);
+          ck_assert_msg(strncmp(msg, want, strlen(want)) == 0,
+                        "body %zu at %zu tail %zu: %s", body, at, tail, msg);
+        }
+        /* the same position holding U+00E9 */
+        size_t n = 0;
+        s[n++] = '"';
+        for (size_t k = 0; k <= body; k++)
+          s[n++] = k == at ? (char)0xC3 : k == at + 1 ? (char)0xA9
+                                                      : (char)('a' + k % 26);
+        s[n++] = '"';
+        memset(s + n, ' ', tail);
+        n += tail;
+        mm_json_doc_t d;
+        mm_err_t e;
+        ck_assert_msg(mm_json_parse(&d, s, n, 0, &e) == 0, "%s", e.msg);
+        ck_assert_uint_eq(mm_json_type(&d, 0), MM_JSON_STR);
+        ck_assert_uint_eq(mm_json_len(&d, 0), body + 1);
+        mm_json_free(&d);
+        /* and cut short: the input ends inside the body */
+        const char *msg = parse_fail(s, 1 + at, 0, NULL);
+        snprintf(want, sizeof want, "byte %zu: unterminated string", 1 + at);
+        ck_assert_str_eq(msg, want);
+      }
+    }
+  }
 }
 END_TEST
 
@@ -901,6 +956,7 @@ static Suite *json_suite(void) {
   tc = tcase_create("big");
   tcase_add_test(tc, huge_string);
   tcase_add_test(tc, tape_grows);
+  tcase_add_test(tc, string_scan_boundaries);
   tcase_add_test(tc, input_size_limit);
   suite_add_tcase(s, tc);
 
