@@ -1,11 +1,11 @@
 /*
  * dlq.c - the dead-letter queue: message bodies, the file sink, and an SQS
- * client (JSON 1.0 protocol over a curl multi loop, SigV4 by libcurl)
- * sending, receiving and deleting parked messages (see dlq.h).
+ * client (JSON 1.0 protocol over the shared request runner of awsreq.h,
+ * SigV4 by libcurl) sending, receiving and deleting parked messages (see
+ * dlq.h).
  */
 #include "dlq.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,12 +15,10 @@
 #include <unistd.h>
 
 #include "aws.h"
+#include "awsreq.h"
 #include "log.h"
 #include "retry.h"
 
-/* How long one curl_multi_poll waits at most before the loop looks at the
- * clock again (ms). Transfers wake it earlier. */
-#define POLL_MS 100
 /* Requests in flight at once when the options do not say. */
 #define DEF_INFLIGHT 32
 /* Largest in-flight limit accepted. */
@@ -34,30 +32,14 @@
 
 enum { SINK_FILE = 1, SINK_SQS };
 
-/* One SQS request and its outcome. */
+/* One SQS request: the runner's view (op, status, error) and the
+ * buffers it points at. */
 typedef struct req {
-  const char *op;        /* operation after "AmazonSQS." */
+  mm_awsreq_t a;         /* a.body = &body, a.resp = &resp (req_init) */
   mm_buf_t body;         /* request JSON */
-  int write;             /* 1: a lost answer after sending is MM_EUNKNOWN */
-  int64_t timeout_ms;    /* 0 = the sink's */
-  size_t first, count;   /* the messages it carries (a slice of a list) */
-  /* out */
-  int status;
-  long http_status;      /* 0 when no answer arrived */
-  char type[96];         /* error type after '#', "" when none */
   mm_buf_t resp;
-  mm_err_t err;
+  size_t first, count;   /* the messages it carries (a slice of a list) */
 } req_t;
-
-/* One easy handle of the pool and the transfer it runs. */
-typedef struct slot {
-  CURL *h;                  /* kept for the sink's life (connection reuse) */
-  struct curl_slist *hdrs;  /* this transfer's request headers */
-  req_t *r;                 /* the request running here, NULL when idle */
-  char curl_err[CURL_ERROR_SIZE];
-  int too_big;              /* body exceeded MM_DLQ_MAX_RESPONSE */
-  char request_id[80];      /* x-amzn-RequestId, "" when none */
-} slot_t;
 
 struct mm_dlq {
   int kind;
@@ -68,11 +50,9 @@ struct mm_dlq {
   mm_aws_t aws;
   const char *queue_name;   /* points into target */
   int fifo;
-  CURLM *multi;
-  slot_t *slots;
-  int max_inflight;
+  char *on;                 /* owned: "queue <name>", named in messages */
+  mm_awsreq_pool_t *pool;   /* borrows aws */
   int64_t timeout_ms;
-  int curl_inited;
   mm_retry_t retry;
   mm_dlq_stats_t stats;
 };
@@ -357,6 +337,21 @@ int mm_dlq_body(mm_buf_t *b, const mm_dlq_msg_t *m, size_t max_bytes, int *trunc
 /* Opening                                                             */
 /* ------------------------------------------------------------------ */
 
+/* Error types SQS documents as transient. */
+static int retryable_type(const char *t) {
+  static const char *const names[] = {
+      "RequestThrottled", "ThrottlingException", "Throttling", "KmsThrottled",
+      "ServiceUnavailable", "InternalError", "InternalFailure", "RequestTimeout"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(t, names[i]) == 0) return 1;
+  return 0;
+}
+
+/* The status of a non-2xx answer (the classes of dlq.h). */
+static int http_status(const char *type, long code) {
+  return retryable_type(type) || code >= 500 || code == 429 ? MM_ERETRY : MM_EPERM;
+}
+
 /* The region a queue URL's host names, copied into out (MM_AWS_NAME_MAX),
  * or 0 when it names none. */
 static int region_of_host(const char *host, size_t n, char *out) {
@@ -448,18 +443,27 @@ static int open_sqs(mm_dlq_t *d, const char *q, const mm_store_opts_t *opts, mm_
 
   int inflight = opts && opts->max_inflight > 0 ? opts->max_inflight : DEF_INFLIGHT;
   if (inflight > MAX_INFLIGHT) inflight = MAX_INFLIGHT;
-  d->max_inflight = inflight;
   d->timeout_ms = opts && opts->request_timeout_ms > 0 ? opts->request_timeout_ms
                                                         : MM_DLQ_DEF_TIMEOUT_MS;
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-    return mm_err_set(err, MM_EIO, "curl_global_init failed");
-  d->curl_inited = 1;
-  d->slots = calloc((size_t)inflight, sizeof *d->slots);
-  d->multi = curl_multi_init();
-  if (!d->slots || !d->multi)
+  size_t onlen = strlen(d->queue_name) + 7;
+  if (!(d->on = malloc(onlen)))
     return mm_err_set(err, MM_ENOMEM, "out of memory opening the dead-letter queue");
-  curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)inflight);
-  return 0;
+  snprintf(d->on, onlen, "queue %s", d->queue_name);
+  const mm_awsreq_conf_t conf = {
+      .log_name = "sqs",
+      .target_prefix = MM_DLQ_TARGET_PREFIX,
+      .user_agent = USER_AGENT,
+      .unknown_subject = "it",
+      .max_inflight = inflight,
+      .timeout_ms = d->timeout_ms,
+      .connect_timeout_ms = MM_DLQ_CONNECT_TIMEOUT_MS,
+      .max_response = MM_DLQ_MAX_RESPONSE,
+      .check_crc = 0,
+      .refuse_resend = 0,
+      .quiet_type = NULL,
+      .http_status = http_status,
+  };
+  return mm_awsreq_open(&d->pool, &d->aws, &conf, "the dead-letter queue", err);
 }
 
 int mm_dlq_open(mm_dlq_t **out, const char *url, const mm_store_opts_t *opts, mm_err_t *err) {
@@ -523,17 +527,8 @@ fail:
 
 void mm_dlq_destroy(mm_dlq_t *d) {
   if (!d) return;
-  for (int i = 0; d->slots && i < d->max_inflight; i++) {
-    slot_t *s = &d->slots[i];
-    if (s->h) {
-      if (s->r && d->multi) curl_multi_remove_handle(d->multi, s->h);
-      curl_easy_cleanup(s->h);
-    }
-    curl_slist_free_all(s->hdrs);
-  }
-  free(d->slots);
-  if (d->multi) curl_multi_cleanup(d->multi);
-  if (d->curl_inited) curl_global_cleanup();
+  mm_awsreq_close(d->pool);
+  free(d->on);
   mm_aws_free(&d->aws);
   if (d->fd >= 0) close(d->fd);
   free(d->target);
@@ -542,16 +537,25 @@ void mm_dlq_destroy(mm_dlq_t *d) {
 
 int mm_dlq_is_sqs(const mm_dlq_t *d) { return d->kind == SINK_SQS; }
 const char *mm_dlq_target(const mm_dlq_t *d) { return d->target; }
-mm_dlq_stats_t mm_dlq_stats(const mm_dlq_t *d) { return d->stats; }
+mm_dlq_stats_t mm_dlq_stats(const mm_dlq_t *d) {
+  mm_dlq_stats_t s = d->stats;
+  if (d->pool) s.requests = mm_awsreq_stats(d->pool).requests;
+  return s;
+}
 
 /* ------------------------------------------------------------------ */
 /* SQS transfers                                                       */
 /* ------------------------------------------------------------------ */
 
-static void req_init(req_t *r, const char *op, int write) {
+/* Prepares r for operation op: empty buffers, the runner's view of them
+ * and of the queue named in messages. */
+static void req_init(mm_dlq_t *d, req_t *r, const char *op, int write) {
   memset(r, 0, sizeof *r);
-  r->op = op;
-  r->write = write;
+  r->a.op = op;
+  r->a.on = d->on;
+  r->a.write = write;
+  r->a.body = &r->body;
+  r->a.resp = &r->resp;
 }
 
 static void req_free(req_t *r) {
@@ -559,238 +563,11 @@ static void req_free(req_t *r) {
   mm_buf_free(&r->resp);
 }
 
-static void req_clear_outputs(req_t *r) {
-  r->status = 0;
-  r->http_status = 0;
-  r->type[0] = '\0';
-  mm_buf_reset(&r->resp);
-  r->resp.failed = 0;
-  mm_err_clear(&r->err);
-}
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
-  slot_t *s = ud;
-  size_t n = size * nmemb;
-  if (s->r->resp.len + n > MM_DLQ_MAX_RESPONSE) {
-    s->too_big = 1;
-    return 0; /* aborts the transfer */
-  }
-  return mm_buf_add(&s->r->resp, p, n) ? 0 : n;
-}
-
-/* Copies the request id out of libcurl's header buffer (not kept); a
- * status line starts a new response. */
-static size_t on_header(char *p, size_t size, size_t nmemb, void *ud) {
-  slot_t *s = ud;
-  size_t n = size * nmemb;
-  static const char name[] = "x-amzn-RequestId:";
-  if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-    s->request_id[0] = '\0';
-    if (s->r) mm_buf_reset(&s->r->resp);
-  } else if (n > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-    const char *v = p + sizeof name - 1, *e = p + n;
-    while (v < e && (*v == ' ' || *v == '\t')) v++;
-    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ')) e--;
-    size_t vl = (size_t)(e - v);
-    if (vl >= sizeof s->request_id) vl = sizeof s->request_id - 1;
-    for (size_t i = 0; i < vl; i++)
-      s->request_id[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
-    s->request_id[vl] = '\0';
-  }
-  return n;
-}
-
-/* Error types SQS documents as transient. */
-static int retryable_type(const char *t) {
-  static const char *const names[] = {
-      "RequestThrottled", "ThrottlingException", "Throttling", "KmsThrottled",
-      "ServiceUnavailable", "InternalError", "InternalFailure", "RequestTimeout"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strcmp(t, names[i]) == 0) return 1;
-  return 0;
-}
-
-/* Sets r's status from how its transfer ended (the classes of dlq.h). */
-static void classify(mm_dlq_t *d, slot_t *s, CURLcode cc) {
-  req_t *r = s->r;
-  char rid[100] = "";
-  if (s->request_id[0]) snprintf(rid, sizeof rid, " (request id %s)", s->request_id);
-  d->stats.requests++;
-  if (cc == CURLE_OK) {
-    curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &r->http_status);
-    long code = r->http_status;
-    if (code >= 200 && code < 300) {
-      r->status = 0;
-      return;
-    }
-    char msg[400];
-    mm_aws_error_body(r->resp.data, r->resp.len, r->type, sizeof r->type, msg, sizeof msg);
-    int st = retryable_type(r->type) || code >= 500 || code == 429 ? MM_ERETRY : MM_EPERM;
-    r->status = mm_err_set(&r->err, st, "%s on queue %s: %s (HTTP %ld)%s%s%s", r->op,
-                           d->queue_name, r->type[0] ? r->type : "no error type", code,
-                           msg[0] ? ": " : "", msg, rid);
-    goto done;
-  }
-  if (s->too_big) {
-    r->status = mm_err_set(&r->err, MM_EPERM, "%s on queue %s: response larger than %u bytes%s",
-                           r->op, d->queue_name, (unsigned)MM_DLQ_MAX_RESPONSE, rid);
-    goto done;
-  }
-  curl_off_t pre = 0, up = 0;
-  long reqsize = 0;
-  curl_easy_getinfo(s->h, CURLINFO_PRETRANSFER_TIME_T, &pre);
-  curl_easy_getinfo(s->h, CURLINFO_SIZE_UPLOAD_T, &up);
-  curl_easy_getinfo(s->h, CURLINFO_REQUEST_SIZE, &reqsize);
-  int sent = pre > 0 || up > 0 || reqsize > 0;
-  switch (cc) {
-  case CURLE_COULDNT_RESOLVE_HOST:
-  case CURLE_COULDNT_RESOLVE_PROXY:
-  case CURLE_COULDNT_CONNECT:
-  case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_CACERT_BADFILE:
-    sent = 0; /* failed before a request byte could leave */
-    break;
-  default:
-    break;
-  }
-  const char *why = s->curl_err[0] ? s->curl_err : curl_easy_strerror(cc);
-  if (sent && r->write)
-    r->status = mm_err_set(&r->err, MM_EUNKNOWN,
-                           "%s on queue %s: no answer after the request was sent (%s): "
-                           "it may have been applied%s",
-                           r->op, d->queue_name, why, rid);
-  else
-    r->status = mm_err_set(&r->err, MM_ERETRY, "%s on queue %s: network error: %s%s", r->op,
-                           d->queue_name, why, rid);
-done:
-  mm_log(MM_LOG_DEBUG, NULL, "sqs: %s", r->err.msg);
-}
-
-/* Starts r on slot s. Returns 0, or a status already written into r
- * (deadline, setup failure). */
-static int start(mm_dlq_t *d, slot_t *s, req_t *r, int64_t deadline_ms) {
-  int64_t timeout = r->timeout_ms > 0 ? r->timeout_ms : d->timeout_ms;
-  if (deadline_ms > 0) {
-    int64_t left = deadline_ms - mm_now_ms();
-    if (left <= 0)
-      return r->status = mm_err_set(&r->err, MM_EDEADLINE,
-                                    "%s on queue %s: deadline reached before the request started",
-                                    r->op, d->queue_name);
-    if (left < timeout) timeout = left;
-  }
-  if (!s->h && !(s->h = curl_easy_init()))
-    return r->status = mm_err_set(&r->err, MM_ERETRY, "%s: out of memory (curl handle)", r->op);
-  curl_easy_reset(s->h);
-  curl_slist_free_all(s->hdrs);
-  s->hdrs = NULL;
-  s->curl_err[0] = '\0';
-  s->too_big = 0;
-  s->request_id[0] = '\0';
-  s->r = r;
-  if (r->body.failed) {
-    s->r = NULL;
-    return r->status = mm_err_set(&r->err, MM_ERETRY, "%s: out of memory building the request",
-                                  r->op);
-  }
-  char target[96];
-  snprintf(target, sizeof target, "X-Amz-Target: " MM_DLQ_TARGET_PREFIX "%s", r->op);
-  const char *extra[] = {"Content-Type: application/x-amz-json-1.0", target, NULL};
-  int rc = mm_aws_setup(&d->aws, s->h, extra, &s->hdrs, &r->err);
-  if (rc) {
-    s->r = NULL;
-    return r->status = rc == MM_ENOMEM ? MM_ERETRY : MM_EPERM;
-  }
-  const char *body = r->body.data ? r->body.data : "{}";
-  size_t blen = r->body.data ? r->body.len : 2;
-  long connect = MM_DLQ_CONNECT_TIMEOUT_MS < timeout ? MM_DLQ_CONNECT_TIMEOUT_MS : (long)timeout;
-  CURLcode cc = CURLE_OK;
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_POST, 1L);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_POSTFIELDS, body);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_USERAGENT, USER_AGENT);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_TIMEOUT_MS, (long)timeout);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_CONNECTTIMEOUT_MS, connect);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_ERRORBUFFER, s->curl_err);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, on_body);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_WRITEDATA, s);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_HEADERFUNCTION, on_header);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_HEADERDATA, s);
-  if (!cc) cc = curl_easy_setopt(s->h, CURLOPT_PRIVATE, s);
-  if (cc) {
-    s->r = NULL;
-    return r->status = mm_err_set(&r->err, MM_EPERM, "%s: libcurl refused an option: %s",
-                                  r->op, curl_easy_strerror(cc));
-  }
-  if (curl_multi_add_handle(d->multi, s->h) != CURLM_OK) {
-    s->r = NULL;
-    return r->status = mm_err_set(&r->err, MM_ERETRY, "%s: curl_multi_add_handle failed", r->op);
-  }
-  return 0;
-}
-
-/*
- * Runs reqs[0..n) concurrently, at most max_inflight at once, each to a
- * status. The loop ends because every transfer has a timeout. Returns 0,
- * or MM_EIO when the multi loop itself failed (every unfinished request
- * then has a status).
- */
-static int run(mm_dlq_t *d, req_t *const *reqs, size_t n, int64_t deadline_ms) {
-  for (size_t i = 0; i < n; i++) req_clear_outputs(reqs[i]);
-  size_t next = 0;
-  int inflight = 0, rc = 0;
-  while (next < n || inflight > 0) {
-    for (int k = 0; k < d->max_inflight && next < n; k++) {
-      if (d->slots[k].r) continue;
-      if (start(d, &d->slots[k], reqs[next++], deadline_ms) == 0) inflight++;
-    }
-    if (inflight == 0) continue;
-    int running = 0;
-    CURLMcode mc = curl_multi_perform(d->multi, &running);
-    if (mc != CURLM_OK) {
-      rc = MM_EIO;
-      mm_log(MM_LOG_ERROR, NULL, "sqs: curl_multi_perform: %s", curl_multi_strerror(mc));
-      break;
-    }
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(d->multi, &left))) {
-      if (m->msg != CURLMSG_DONE) continue;
-      slot_t *s = NULL;
-      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-      CURLcode res = m->data.result;
-      classify(d, s, res);
-      curl_multi_remove_handle(d->multi, s->h);
-      curl_slist_free_all(s->hdrs);
-      s->hdrs = NULL;
-      s->r = NULL;
-      inflight--;
-    }
-    if (inflight > 0 && running > 0) {
-      mc = curl_multi_poll(d->multi, NULL, 0, POLL_MS, NULL);
-      if (mc != CURLM_OK) {
-        rc = MM_EIO;
-        mm_log(MM_LOG_ERROR, NULL, "sqs: curl_multi_poll: %s", curl_multi_strerror(mc));
-        break;
-      }
-    }
-  }
-  if (rc) {
-    for (int k = 0; k < d->max_inflight; k++) {
-      slot_t *s = &d->slots[k];
-      if (!s->r) continue;
-      curl_multi_remove_handle(d->multi, s->h);
-      curl_slist_free_all(s->hdrs);
-      s->hdrs = NULL;
-      s->r->status = mm_err_set(&s->r->err, s->r->write ? MM_EUNKNOWN : MM_ERETRY,
-                                "%s: request abandoned: the transfer loop failed", s->r->op);
-      s->r = NULL;
-    }
-    for (; next < n; next++)
-      reqs[next]->status = mm_err_set(&reqs[next]->err, MM_ERETRY,
-                                      "%s: not sent: the transfer loop failed", reqs[next]->op);
-  }
-  return rc;
+/* Runs reqs[0..n) concurrently through the runner, each to a status.
+ * Returns 0, or MM_ENOMEM / MM_EIO when the runner itself failed (every
+ * unfinished request then has a status). */
+static int run(mm_dlq_t *d, mm_awsreq_t *const *reqs, size_t n, int64_t deadline_ms) {
+  return mm_awsreq_run(d->pool, reqs, n, deadline_ms, NULL, NULL);
 }
 
 /* Starts the request body: {"QueueUrl":"<url>" */
@@ -1001,7 +778,7 @@ int mm_dlq_send(mm_dlq_t *d, mm_dlq_msg_t *msgs, size_t n, int64_t deadline_ms,
   prep_t *prep = calloc(n, sizeof *prep);
   size_t *todo = malloc(n * sizeof *todo);
   req_t *reqs = calloc(n, sizeof *reqs);
-  req_t **rp = malloc(n * sizeof *rp);
+  mm_awsreq_t **rp = malloc(n * sizeof *rp);
   if (!prep || !todo || !reqs || !rp) {
     for (size_t i = 0; i < n; i++)
       msgs[i].status = mm_err_set(&msgs[i].err, MM_ERETRY,
@@ -1026,7 +803,7 @@ int mm_dlq_send(mm_dlq_t *d, mm_dlq_msg_t *msgs, size_t n, int64_t deadline_ms,
     size_t nreq = 0;
     for (size_t k = 0; k < nt;) {
       req_t *r = &reqs[nreq];
-      req_init(r, "SendMessageBatch", 1);
+      req_init(d, r, "SendMessageBatch", 1);
       r->first = k;
       body_open(d, &r->body);
       mm_buf_adds(&r->body, ",\"Entries\":[");
@@ -1042,7 +819,7 @@ int mm_dlq_send(mm_dlq_t *d, mm_dlq_msg_t *msgs, size_t n, int64_t deadline_ms,
         k++;
       }
       mm_buf_adds(&r->body, "]}");
-      rp[nreq] = r;
+      rp[nreq] = &r->a;
       nreq++;
     }
     int rr = run(d, rp, nreq, deadline_ms);
@@ -1052,16 +829,16 @@ int mm_dlq_send(mm_dlq_t *d, mm_dlq_msg_t *msgs, size_t n, int64_t deadline_ms,
       req_t *r = &reqs[q];
       for (size_t k = r->first; k < r->first + r->count; k++) {
         mm_dlq_msg_t *m = &msgs[todo[k]];
-        if (r->status) {
-          m->status = r->status;
-          m->err = r->err;
+        if (r->a.status) {
+          m->status = r->a.status;
+          m->err = r->a.err;
         } else {
           m->status = mm_err_set(&m->err, MM_EUNKNOWN,
                                  "SendMessageBatch on queue %s: the answer did not mention the "
                                  "message", d->queue_name);
         }
       }
-      if (r->status == 0) {
+      if (r->a.status == 0) {
         rd.req = r;
         if (read_batch_answer(r, 'm', on_sent, &rd))
           for (size_t k = r->first; k < r->first + r->count; k++)
@@ -1120,12 +897,12 @@ out:
  * failures. Returns its final status. */
 static int call_retry(mm_dlq_t *d, req_t *r, int max_attempts) {
   for (int attempt = 1;; attempt++) {
-    req_t *one[1] = {r};
+    mm_awsreq_t *one[1] = {&r->a};
     int rc = run(d, one, 1, 0);
-    if (rc && !r->status) r->status = rc;
-    if (r->status == 0) return 0;
-    if ((r->status != MM_ERETRY && r->status != MM_EUNKNOWN) || attempt >= max_attempts)
-      return r->status;
+    if (rc && !r->a.status) r->a.status = rc;
+    if (r->a.status == 0) return 0;
+    if ((r->a.status != MM_ERETRY && r->a.status != MM_EUNKNOWN) || attempt >= max_attempts)
+      return r->a.status;
     mm_sleep_ms(mm_retry_delay_ms(&d->retry, attempt));
   }
 }
@@ -1156,8 +933,8 @@ int mm_dlq_receive(mm_dlq_t *d, size_t max, int wait_s, int visibility_s, int ma
   if (wait_s > 20) wait_s = 20;
   if (visibility_s < 0) visibility_s = 0;
   req_t r;
-  req_init(&r, "ReceiveMessage", 0);
-  r.timeout_ms = (int64_t)wait_s * 1000 + d->timeout_ms;
+  req_init(d, &r, "ReceiveMessage", 0);
+  r.a.timeout_ms = (int64_t)wait_s * 1000 + d->timeout_ms;
   body_open(d, &r.body);
   mm_buf_printf(&r.body,
                 ",\"MaxNumberOfMessages\":%zu,\"WaitTimeSeconds\":%d,\"VisibilityTimeout\":%d,"
@@ -1165,7 +942,7 @@ int mm_dlq_receive(mm_dlq_t *d, size_t max, int wait_s, int visibility_s, int ma
                 max, wait_s, visibility_s);
   int rc = call_retry(d, &r, max_attempts);
   if (rc) {
-    mm_err_set(err, rc, "%s", r.err.msg);
+    mm_err_set(err, rc, "%s", r.a.err.msg);
     goto out;
   }
   mm_json_doc_t doc;
@@ -1232,7 +1009,7 @@ int mm_dlq_delete(mm_dlq_t *d, const mm_dlq_parked_t *msgs, size_t n, int max_at
     size_t cnt = n - b < MM_DLQ_BATCH ? n - b : MM_DLQ_BATCH;
     for (int attempt = 1; attempt <= (max_attempts >= 1 ? max_attempts : 1); attempt++) {
       req_t r;
-      req_init(&r, "DeleteMessageBatch", 0);
+      req_init(d, &r, "DeleteMessageBatch", 0);
       body_open(d, &r.body);
       mm_buf_adds(&r.body, ",\"Entries\":[");
       int any = 0;
@@ -1249,12 +1026,12 @@ int mm_dlq_delete(mm_dlq_t *d, const mm_dlq_parked_t *msgs, size_t n, int max_at
         req_free(&r);
         break;
       }
-      req_t *one[1] = {&r};
+      mm_awsreq_t *one[1] = {&r.a};
       run(d, one, 1, 0);
-      if (r.status) {
+      if (r.a.status) {
         for (size_t i = b; i < b + cnt; i++)
-          if (status[i] != 0 && status[i] != MM_EPERM) status[i] = r.status;
-        if (!err->code) mm_err_set(err, r.status, "%s", r.err.msg);
+          if (status[i] != 0 && status[i] != MM_EPERM) status[i] = r.a.status;
+        if (!err->code) mm_err_set(err, r.a.status, "%s", r.a.err.msg);
       } else {
         del_round_t dr = {status, b, cnt, err, d->queue_name};
         if (read_batch_answer(&r, 'd', on_deleted, &dr) && !err->code)
