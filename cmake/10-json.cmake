@@ -19,7 +19,7 @@ add_test(NAME fuzz_json_replay
 # fuzzer's coverage instrumentation.
 if(MM_FUZZ)
   add_executable(fuzz_json tests/fuzz/fuzz_json.c runtime/json.c
-                 runtime/event.c runtime/err.c)
+                 runtime/event.c runtime/err.c runtime/buf.c)
   target_include_directories(fuzz_json PRIVATE ${CMAKE_SOURCE_DIR}/runtime)
   target_compile_options(fuzz_json PRIVATE -fsanitize=fuzzer,address,undefined
                          -fno-sanitize-recover=undefined -fno-omit-frame-pointer)

@@ -2,18 +2,23 @@
  * json.c - the validating single-pass JSON parser (see json.h).
  *
  * One loop over the input, driven by gotos between a few states (a value
- * is expected, a string or member name is being read, a container closed,
- * a value just ended). There is no recursion and no separate stack: while
- * a container is open its tape node's `next` field holds the index of the
- * enclosing container (the parent link), and is overwritten with the real
- * "index past the subtree" when the container closes. So nesting costs
- * nothing but the depth counter, and a 100000-deep input fails at the
- * limit without touching the C stack.
+ * is expected, a member name is being read, a container closed, an element
+ * just ended). There is no recursion and no separate stack: while a
+ * container is open its tape node's `next` field holds the index of the
+ * enclosing container (the parent link) and its `len` the enclosing
+ * container's element count so far; both are overwritten with the real
+ * values when the container closes. So nesting costs nothing but the
+ * depth counter, and a 100000-deep input fails at the limit without
+ * touching the C stack.
  *
- * Hot paths: plain string bytes are skipped 8 at a time (a SWAR test for
- * '"', '\\', control characters and non-ASCII bytes in one word), only
- * non-ASCII bytes go through the UTF-8 state checks, and nodes live in one
- * geometrically grown array (no per-node allocation).
+ * Hot paths: plain string bytes are skipped 16 at a time with SSE2 (x86-64)
+ * or 8 at a time with a SWAR word test elsewhere, for '"', '\\', control
+ * characters and non-ASCII bytes at once; only non-ASCII bytes go through
+ * the UTF-8 checks (out of line, with escapes and errors). Member names,
+ * string and object member values and compact separators have their own
+ * paths without the general dispatch, the open container's element count
+ * stays in a register, and the tape is usually allocated once at the most
+ * nodes the input can need, so pushes check no capacity.
  *
  * Error codes: MM_EINVAL for malformed input, MM_ELIMIT for the nesting
  * limit and oversized input, MM_ENOMEM when the tape cannot grow. Messages
@@ -232,21 +237,24 @@ static inline int str_stop(uchar c) {
 
 #if defined(MM_SWAR) && defined(__SSE2__)
 #define MM_SSE2 1
-/* The three byte vectors the SSE2 scan compares with. */
+/* The three byte vectors the SSE2 scan uses. */
 typedef struct {
-  __m128i quote, bslash, space;
+  __m128i two, lim, bslash;
 } stop_vec_t;
 #define STOP_VEC_INIT                                                       \
-  {_mm_set1_epi8('"'), _mm_set1_epi8('\\'), _mm_set1_epi8(0x20)}
+  {_mm_set1_epi8(2), _mm_set1_epi8(0x21), _mm_set1_epi8('\\')}
 #endif
 
 /* First byte in [p, end) that str_stop flags, or end. 16 bytes at a time
- * with SSE2 while p <= lim16 (end - 16, or 0 when the input is shorter;
- * a signed compare with 0x20 flags control characters and, as negative
- * numbers, every byte from 0x80 up), then 8 at a time with SWAR, then
- * bytewise; no read goes past end. The parser passes the vectors and
- * lim16 in so that they stay in registers across strings. */
-static inline const uchar *find_stop(const uchar *p, const uchar *end
+ * with SSE2 while p <= lim16 (end - 16, or 0 when the input is shorter),
+ * then 8 at a time with SWAR, then bytewise; no read goes past end. In
+ * the SSE2 test, x ^ 2 maps '"' to 0x20 and control characters onto
+ * 0x00-0x1F, and leaves every other byte above 0x20 unless it is 0x80 or
+ * more, so one signed "below 0x21" flags '"', control characters and
+ * non-ASCII bytes; '\\' gets its own compare. The parser passes the
+ * vectors and lim16 in so that they are set up once per parse. */
+static inline __attribute__((always_inline)) const uchar *
+find_stop(const uchar *p, const uchar *end
 #ifdef MM_SSE2
                                      , uintptr_t lim16, stop_vec_t v
 #endif
@@ -254,11 +262,10 @@ static inline const uchar *find_stop(const uchar *p, const uchar *end
 #ifdef MM_SSE2
   while ((uintptr_t)p <= lim16) {
     __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-    __m128i m = _mm_or_si128(
-        _mm_or_si128(_mm_cmpeq_epi8(x, v.quote), _mm_cmpeq_epi8(x, v.bslash)),
-        _mm_cmplt_epi8(x, v.space));
+    __m128i m = _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(x, v.two), v.lim),
+                             _mm_cmpeq_epi8(x, v.bslash));
     unsigned mask = (unsigned)_mm_movemask_epi8(m);
-    if (mask) return p + __builtin_ctz(mask);
+    if (mask) return p + (unsigned)__builtin_ctz(mask);
     p += 16;
   }
 #endif
@@ -267,7 +274,7 @@ static inline const uchar *find_stop(const uchar *p, const uchar *end
     uint64_t x;
     memcpy(&x, p, 8);
     uint64_t m = str_special(x);
-    if (m) return p + (__builtin_ctzll(m) >> 3);
+    if (m) return p + ((unsigned)__builtin_ctzll(m) >> 3);
     p += 8;
   }
 #endif
@@ -339,10 +346,43 @@ static str_end_t string_rest(const uchar *p, const uchar *end,
 /* The parser                                                           */
 /* ------------------------------------------------------------------ */
 
-/* Appends a node. The tape is allocated once for the most nodes the input
- * can hold (see mm_json_parse), so there is no capacity check. */
+#ifdef MM_SWAR
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define UNLIKELY(x) (x)
+#endif
+
+/* A tape and its capacity in nodes. */
+typedef struct {
+  mm_json_node_t *nodes;
+  uint32_t cap;
+} tape_t;
+
+/* Grows tape t: doubles it, never beyond `most` (the most any input of
+ * this length can need, see mm_json_parse) but always by at least one.
+ * Returns the new tape, or nodes NULL after freeing the old array. Out of
+ * line and by value, so that the parser keeps both in registers. */
+static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
+  size_t ncap = (size_t)t.cap * 2;
+  if (ncap > most) ncap = most;
+  if (ncap <= t.cap) ncap = (size_t)t.cap + 1;
+  mm_json_node_t *nn = realloc(t.nodes, ncap * sizeof *nn);
+  if (!nn) free(t.nodes);
+  t.nodes = nn;
+  t.cap = (uint32_t)ncap;
+  return t;
+}
+
+/* Appends a node whose `next` is provisional for containers (fixed when
+ * they close). */
 #define PUSH(type_tag, off, ln, nxt)                                        \
   do {                                                                      \
+    if (!fixed && UNLIKELY(count == cap)) {                                 \
+      tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                    \
+      nodes = t_.nodes;                                                     \
+      cap = t_.cap;                                                         \
+      if (!nodes) goto nomem;                                               \
+    }                                                                       \
     mm_json_node_t *n_ = &nodes[count];                                     \
     n_->tag = (uint32_t)(type_tag) | ((uint32_t)(off) << 4);                \
     n_->len = (uint32_t)(ln);                                               \
@@ -386,45 +426,41 @@ static str_end_t string_rest(const uchar *p, const uchar *end,
  * nodes written from b bytes with k non-empty containers still open
  * satisfy 2n - 1 - k <= b, k is at most the depth limit and at most b,
  * and (len + 1 + min(max_depth, len)) / 2 + 1 nodes always suffice, for
- * a bad input too. The tape is allocated once at that size (untouched
- * pages cost address space only), so pushes check no capacity.
+ * a bad input too: the tape never grows beyond that. Up to inputs of
+ * about 5 MB it is allocated at that size at once (untouched pages cost
+ * address space only) and pushes check no capacity; above, a bound-sized
+ * tape would come from a fresh mmap on every parse (see
+ * MM_JSON_TAPE_FIXED_MAX), so it starts at a quarter node per input byte
+ * (events need about one per 7 bytes) and grows as needed.
  */
-int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
-                  unsigned max_depth, mm_err_t *err) {
-  if (!buf) buf = "", len = 0; /* no arithmetic on a null pointer */
-  const uchar *base = (const uchar *)buf;
-  const uchar *p = base, *end = base + len;
-  mm_json_node_t *nodes = NULL;
-  uint32_t count = 0; /* nodes written */
-  uint32_t cap = 0;
+/* Largest tape allocated at its bound up front: glibc serves bigger
+ * blocks with a fresh mmap on every call (its dynamic threshold stops at
+ * 32 MB), whose page faults would cost more than the capacity checks. */
+#ifndef MM_JSON_TAPE_FIXED_MAX /* tests may set 0 to force growth */
+#define MM_JSON_TAPE_FIXED_MAX ((size_t)32 << 20)
+#endif
+
+/* The parser proper, for buf[0..len) with BOM, limits and the first tape
+ * (cap nodes, at most `most`) already settled by mm_json_parse. `fixed`
+ * is a constant at each call: 1 when cap == most, so pushes need no
+ * capacity check, 0 when the tape may have to grow. */
+static inline __attribute__((always_inline)) int
+parse_tape(mm_json_doc_t *doc, const char *buf, size_t len, const uchar *p,
+           unsigned max_depth, mm_err_t *err, mm_json_node_t *nodes,
+           uint32_t cap, uint32_t most, const int fixed) {
+  const uchar *base = (const uchar *)buf, *end = base + len;
+  uint32_t count = 0;       /* nodes written */
   uint32_t cur = NO_PARENT; /* innermost open container */
   uint32_t clen = 0;        /* elements of `cur` so far */
-  unsigned depth_left;      /* containers that may still open */
+  unsigned depth_left = max_depth; /* containers that may still open */
   int rc = MM_OK;
 #ifdef MM_SSE2
   stop_vec_t sv = STOP_VEC_INIT;
   const uintptr_t lim16 = len >= 16 ? (uintptr_t)(end - 16) : 0;
   /* hide the constants from the compiler, which would otherwise reload
    * them from memory before every string */
-  __asm__("" : "+x"(sv.quote), "+x"(sv.bslash), "+x"(sv.space));
+  __asm__("" : "+x"(sv.two), "+x"(sv.lim), "+x"(sv.bslash));
 #endif
-
-  memset(doc, 0, sizeof *doc);
-  if (max_depth == 0) max_depth = MM_JSON_MAX_DEPTH;
-  depth_left = max_depth;
-  if (len > MM_JSON_MAX_INPUT) {
-    return mm_err_set(err, MM_ELIMIT,
-                      "byte 0: input of %zu bytes is larger than the limit "
-                      "of %zu bytes",
-                      len, MM_JSON_MAX_INPUT);
-  }
-
-  cap = (uint32_t)((len + 1 + (max_depth < len ? max_depth : len)) / 2 + 1);
-  nodes = malloc((size_t)cap * sizeof *nodes);
-  if (!nodes) goto nomem;
-
-  if (len >= 3 && base[0] == 0xEF && base[1] == 0xBB && base[2] == 0xBF)
-    p += 3;
 
 value: /* white space allowed before it */
   if (p >= end) {
@@ -652,6 +688,36 @@ nomem:
 fail:
   free(nodes);
   return rc;
+}
+
+int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
+                  unsigned max_depth, mm_err_t *err) {
+  if (!buf) buf = "", len = 0; /* no arithmetic on a null pointer */
+  const uchar *base = (const uchar *)buf;
+  memset(doc, 0, sizeof *doc);
+  if (max_depth == 0) max_depth = MM_JSON_MAX_DEPTH;
+  if (len > MM_JSON_MAX_INPUT) {
+    return mm_err_set(err, MM_ELIMIT,
+                      "byte 0: input of %zu bytes is larger than the limit "
+                      "of %zu bytes",
+                      len, MM_JSON_MAX_INPUT);
+  }
+  uint32_t most =
+      (uint32_t)((len + 1 + (max_depth < len ? max_depth : len)) / 2 + 1);
+  int fixed = (size_t)most * sizeof(mm_json_node_t) <= MM_JSON_TAPE_FIXED_MAX;
+  uint32_t cap = most;
+  if (!fixed && cap > len / 4 + 16) cap = (uint32_t)(len / 4 + 16);
+  mm_json_node_t *nodes = malloc((size_t)cap * sizeof *nodes);
+  if (!nodes) {
+    return mm_err_set(err, MM_ENOMEM, "out of memory for the JSON tape "
+                      "(%zu bytes of input)", len);
+  }
+  const uchar *p = base;
+  if (len >= 3 && base[0] == 0xEF && base[1] == 0xBB && base[2] == 0xBF)
+    p += 3;
+  if (fixed)
+    return parse_tape(doc, buf, len, p, max_depth, err, nodes, cap, most, 1);
+  return parse_tape(doc, buf, len, p, max_depth, err, nodes, cap, most, 0);
 }
 
 void mm_json_free(mm_json_doc_t *doc) {

@@ -753,10 +753,11 @@ START_TEST(huge_string) {
 }
 END_TEST
 
-/* Many small nodes: a million one-digit elements, the densest tape an
- * input can need (the tape is sized once from the input length). */
+/* Many small nodes: three million one-digit elements, the densest tape an
+ * input can need, and large enough (6 MB) that the tape starts small and
+ * grows instead of being allocated at its bound. */
 START_TEST(tape_grows) {
-  size_t nelem = 1u << 20, n = 0;
+  size_t nelem = 3u << 20, n = 0;
   char *s = malloc(nelem * 2 + 2);
   ck_assert_ptr_nonnull(s);
   s[n++] = '[';
