@@ -38,7 +38,8 @@ typedef struct mm_metrics {
   uint64_t dedup_skips;      /* duplicates skipped */
   uint64_t failures;         /* records reported in batchItemFailures */
   uint64_t deadline_skips;   /* records not started: deadline margin */
-  uint64_t unknown_outcomes; /* writes sent without an answer */
+  uint64_t unknown_outcomes; /* record contributions carried by writes sent
+                                without an answer (may be applied twice) */
   uint64_t merges;           /* store merge operations issued */
   uint64_t parked;           /* poison pills parked in the DLQ */
   uint64_t park_failures;    /* poison pills the DLQ refused: reported */

@@ -855,61 +855,20 @@ static int build_response(mm_pipeline_t *p, const mm_event_t *ev, rec_t *recs, s
   return 0;
 }
 
-int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) {
-  memset(res, 0, sizeof *res);
-  mm_metrics_reset(&p->metrics);
-  mm_buf_reset(&p->arena);
-  mm_event_t ev;
-  memset(&ev, 0, sizeof ev);
-  const char *etype = NULL;
-  int rc = mm_event_parse(&ev, inv->event, inv->len, &etype, &res->err);
-  if (rc) {
-    res->error_type = etype ? etype : MM_ETYPE_INVALID_JSON;
-    mm_log(MM_LOG_ERROR, NULL, "invocation rejected (%s): %s", res->error_type, res->err.msg);
-    mm_event_free(&ev);
-    return MM_EINVAL;
-  }
-  int64_t stop_at = stop_time(p, inv->deadline_ms);
-  size_t n = ev.nrecords;
-  rec_t *recs = calloc(n ? n : 1, sizeof *recs);
+/*
+ * Phases 2-4 for the records recs[0..n): claim (dedup on), merge, settle
+ * each record's state, finish the claims. With dedup on the pipeline calls
+ * it in waves of growing size, in record order, so that the earliest
+ * records complete even when a slow store cannot take the whole batch
+ * before the deadline (Lambda restarts from the lowest reported record:
+ * without waves, claims for the whole batch could use up the time and no
+ * record would ever complete).
+ */
+static void store_wave(mm_pipeline_t *p, rec_t *recs, size_t n, int64_t stop_at) {
   mm_claim_t *claims = NULL;
   char **cids = NULL;
   size_t nclaims = 0;
   merge_plan_t plan = {0};
-  mm_outcome_t out;
-  memset(&out, 0, sizeof out);
-  if (!recs) {
-    rc = mm_err_set(&res->err, MM_ENOMEM, "out of memory for %zu records", n);
-    res->error_type = "Runtime.OutOfMemory";
-    goto done;
-  }
-  p->metrics.records = n;
-  mm_script_set_doc(p->script, &ev.doc);
-  mm_script_set_deadline(p->script, stop_at);
-
-  /* Phase 1: decode, in order, while time allows. */
-  uint32_t node = n ? mm_json_first(&ev.doc, ev.records) : 0;
-  for (size_t i = 0; i < n; i++, node = mm_json_next(&ev.doc, node)) {
-    rec_t *r = &recs[i];
-    r->node = node;
-    r->claim = -1;
-    r->same_as = -1;
-    if (past(stop_at)) {
-      mm_record_info_t info;
-      mm_err_t e;
-      read_ids(p, &ev, r, &info, &e);
-      r->state = r->has_seq ? REC_NOTSTARTED : REC_POISON;
-      p->metrics.deadline_skips++;
-      continue;
-    }
-    decode_one(p, &ev, r, &out);
-    mm_outcome_free(&out);
-  }
-  if (p->arena.failed) {
-    rc = mm_err_set(&res->err, MM_ENOMEM, "out of memory for record identifiers");
-    res->error_type = "Runtime.OutOfMemory";
-    goto done;
-  }
 
   /* Phase 2: claim. */
   if (p->dedup && claim_all(p, recs, n, &claims, &nclaims, &cids, stop_at)) {
@@ -949,6 +908,89 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
   /* Phase 4: finish claims. Like every store request, none starts past
    * the margin; a claim left unfinished stays PARTIAL, which is safe. */
   if (p->dedup) finish_all(p, recs, n, claims, nclaims, stop_at);
+  for (size_t c = 0; c < nclaims; c++) {
+    mm_claim_reset(&claims[c]);
+    free(cids[c]);
+  }
+  free(claims);
+  free(cids);
+  plan_free(&plan);
+}
+
+int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) {
+  memset(res, 0, sizeof *res);
+  mm_metrics_reset(&p->metrics);
+  mm_buf_reset(&p->arena);
+  mm_event_t ev;
+  memset(&ev, 0, sizeof ev);
+  const char *etype = NULL;
+  int rc = mm_event_parse(&ev, inv->event, inv->len, &etype, &res->err);
+  if (rc) {
+    res->error_type = etype ? etype : MM_ETYPE_INVALID_JSON;
+    mm_log(MM_LOG_ERROR, NULL, "invocation rejected (%s): %s", res->error_type, res->err.msg);
+    mm_event_free(&ev);
+    return MM_EINVAL;
+  }
+  int64_t stop_at = stop_time(p, inv->deadline_ms);
+  size_t n = ev.nrecords;
+  rec_t *recs = calloc(n ? n : 1, sizeof *recs);
+  mm_outcome_t out;
+  memset(&out, 0, sizeof out);
+  if (!recs) {
+    rc = mm_err_set(&res->err, MM_ENOMEM, "out of memory for %zu records", n);
+    res->error_type = "Runtime.OutOfMemory";
+    goto done;
+  }
+  p->metrics.records = n;
+  mm_script_set_doc(p->script, &ev.doc);
+  mm_script_set_deadline(p->script, stop_at);
+
+  /* Phase 1: decode, in order, while time allows. */
+  uint32_t node = n ? mm_json_first(&ev.doc, ev.records) : 0;
+  for (size_t i = 0; i < n; i++, node = mm_json_next(&ev.doc, node)) {
+    rec_t *r = &recs[i];
+    r->node = node;
+    r->claim = -1;
+    r->same_as = -1;
+    if (past(stop_at)) {
+      mm_record_info_t info;
+      mm_err_t e;
+      read_ids(p, &ev, r, &info, &e);
+      r->state = r->has_seq ? REC_NOTSTARTED : REC_POISON;
+      p->metrics.deadline_skips++;
+      continue;
+    }
+    decode_one(p, &ev, r, &out);
+    mm_outcome_free(&out);
+  }
+  if (p->arena.failed) {
+    rc = mm_err_set(&res->err, MM_ENOMEM, "out of memory for record identifiers");
+    res->error_type = "Runtime.OutOfMemory";
+    goto done;
+  }
+
+  /* Phases 2-4: everything at once without dedup (merges start in record
+   * order, so the earliest complete first); with dedup, in waves. */
+  if (!p->dedup) {
+    store_wave(p, recs, n, stop_at);
+  } else {
+    size_t lo = 0, wave = MM_PIPELINE_WAVE_FIRST;
+    while (lo < n) {
+      size_t hi = n - lo < wave ? n : lo + wave;
+      if (past(stop_at)) {
+        for (size_t i = lo; i < n; i++) {
+          if (recs[i].state != REC_PENDING) continue;
+          recs[i].state = REC_NOTSTARTED;
+          p->metrics.deadline_skips++;
+        }
+        mm_log(MM_LOG_WARN, NULL, "deadline margin reached: records from #%zu on not started", lo);
+        break;
+      }
+      store_wave(p, recs + lo, hi - lo, stop_at);
+      lo = hi;
+      if (wave < MM_PIPELINE_WAVE_MAX) wave *= 2;
+    }
+  }
   park_poison(p, &ev, recs, n, inv->request_id, stop_at);
 
   if (p->record_cb)
@@ -976,13 +1018,6 @@ done:
   if (recs)
     for (size_t i = 0; i < n; i++) rec_free(&recs[i]);
   free(recs);
-  for (size_t c = 0; c < nclaims; c++) {
-    mm_claim_reset(&claims[c]);
-    free(cids[c]);
-  }
-  free(claims);
-  free(cids);
-  plan_free(&plan);
   mm_event_free(&ev);
   return rc ? MM_EINVAL : 0;
 }

@@ -24,6 +24,13 @@
 #include "script.h"
 #include "store.h"
 
+/* With dedup on, a batch's store work (claim, merge, finish) runs in
+ * waves of records in order, the first of MM_PIPELINE_WAVE_FIRST records,
+ * each next one twice as large up to MM_PIPELINE_WAVE_MAX, so the earliest
+ * records complete even against a slow store near the deadline. */
+#define MM_PIPELINE_WAVE_FIRST 16
+#define MM_PIPELINE_WAVE_MAX 1024
+
 typedef struct mm_pipeline mm_pipeline_t;
 
 typedef struct mm_invoke {

@@ -112,13 +112,11 @@ test('a slow store near the deadline: answered in time, unfinished records liste
   (t) => slowStore(t, { dedup: false }));
 
 /*
- * The same with dedup on. KNOWN ISSUE (todo): the pipeline claims every
- * record of the batch before it merges any, so when the claims alone take
- * the whole time to the deadline, no merge starts, every record is listed
- * and Lambda redelivers the same batch forever (no progress). Marked todo
- * until runtime/pipeline.c bounds the claim phase; remove `todo` then.
+ * The same with dedup on: the pipeline claims, merges and finishes in
+ * waves of records in order (MM_PIPELINE_WAVE_FIRST, doubling), so the
+ * earliest records complete before the deadline and every delivery makes
+ * progress even when claims for the whole batch would not fit.
  */
 test('a slow store near the deadline with dedup on: every delivery makes progress', {
   skip, timeout: 180000,
-  todo: skip ? undefined : 'pipeline: claims of the whole batch use up the deadline before any merge (no progress)',
 }, (t) => slowStore(t, { dedup: true }));
