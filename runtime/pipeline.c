@@ -988,7 +988,7 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
       }
       store_wave(p, recs + lo, hi - lo, stop_at);
       lo = hi;
-      if (wave < MM_PIPELINE_WAVE_MAX) wave *= 2;
+      if (wave < MM_PIPELINE_WAVE_MAX) wave *= MM_PIPELINE_WAVE_GROWTH;
     }
   }
   park_poison(p, &ev, recs, n, inv->request_id, stop_at);

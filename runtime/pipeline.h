@@ -26,9 +26,11 @@
 
 /* With dedup on, a batch's store work (claim, merge, finish) runs in
  * waves of records in order, the first of MM_PIPELINE_WAVE_FIRST records,
- * each next one twice as large up to MM_PIPELINE_WAVE_MAX, so the earliest
- * records complete even against a slow store near the deadline. */
+ * each next one MM_PIPELINE_WAVE_GROWTH times larger up to
+ * MM_PIPELINE_WAVE_MAX, so the earliest records complete even against a
+ * slow store near the deadline, in few waves (each costs round trips). */
 #define MM_PIPELINE_WAVE_FIRST 16
+#define MM_PIPELINE_WAVE_GROWTH 4
 #define MM_PIPELINE_WAVE_MAX 1024
 
 typedef struct mm_pipeline mm_pipeline_t;
