@@ -253,6 +253,17 @@ static int read_ids(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
   return rc;
 }
 
+/* A record whose own fields are malformed (no eventID or SequenceNumber,
+ * a bad time): a poison pill, logged, counted and kept for the DLQ. */
+static void poison_malformed(mm_pipeline_t *p, rec_t *r, const mm_record_info_t *info,
+                             const mm_err_t *err) {
+  r->state = REC_POISON;
+  r->poison = strdup(err->msg);
+  p->metrics.decode_errors++;
+  mm_log(MM_LOG_ERROR, info->event_id[0] ? info->event_id : NULL,
+         "malformed record (poison pill, not retried): %s", err->msg);
+}
+
 /* Runs record r through the script and fills it. */
 static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
                        mm_outcome_t *out) {
@@ -262,11 +273,7 @@ static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
   mm_err_clear(&err);
   int rc = read_ids(p, ev, r, &info, &err);
   if (rc) {
-    r->state = REC_POISON;
-    r->poison = strdup(err.msg);
-    p->metrics.decode_errors++;
-    mm_log(MM_LOG_ERROR, info.event_id[0] ? info.event_id : NULL,
-           "malformed record (poison pill, not retried): %s", err.msg);
+    poison_malformed(p, r, &info, &err);
     mm_script_on_decode_error(p->script, r->node, err.msg);
     return;
   }
@@ -294,8 +301,9 @@ static void decode_one(mm_pipeline_t *p, const mm_event_t *ev, rec_t *r,
     mm_script_on_decode_error(p->script, r->node, out->err.msg);
     return;
   case MM_OUT_DEADLINE:
-    /* Not the record's fault: report it so Lambda delivers it again. */
-    r->state = r->has_seq ? REC_NOTSTARTED : REC_POISON;
+    /* Not the record's fault: report it so Lambda delivers it again
+     * (it has a SequenceNumber: mm_event_record accepted it). */
+    r->state = REC_NOTSTARTED;
     p->metrics.deadline_skips++;
     mm_log(MM_LOG_WARN, info.event_id, "%s: reported for redelivery", out->err.msg);
     return;
@@ -955,8 +963,13 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
     if (past(stop_at)) {
       mm_record_info_t info;
       mm_err_t e;
-      read_ids(p, &ev, r, &info, &e);
-      r->state = r->has_seq ? REC_NOTSTARTED : REC_POISON;
+      mm_err_clear(&e);
+      if (read_ids(p, &ev, r, &info, &e)) {
+        /* malformed: poison whatever the time (no Lua past the margin) */
+        poison_malformed(p, r, &info, &e);
+        continue;
+      }
+      r->state = REC_NOTSTARTED;
       p->metrics.deadline_skips++;
       continue;
     }
