@@ -10,7 +10,10 @@
 #   bin/murmur-ddb       the local tool, RPATH $ORIGIN/../lib
 #   lua/murmur.lua       the murmur module (found relative to the executables)
 #   lib/*.so*            every shared library the two binaries need, directly
-#                        or through another library, except glibc's own
+#                        or through another library, except glibc's own:
+#                        none in the usual build (static libcurl, OpenSSL
+#                        and SQLite, MM_CURL_ROOT); the rest of this comment
+#                        is about a build against the system's libcurl
 #
 # Why everything but glibc is bundled: the provided.al2023 image is the
 # AL2023 *minimal* container image, whose package set AWS does not document

@@ -8,7 +8,8 @@ MM_JOBS=${MM_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 # Debian packages the build and tests need.
 MM_PACKAGES=(gcc make cmake pkg-config liblua5.4-dev lua-cjson-dev
-  libcurl4-openssl-dev check libsqlite3-dev zip unzip binutils valgrind python3-yaml)
+  libcurl4-openssl-dev check libsqlite3-dev zip unzip binutils valgrind python3-yaml
+  libssl-dev dpkg-dev xz-utils)
 
 mm_log() { printf '==> %s\n' "$*" >&2; }
 
@@ -29,6 +30,28 @@ mm_apt() {
 mm_deps() {
   mm_apt "${MM_PACKAGES[@]}"
   if ! command -v node >/dev/null 2>&1; then mm_apt nodejs npm; fi
+  mm_curl
+}
+
+# The minimal static libcurl (scripts/curl-min), built once into
+# build-deps/ (keyed by the script's contents) and used by every mm_build
+# through MM_CURL_ROOT. When Debian's source archive cannot be reached the
+# build falls back to the system libcurl (same API, slower cold start);
+# MM_CURL=system chooses that fallback on purpose.
+MM_CURL_ROOT=""
+mm_curl() {
+  [ "${MM_CURL:-minimal}" = system ] && return 0
+  local key prefix
+  key=$(sha256sum "$MM_ROOT/scripts/curl-min" | cut -c1-12)
+  prefix="$MM_ROOT/build-deps/curl-min-$key"
+  if [ ! -f "$prefix/lib/libcurl.a" ]; then
+    mm_log "minimal libcurl from Debian's curl source (scripts/curl-min)"
+    if ! "$MM_ROOT/scripts/curl-min" "$prefix"; then
+      mm_log "WARNING: could not build the minimal libcurl; using the system libcurl"
+      return 0
+    fi
+  fi
+  MM_CURL_ROOT=$prefix
 }
 
 # npm ci in a directory holding a committed package-lock.json, once per lock.
@@ -46,6 +69,6 @@ mm_npm_ci() {
 mm_build() {
   local dir=$1
   shift
-  cmake -S "$MM_ROOT" -B "$dir" "$@" >/dev/null
+  cmake -S "$MM_ROOT" -B "$dir" "-DMM_CURL_ROOT=$MM_CURL_ROOT" "$@" >/dev/null
   cmake --build "$dir" -j "$MM_JOBS" >/dev/null
 }

@@ -12,7 +12,9 @@
  * The zip is unpacked (with unzip, as Lambda unpacks a layer) into a
  * temporary directory standing in for /opt, then:
  *  1. layout: bootstrap at the root (mode 755), bin/murmur-ddb, lua/murmur.lua,
- *     lib/ holding shared libraries only;
+ *     and lib/ holding shared libraries only - or no lib/ at all when the
+ *     executables need nothing but glibc (the build with the static,
+ *     minimal libcurl of scripts/curl-min);
  *  2. glibc: no ELF file needs a GLIBC_ symbol version above 2.34 (Amazon
  *     Linux 2023), nor GLIBC_PRIVATE (objdump -T); every DT_NEEDED library is
  *     either in lib/ or one of glibc's; the checker is shown to reject a
@@ -159,7 +161,6 @@ test('layout: bootstrap at the root, bin/, lua/, lib/', { skip }, () => {
     assert.equal(mode, 0o755, `${exe} mode ${mode.toString(8)}`);
   }
   const libs = files.filter((f) => f.startsWith('lib/'));
-  assert.ok(libs.length > 0);
   for (const f of libs) {
     assert.match(f, /^lib\/[^/]+\.so(\.[0-9]+)*$/, f);
     assert.ok(isElf(path.join(OPT, f)), `${f} is not an ELF file`);
@@ -172,18 +173,27 @@ test('layout: bootstrap at the root, bin/, lua/, lib/', { skip }, () => {
   assert.ok(unpacked < 50e6, `unpacked layer is ${unpacked} bytes`);
   // Only those top-level entries.
   assert.deepEqual([...new Set(files.map((f) => f.split('/')[0]))].sort(),
-    ['bin', 'bootstrap', 'lib', 'lua']);
+    libs.length ? ['bin', 'bootstrap', 'lib', 'lua'] : ['bin', 'bootstrap', 'lua']);
   // Lua and lua-cjson are linked in, not loaded.
   assert.ok(!libs.some((f) => /lua/i.test(f)), libs.join(' '));
-  // The binaries find lib/ themselves (DT_RPATH, searched before LD_LIBRARY_PATH).
-  const rp = (f) => /^\s*RPATH\s+(\S+)/m.exec(execFileSync(OBJDUMP, ['-p', path.join(OPT, f)], { encoding: 'utf8' }));
-  assert.equal(rp('bootstrap')?.[1], '$ORIGIN/lib');
-  assert.equal(rp('bin/murmur-ddb')?.[1], '$ORIGIN/../lib');
+  // The binaries find lib/ themselves (DT_RPATH, searched before
+  // LD_LIBRARY_PATH); without lib/ they need glibc's libraries only.
+  const dyn = (f) => execFileSync(OBJDUMP, ['-p', path.join(OPT, f)], { encoding: 'utf8' });
+  const rp = (f) => /^\s*RPATH\s+(\S+)/m.exec(dyn(f));
+  if (libs.length) {
+    assert.equal(rp('bootstrap')?.[1], '$ORIGIN/lib');
+    assert.equal(rp('bin/murmur-ddb')?.[1], '$ORIGIN/../lib');
+  } else {
+    for (const exe of ['bootstrap', 'bin/murmur-ddb']) {
+      const needed = [...dyn(exe).matchAll(/^\s*NEEDED\s+(\S+)/gm)].map((m) => m[1]);
+      assert.ok(needed.length > 0 && needed.every((so) => GLIBC_LIBS.has(so)), `${exe}: ${needed.join(' ')}`);
+    }
+  }
 });
 
 test(`glibc: no ELF file needs a symbol version above GLIBC_${GLIBC_MAX.join('.')}`, { skip }, () => {
   const elves = walk(OPT).filter((f) => isElf(path.join(OPT, f)));
-  assert.ok(elves.length >= 3, elves.join(' '));
+  assert.ok(elves.length >= 2, elves.join(' '));
   const report = [];
   for (const f of elves) {
     const m = elfMachine(path.join(OPT, f));
@@ -226,7 +236,7 @@ test('loading: every non-glibc library comes from the layer, even with host libr
     }
     const out = execFileSync(cmd, args, { env, encoding: 'utf8' });
     const libs = [...out.matchAll(/^\s*(\S+) => (.*?)(?: \(0x[0-9a-f]+\))?$/gm)].map((m) => [m[1], m[2]]);
-    assert.ok(libs.length > 5, out);
+    assert.ok(libs.some(([so]) => so === 'libc.so.6'), out);
     return libs;
   };
   // The host's own library directory (where it finds libc) first, standing
