@@ -55,13 +55,40 @@
  *
  * Dedup table: hash key pk (S) = the claim id "<pipeline>#<eventID>",
  * attributes ttl N, done BOOL, merged SS (the "<bucket>:<key>" merge ids).
- *   begin   UpdateItem SET ttl = if_not_exists(ttl, :ttl), ReturnValues
- *           ALL_NEW: creates the claim or reads it in one request; done ->
- *           DONE, merged ids -> PARTIAL, else NEW.
- *   finish  UpdateItem ADD merged :ids, SET done = true (only when c->done).
- * Both are single-item updates that are idempotent (a set union and
- * constant SETs), so a request whose answer was lost is simply retried
- * (MM_ERETRY), and no transactions are needed.
+ * A claim only moves forward: absent (NEW) -> merged ids (PARTIAL, a set
+ * that only grows) -> done = true (DONE, terminal).
+ *   begin   BatchGetItem, ConsistentRead, projecting pk, done and merged,
+ *           up to MM_DDB_DEDUP_GET_MAX distinct ids a request (an id named
+ *           by several claims of one call is asked once and its answer
+ *           given to each). done -> DONE; a non-empty merged set ->
+ *           PARTIAL with those ids; an item without either, or no item,
+ *           -> NEW. Nothing is written: a NEW record leaves no trace until
+ *           its finish. An answer without Responses is not read as "no
+ *           claims" (MM_ERETRY).
+ *   finish  done claims: BatchWriteItem PutRequest {pk, ttl, done: true},
+ *           up to MM_DDB_DEDUP_PUT_MAX distinct ids a request. The Put
+ *           replaces the item: the merged set it drops no longer matters
+ *           once the claim is DONE. Claims not done that applied merges:
+ *           one UpdateItem each, ADD merged :ids, SET ttl =
+ *           if_not_exists(ttl, :ttl). Not done and nothing applied: no
+ *           request.
+ * Keys an answer hands back (UnprocessedKeys / UnprocessedItems: throttling
+ * or the 16 MB answer limit) are sent again, alone, after a full-jitter
+ * wait (MM_DDB_DEDUP_BACKOFF_MS, at most MM_DDB_DEDUP_BACKOFF_MAX_MS); a key
+ * handed back more than MM_DDB_DEDUP_UNPROCESSED_ROUNDS times is MM_ERETRY
+ * for its claims. An answer too large for the client (ddb.h's
+ * MM_DDB_MAX_RESPONSE) is asked again for half the keys. A failed request
+ * gives its status and message to every claim still waiting on it.
+ * Every request is idempotent (a read, a Put of constants, a set union),
+ * so one whose answer was lost is simply retried (MM_ERETRY, never
+ * MM_EUNKNOWN), and no transactions are needed. Nor are conditions: Lambda
+ * runs one delivery of a shard at a time, so no two writers race on one
+ * claim in normal operation, and even if they did, every write only moves
+ * the claim forward: a union never removes an id, a Put of done = true is
+ * terminal and the same whoever writes it, and a union landing after that
+ * Put leaves done = true in place. A claim id that DynamoDB would refuse
+ * (empty, not UTF-8, longer than MM_DDB_DEDUP_ID_MAX bytes) fails alone
+ * (MM_EPERM) before anything is sent, so it cannot fail a whole batch.
  * Guarantee: a record is skipped as a duplicate only when a finish with
  * done = true was written, i.e. after every merge of the record succeeded;
  * a merge id is recorded only after its merge succeeded. A claim whose ttl
@@ -89,6 +116,20 @@
  * 2^(round-1))] ms (retry.h's full jitter). */
 #define MM_DDB_SKETCH_BACKOFF_MS 10
 #define MM_DDB_SKETCH_BACKOFF_MAX_MS 200
+
+/* Distinct claim ids one dedup BatchGetItem reads (DynamoDB's limit). */
+#define MM_DDB_DEDUP_GET_MAX 100
+/* Distinct claims one dedup BatchWriteItem puts (DynamoDB's limit). */
+#define MM_DDB_DEDUP_PUT_MAX 25
+/* Times a dedup key handed back unprocessed is sent again before its
+ * claims are MM_ERETRY. */
+#define MM_DDB_DEDUP_UNPROCESSED_ROUNDS 8
+/* Wait before resending unprocessed keys: uniform in [0, min(max, base *
+ * 2^(round-1))] ms (retry.h's full jitter). */
+#define MM_DDB_DEDUP_BACKOFF_MS 10
+#define MM_DDB_DEDUP_BACKOFF_MAX_MS 500
+/* Longest claim id in bytes (DynamoDB's partition key limit). */
+#define MM_DDB_DEDUP_ID_MAX 2048
 
 /* Opens the store on table `table` (a table name or ARN). A malformed name
  * or missing AWS settings is MM_EINVAL; no request is sent. */
