@@ -49,6 +49,14 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define MM_POOL_OFF 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MM_POOL_OFF 1
+#endif
+#endif
+
 #include "config.h"
 #include "conv.h"
 #include "log.h"
@@ -68,8 +76,29 @@ int luaopen_cjson_safe(lua_State *L);
 /* Longest module name require accepts. */
 #define MAX_MODULE 200
 
+/* The small-block pool of the Lua allocator: blocks of up to POOL_MAX
+ * bytes in size classes POOL_GRAIN apart, carved from POOL_CHUNK-byte
+ * chunks and recycled through one free list per class. */
+#define POOL_GRAIN 16
+#define POOL_MAX 512
+#define POOL_CLASSES (POOL_MAX / POOL_GRAIN)
+#define POOL_CHUNK (64 * 1024)
+
+typedef struct pool_chunk {
+  struct pool_chunk *next;
+  /* blocks follow, 16-byte aligned */
+} pool_chunk_t;
+
+typedef struct pool {
+  int on;                         /* 0: every block comes from malloc */
+  void *free[POOL_CLASSES];       /* free lists, linked through the blocks */
+  char *bump, *bump_end;          /* the unused rest of the newest chunk */
+  pool_chunk_t *chunks;           /* every chunk, for mm_script_destroy */
+} pool_t;
+
 struct mm_script {
   lua_State *L;
+  pool_t pool;              /* the allocator's small blocks */
   mm_def_t def;
   char chunk[128];          /* base name of the script: "decode.lua" */
   char *dir;                /* the script's directory (owned) */
@@ -142,9 +171,88 @@ static void set_gc_mark(mm_script_t *s) {
  * until the test sets it again. Only the tests declare it. */
 long mm_script_fail_countdown;
 
+/* Size class of a pool block of n bytes (1 <= n <= POOL_MAX). */
+static inline unsigned pool_class(size_t n) { return (unsigned)((n - 1) / POOL_GRAIN); }
+
+/* A block of class c from pool p, or NULL when no memory is left. */
+static void *pool_get(pool_t *p, unsigned c) {
+  void *b = p->free[c];
+  if (b) {
+    p->free[c] = *(void **)b;
+    return b;
+  }
+  size_t sz = ((size_t)c + 1) * POOL_GRAIN;
+  if ((size_t)(p->bump_end - p->bump) < sz) {
+    pool_chunk_t *ch = malloc(POOL_CHUNK);
+    if (!ch) return NULL;
+    ch->next = p->chunks;
+    p->chunks = ch;
+    /* the rest of the old chunk is dropped: at most POOL_MAX bytes */
+    p->bump = (char *)ch + POOL_GRAIN;
+    p->bump_end = (char *)ch + POOL_CHUNK;
+  }
+  b = p->bump;
+  p->bump += sz;
+  return b;
+}
+
+static inline void pool_put(pool_t *p, void *b, size_t n) {
+  unsigned c = pool_class(n);
+  *(void **)b = p->free[c];
+  p->free[c] = b;
+}
+
+/* Returns every chunk to malloc (the Lua state is closed). */
+static void pool_release(pool_t *p) {
+  while (p->chunks) {
+    pool_chunk_t *next = p->chunks->next;
+    free(p->chunks);
+    p->chunks = next;
+  }
+  memset(p, 0, sizeof *p);
+}
+
+/*
+ * The raw block operations behind l_alloc: ptr (Lua's size old, 0 for a
+ * new block) becomes a block of nsize > 0 bytes, or NULL when memory is
+ * out (ptr then stays valid). With the pool on, a block of at most
+ * POOL_MAX bytes is a pool block, anything larger a malloc block; a block
+ * that stays in its size class stays where it is. The pool is off under
+ * AddressSanitizer, which then sees every block (a C use of a collected
+ * Lua string is caught there).
+ */
+static void *block_resize(pool_t *p, void *ptr, size_t old, size_t nsize) {
+  if (!p->on) return realloc(ptr, nsize);
+  int small_old = ptr && old <= POOL_MAX, small_new = nsize <= POOL_MAX;
+  if (small_old && small_new && pool_class(old) == pool_class(nsize)) return ptr;
+  if (!small_old && !small_new) return realloc(ptr, nsize);
+  void *nb = small_new ? pool_get(p, pool_class(nsize)) : malloc(nsize);
+  if (!nb) return NULL;
+  if (ptr) {
+    memcpy(nb, ptr, old < nsize ? old : nsize);
+    if (small_old)
+      pool_put(p, ptr, old);
+    else
+      free(ptr);
+  }
+  return nb;
+}
+
+/* Frees block ptr of Lua's size old. */
+static void block_free(pool_t *p, void *ptr, size_t old) {
+  if (!ptr) return;
+  if (p->on && old <= POOL_MAX)
+    pool_put(p, ptr, old);
+  else
+    free(ptr);
+}
+
 /*
  * Heap accounting and the ceiling. Frees and shrinks always succeed (a
- * failed shrinking realloc keeps the larger block). A growth past the
+ * failed shrink keeps the larger block; should that be a malloc block
+ * Lua now sizes as a pool block, it is recycled through the pool and only
+ * returned to malloc with the process - true out-of-memory only). A
+ * growth past the
  * ceiling is refused. Lua answers a refusal with an emergency full GC and
  * the identical request; if that retry succeeds the refusal did no harm,
  * otherwise (refused again, or no retry came) Lua raised a memory error,
@@ -154,14 +262,15 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   mm_script_t *s = ud;
   size_t old = ptr ? osize : 0;   /* for new objects osize is a type tag */
   if (nsize == 0) {
-    free(ptr);
+    block_free(&s->pool, ptr, old);
     s->used -= old;
     return NULL;
   }
   if (nsize <= old) {
-    void *p = realloc(ptr, nsize);
+    void *p = block_resize(&s->pool, ptr, old, nsize);
+    if (!p) return ptr; /* keeps the larger block; see the shrink note */
     s->used -= old - nsize;
-    return p ? p : ptr;
+    return p;
   }
   if (mm_script_fail_countdown > 0 && --mm_script_fail_countdown == 0)
     mm_script_fail_countdown = -1;
@@ -182,7 +291,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     }
     return NULL;
   }
-  void *p = realloc(ptr, nsize);
+  void *p = block_resize(&s->pool, ptr, old, nsize);
   if (!p) return NULL;
   s->used += nsize - old;
   if (s->used > s->peak) s->peak = s->used;
@@ -1119,6 +1228,11 @@ static mm_script_t *script_open(const char *path, const mm_script_opts_t *opts) 
     goto done;
   }
 
+#ifdef MM_POOL_OFF
+  s->pool.on = 0;
+#else
+  s->pool.on = 1;
+#endif
   s->L = lua_newstate(l_alloc, s);
   if (!s->L) {
     add_problem(s, MM_ENOMEM, 0, "cannot create the Lua state: out of memory");
@@ -1204,6 +1318,7 @@ void mm_script_destroy(mm_script_t *s) {
     s->limit = 0;
     lua_close(s->L);
   }
+  pool_release(&s->pool);
   for (size_t i = 0; i < s->nproblems; i++) free(s->problems[i]);
   free(s->problems);
   free(s->dir);
