@@ -34,24 +34,30 @@ mm_deps() {
 }
 
 # The minimal static libcurl (scripts/curl-min), built once into
-# build-deps/ (keyed by the script's contents) and used by every mm_build
-# through MM_CURL_ROOT. When Debian's source archive cannot be reached the
-# build falls back to the system libcurl (same API, slower cold start);
-# MM_CURL=system chooses that fallback on purpose.
+# build-deps/ (keyed by the script's and the toolchain file's contents) and
+# used by every mm_build through MM_CURL_ROOT. When Debian's source archive
+# cannot be reached the build falls back to the system libcurl (same API,
+# slower cold start, and a layer that bundles lib/); MM_CURL=system chooses
+# that fallback on purpose.
 MM_CURL_ROOT=""
-mm_curl() {
+mm_curl() { MM_CURL_ROOT=$(mm_curl_root); }
+
+# mm_curl_root [TOOLCHAIN_FILE]: prints the minimal libcurl's install
+# prefix for the host (or for the toolchain's target), building it when
+# missing; prints nothing when it cannot be built or MM_CURL=system.
+mm_curl_root() {
   [ "${MM_CURL:-minimal}" = system ] && return 0
-  local key prefix
-  key=$(sha256sum "$MM_ROOT/scripts/curl-min" | cut -c1-12)
-  prefix="$MM_ROOT/build-deps/curl-min-$key"
+  local tc=${1:-} key prefix
+  key=$(cat "$MM_ROOT/scripts/curl-min" ${tc:+"$tc"} | sha256sum | cut -c1-12)
+  prefix="$MM_ROOT/build-deps/curl-min-${tc:+$(basename "$tc" .cmake)-}$key"
   if [ ! -f "$prefix/lib/libcurl.a" ]; then
-    mm_log "minimal libcurl from Debian's curl source (scripts/curl-min)"
-    if ! "$MM_ROOT/scripts/curl-min" "$prefix"; then
+    mm_log "minimal libcurl from Debian's curl source (scripts/curl-min${tc:+, $(basename "$tc")})"
+    if ! "$MM_ROOT/scripts/curl-min" ${tc:+--toolchain "$tc"} "$prefix" >&2; then
       mm_log "WARNING: could not build the minimal libcurl; using the system libcurl"
       return 0
     fi
   fi
-  MM_CURL_ROOT=$prefix
+  printf '%s\n' "$prefix"
 }
 
 # npm ci in a directory holding a committed package-lock.json, once per lock.
