@@ -141,13 +141,33 @@ void mm_event_free(mm_event_t *ev) {
   memset(ev, 0, sizeof *ev);
 }
 
-/* Copies string member `key` of object obj into out (MM_EVENT_ID_MAX).
- * `name` is the field's path for messages. Returns 0, or MM_EINVAL when it
- * is absent, not a string, empty, too long, or holds a NUL (these strings
- * are echoed to Lambda and used as C strings). */
-static int read_id(const mm_json_doc_t *d, uint32_t obj, const char *key,
-                   const char *name, char *out, mm_err_t *err) {
-  uint32_t v = mm_json_get(d, obj, key, strlen(key));
+/* 1 when STR node k's decoded text is s[0..n). */
+static inline int key_eq(const mm_json_doc_t *d, uint32_t k, const char *s, size_t n) {
+  const mm_json_node_t *nd = &d->nodes[k];
+  if (nd->tag & 8u) return mm_json_str_eq(d, k, s, n); /* escapes */
+  return nd->len == n && memcmp(d->src + (nd->tag >> 4), s, n) == 0;
+}
+
+/* The value nodes of members k1 and k2 (n1, n2 bytes) of object obj in one
+ * pass, 0 when absent; the last duplicate wins, as in mm_json_get. */
+static void get2(const mm_json_doc_t *d, uint32_t obj, const char *k1, size_t n1,
+                 uint32_t *v1, const char *k2, size_t n2, uint32_t *v2) {
+  uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
+  *v1 = *v2 = 0;
+  for (uint32_t i = 0; i < cnt; i++) {
+    if (key_eq(d, k, k1, n1)) *v1 = k + 1;
+    else if (key_eq(d, k, k2, n2)) *v2 = k + 1;
+    k = mm_json_next(d, k + 1);
+  }
+}
+
+/* Copies string member v (the value node of member `name`, 0 when absent)
+ * into out (MM_EVENT_ID_MAX). `name` is the field's path for messages.
+ * Returns 0, or MM_EINVAL when it is absent, not a string, empty, too
+ * long, or holds a NUL (these strings are echoed to Lambda and used as C
+ * strings). */
+static int read_id(const mm_json_doc_t *d, uint32_t v, const char *name, char *out,
+                   mm_err_t *err) {
   if (!v) return mm_err_set(err, MM_EINVAL, "record has no %s", name);
   if (mm_json_type(d, v) != MM_JSON_STR)
     return mm_err_set(err, MM_EINVAL, "record %s is %s, not a string", name,
@@ -227,20 +247,21 @@ int mm_event_record(const mm_event_t *ev, uint32_t node, mm_record_info_t *info,
 
   /* Read every field even after a failure: the pipeline reports a bad
    * record by its SequenceNumber, so that must be filled when readable. */
-  rc = read_id(d, node, "eventID", "eventID", info->event_id, err);
+  uint32_t id, dyn;
+  get2(d, node, "eventID", 7, &id, "dynamodb", 8, &dyn);
+  rc = read_id(d, id, "eventID", info->event_id, err);
 
-  uint32_t dyn = mm_json_get(d, node, "dynamodb", 8);
   if (!dyn) {
     r = mm_err_set(&e2, MM_EINVAL, "record has no dynamodb");
   } else if (mm_json_type(d, dyn) != MM_JSON_OBJ) {
     r = mm_err_set(&e2, MM_EINVAL, "record dynamodb is %s, not an object",
                    type_name(mm_json_type(d, dyn)));
   } else {
+    uint32_t sq, t;
     info->dynamodb = dyn;
-    r = read_id(d, dyn, "SequenceNumber", "dynamodb.SequenceNumber",
-                info->seq, &e2);
+    get2(d, dyn, "SequenceNumber", 14, &sq, "ApproximateCreationDateTime", 27, &t);
+    r = read_id(d, sq, "dynamodb.SequenceNumber", info->seq, &e2);
     if (r == MM_OK) {
-      uint32_t t = mm_json_get(d, dyn, "ApproximateCreationDateTime", 27);
       /* absent or null: no time, the pipeline uses its clock */
       if (t && mm_json_type(d, t) != MM_JSON_NULL) {
         r = read_time(d, t, "record dynamodb.ApproximateCreationDateTime",
@@ -249,7 +270,6 @@ int mm_event_record(const mm_event_t *ev, uint32_t node, mm_record_info_t *info,
       }
     } else {
       /* still read the time, but report the SequenceNumber problem */
-      uint32_t t = mm_json_get(d, dyn, "ApproximateCreationDateTime", 27);
       if (t && mm_json_type(d, t) != MM_JSON_NULL &&
           read_time(d, t, "", &info->time, NULL) == MM_OK)
         info->has_time = 1;

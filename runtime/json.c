@@ -895,6 +895,21 @@ int mm_json_double(const mm_json_doc_t *d, uint32_t i, double *out) {
   size_t n = nd->len;
 
   if (t != MM_JSON_NUM && t != MM_JSON_STR) return MM_EINVAL;
+  if (!(nd->tag & TAG_ESC) && n > 0 && n <= 15) {
+    /* the usual epoch time: an integer of at most 15 digits is exact as a
+     * double, which is what strtod would return */
+    const char *p = d->src + (nd->tag >> 4), *e = p + n;
+    int neg = *p == '-';
+    p += neg;
+    if (p < e && (*p != '0' || e - p == 1)) {
+      int64_t v = 0;
+      while (p < e && is_digit((uchar)*p)) v = v * 10 + (*p++ - '0');
+      if (p == e) {
+        *out = neg ? -(double)v : (double)v;
+        return MM_OK;
+      }
+    }
+  }
   if (n + 1 > sizeof small) {
     copy = malloc(n + 1);
     if (!copy) return MM_ENOMEM;

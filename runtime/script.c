@@ -1582,6 +1582,11 @@ static int take_key(mm_script_t *s, lua_State *L, int idx, lua_Integer elem, int
   char buf[64], who[64];
   const char *p;
   size_t n;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    p = lua_tolstring(L, idx, &n);
+    if (n > 0 && n <= MAX_KEY_BYTES && utf8_ok((const unsigned char *)p, n))
+      return add_key(o, ks, cap, p, n); /* the usual case */
+  }
   if (elem)
     snprintf(who, sizeof who, "keys() element [%lld] is", (long long)elem);
   else

@@ -673,6 +673,15 @@ static const struct {
      "[1" TEN_ZEROS TEN_ZEROS TEN_ZEROS TEN_ZEROS TEN_ZEROS TEN_ZEROS TEN_ZEROS
      TEN_ZEROS TEN_ZEROS TEN_ZEROS TEN_ZEROS TEN_ZEROS TEN_ZEROS TEN_ZEROS
      TEN_ZEROS ".5]", 0, 1e150},
+    {"zero", "[0]", 0, 0.0},
+    {"negative integer", "[-42]", 0, -42.0},
+    {"15 digits (exact fast path)", "[999999999999999]", 0, 999999999999999.0},
+    {"16 digits (strtod)", "[1234567890123457]", 0, 1234567890123457.0},
+    {"string negative zero", "[\"-0\"]", 0, 0.0},
+    {"string minus alone", "[\"-\"]", MM_EINVAL, 0},
+    {"string double zero", "[\"00\"]", MM_EINVAL, 0},
+    {"string negative leading zero", "[\"-01\"]", MM_EINVAL, 0},
+    {"string digits then dot", "[\"12.\"]", MM_EINVAL, 0},
     {"string not a number", "[\"abc\"]", MM_EINVAL, 0},
     {"empty string", "[\"\"]", MM_EINVAL, 0},
     {"string with space", "[\" 1\"]", MM_EINVAL, 0},
