@@ -2,7 +2,8 @@
  * dedup.h - remembering which records were already applied.
  *
  * A claim is keyed by "<pipeline>#<eventID>". Protocol, per record:
- *   1. begin: read or create the claim. DONE means every merge of an
+ *   1. begin: read the claim (the in-process backends create it; the
+ *      DynamoDB one only reads, with BatchGetItem). DONE means every merge of an
  *      earlier delivery completed: the record is a duplicate. NEW and
  *      PARTIAL mean "merge", and PARTIAL lists the merges ("<bucket>:<key>"
  *      ids) an earlier, failed delivery already applied, which must not be
