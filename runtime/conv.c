@@ -63,10 +63,22 @@ static char MT_KEY;
  * the packed origin integer; larger ones get a bitmap userdata on their
  * first member conversion. */
 #define MASK_BITS 22
+/* Entries of the origin cache (a power of two). */
+#define OCACHE_SIZE 1024
+
+/* One origin cache entry: the packed origin (mask included) of the lazy
+ * table at address t, valid while gen is the state's. */
+typedef struct ocache_ent {
+  const void *t;
+  lua_Integer packed;
+  uint32_t gen;
+} ocache_ent_t;
 
 typedef struct conv_state {
   const mm_json_doc_t *doc; /* borrowed; NULL between invocations */
   int max_depth;
+  uint32_t gen;             /* bumped by mm_conv_set_doc */
+  ocache_ent_t cache[OCACHE_SIZE];
 } conv_state_t;
 
 /* AttributeValue types; indices into TYPE_NAMES. */
@@ -89,6 +101,7 @@ enum { BASE_MAP = 0, BASE_AV };
 
 typedef struct ctx {
   lua_State *L;
+  conv_state_t *st;
   const mm_json_doc_t *doc;
   int reg;               /* absolute index of the weak table */
   int mt;                /* absolute index of the lazy metatable; 0: eager */
@@ -162,6 +175,43 @@ static int origin_get(lua_State *L, int reg, int t, origin_t *o) {
     return 0;
   }
   lua_pop(L, 1);
+  return 1;
+}
+
+/*
+ * The origin cache: the weak table stays the record of every origin
+ * (written through on every change), but reading a lazy table's origin
+ * there costs a table lookup on every member access. The cache maps the
+ * address of a lazy small-mask table to its packed origin. An address can
+ * be reused once its table is collected, so an entry is only trusted for a
+ * table known to be lazy right now (it has the lazy metatable, which only
+ * this file sets, always together with a fresh entry), and every new lazy
+ * table overwrites its slot; mm_conv_set_doc invalidates every entry.
+ */
+static inline ocache_ent_t *ocache_slot(conv_state_t *st, const void *t) {
+  uintptr_t a = (uintptr_t)t;
+  return &st->cache[((a >> 6) ^ (a >> 16)) & (OCACHE_SIZE - 1)];
+}
+
+/* Records packed origin p (mask included) of lazy table t. */
+static inline void ocache_put(conv_state_t *st, const void *t, lua_Integer p) {
+  ocache_ent_t *e = ocache_slot(st, t);
+  e->t = t;
+  e->packed = p;
+  e->gen = st->gen;
+}
+
+/* Drops t's entry (it became complete or got a bitmap). */
+static inline void ocache_drop(conv_state_t *st, const void *t) {
+  ocache_ent_t *e = ocache_slot(st, t);
+  if (e->t == t) e->t = NULL;
+}
+
+/* Reads lazy table t's origin from the cache: 1 on a hit. */
+static inline int ocache_get(conv_state_t *st, const void *t, origin_t *o) {
+  const ocache_ent_t *e = ocache_slot(st, t);
+  if (e->t != t || e->gen != st->gen) return 0;
+  unpack(e->packed, o);
   return 1;
 }
 
@@ -742,6 +792,7 @@ static void new_container(ctx_t *c, int kind, uint32_t node, int level,
   remember(c, t, kind, level, node, 0);
   if (cnt == 0) return;
   if (c->mt) {
+    ocache_put(c->st, lua_topointer(L, t), pack(kind, level, node));
     lua_pushvalue(L, c->mt);
     lua_setmetatable(L, t);
   } else {
@@ -928,6 +979,8 @@ static void new_record_table(ctx_t *c, int kind, uint32_t obj) {
     }
   }
   remember(c, t, kind, kind == K_REC ? 1 : 2, obj, mask);
+  ocache_put(c->st, lua_topointer(L, t),
+             pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT));
   lua_pushvalue(L, c->mt);
   lua_setmetatable(L, t);
 }
@@ -990,8 +1043,9 @@ static conv_state_t *get_state(lua_State *L) {
   return st;
 }
 
-static void ctx_fill(ctx_t *c, lua_State *L, const conv_state_t *st) {
+static void ctx_fill(ctx_t *c, lua_State *L, conv_state_t *st) {
   c->L = L;
+  c->st = st;
   c->doc = st->doc;
   c->max_depth = st->max_depth;
   c->base_name = NULL;
@@ -1015,20 +1069,21 @@ static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
 }
 
 /* ctx_begin for the metamethods and setmetatable, whose upvalues are the
- * state (1) and the metatable (2). [-0, +2, e] */
+ * state (1) and the metatable (2, used in place). [-0, +1, e] */
 static void ctx_meta(lua_State *L, ctx_t *c) {
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
   luaL_checkstack(L, STACK_NEED, NULL);
   ctx_fill(c, L, st);
   lua_getiuservalue(L, lua_upvalueindex(1), 1);
   c->reg = lua_gettop(L);
-  lua_pushvalue(L, lua_upvalueindex(2));
-  c->mt = lua_gettop(L);
+  c->mt = lua_upvalueindex(2); /* a pseudo-index: nothing pushed */
 }
 
 /* Reads the origin of lazy table t (absolute index); raises the
  * stale-data error when t is not of the current document. [-0, +0, v] */
 static void origin_of(ctx_t *c, int t, origin_t *o) {
+  if (c->doc && ocache_get(c->st, lua_topointer(c->L, t), o) && o->node < c->doc->count)
+    return;
   if (!origin_get(c->L, c->reg, t, o) || !c->doc || o->node >= c->doc->count) {
     push_where(c->L);
     lua_pushliteral(c->L,
@@ -1043,8 +1098,10 @@ static void origin_of(ctx_t *c, int t, origin_t *o) {
  * [-0, +0, -]: the key is already in the weak table, so no allocation. */
 static void origin_store(ctx_t *c, int t, const origin_t *o) {
   if (o->big) return;
+  lua_Integer p = o->packed | (lua_Integer)(o->mask << MASK_SHIFT);
+  ocache_put(c->st, lua_topointer(c->L, t), p);
   lua_pushvalue(c->L, t);
-  lua_pushinteger(c->L, o->packed | (lua_Integer)(o->mask << MASK_SHIFT));
+  lua_pushinteger(c->L, p);
   lua_rawset(c->L, c->reg);
 }
 
@@ -1059,6 +1116,7 @@ static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
   b->cnt = cnt;
   b->ndone = 0;
   memset(b->bits, 0, words * sizeof b->bits[0]);
+  ocache_drop(c->st, lua_topointer(L, t));
   lua_pushvalue(L, t);
   lua_insert(L, -2);
   lua_rawset(L, c->reg);
@@ -1069,6 +1127,7 @@ static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
  * (the plain origin stays). [-0, +0, -] */
 static void set_complete(ctx_t *c, int t, const origin_t *o) {
   lua_State *L = c->L;
+  ocache_drop(c->st, lua_topointer(L, t));
   lua_pushnil(L);
   lua_setmetatable(L, t);
   if (o->big) {
@@ -1166,7 +1225,7 @@ static int lazy_index(lua_State *L) {
   match_t m;
   size_t klen;
   lua_settop(L, 2);
-  ctx_meta(L, &c); /* t k reg mt */
+  ctx_meta(L, &c); /* t k reg */
   origin_of(&c, 1, &o);
   if (o.kind == K_LIST) {
     finish(&c, 1, &o);
@@ -1210,7 +1269,7 @@ static int lazy_newindex(lua_State *L) {
   match_t m;
   size_t klen;
   lua_settop(L, 3);
-  ctx_meta(L, &c); /* t k v reg mt */
+  ctx_meta(L, &c); /* t k v reg */
   origin_of(&c, 1, &o);
   if (o.kind == K_LIST || lua_type(L, 2) != LUA_TSTRING) {
     if (o.kind == K_LIST) finish(&c, 1, &o);
@@ -1311,8 +1370,10 @@ void mm_conv_open(lua_State *L) {
   luaL_checkstack(L, STACK_NEED, NULL);
   if (get_state(L)) return; /* already open */
   conv_state_t *st = (conv_state_t *)lua_newuserdatauv(L, sizeof *st, 1);
+  memset(st, 0, sizeof *st);
   st->doc = NULL;
   st->max_depth = MM_CONV_DEFAULT_DEPTH;
+  st->gen = 1;
   int sti = lua_gettop(L);
   push_weak_table(L);
   lua_setiuservalue(L, sti, 1);
@@ -1358,6 +1419,10 @@ void mm_conv_set_doc(lua_State *L, const mm_json_doc_t *doc, int max_depth) {
   lua_pop(L, 1);
   st->doc = doc;
   st->max_depth = max_depth;
+  if (++st->gen == 0) { /* every entry is older now: start afresh */
+    memset(st->cache, 0, sizeof st->cache);
+    st->gen = 1;
+  }
 }
 
 void mm_conv_push_record(lua_State *L, uint32_t node) {
@@ -1491,7 +1556,10 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
   const conv_state_t *st = push_reg(L);
   if (!st || !st->doc) goto out;
   const mm_json_doc_t *d = st->doc;
-  if (!origin_get(L, top + 1, t, &o) || o.node >= d->count || o.kind != K_MAP) goto out;
+  if (!ocache_get((conv_state_t *)st, lua_topointer(L, t), &o) &&
+      !origin_get(L, top + 1, t, &o))
+    goto out;
+  if (o.node >= d->count || o.kind != K_MAP) goto out;
   lua_pushvalue(L, k);
   if (lua_rawget(L, t) != LUA_TNIL) goto out; /* converted: read it */
   size_t klen;

@@ -1174,6 +1174,59 @@ END_TEST
 
 /* Lazy tables of an earlier document raise a clear error; filled ones
  * stay readable. */
+/* Pushes a fresh record table for the first record of the current
+ * document (global fresh() for the origin cache test). */
+static int l_fresh(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, lua_upvalueindex(1));
+  mm_conv_push_record(L, mm_json_get(doc, 0, "Records", 7) + 1);
+  return 1;
+}
+
+/* Many lazy tables alive at once (more than the origin cache holds, so
+ * their slots collide) and tables collected and their addresses reused:
+ * every table keeps its own done members, deletions and writes. */
+START_TEST(test_lazy_many_tables) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  lua_pushlightuserdata(L, &ld.doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
+  LUA_OK_(L,
+          "for round = 1, 3 do\n"
+          "  local keep = {}\n"
+          "  for i = 1, 3000 do\n"
+          "    local n = fresh().dynamodb.NewImage\n"
+          "    if i % 3 == 0 then assert(n.total == 19.99); n.total = nil\n"
+          "    elseif i % 3 == 1 then n.customer_id = 'w' .. i\n"
+          "    else assert(n.id == 'o-1') end\n"
+          "    keep[i] = n\n"
+          "    if i % 500 == 0 then collectgarbage() end\n"
+          "  end\n"
+          "  for i = 1, 3000 do\n"
+          "    local n = keep[i]\n"
+          "    assert(is_lazy(n))\n"
+          "    if i % 3 == 0 then\n"
+          "      assert(n.total == nil and n.customer_id == 'c-42')\n"
+          "      assert(decimal(n, 'total') == nil and decimal(n, 'big') ~= nil)\n"
+          "    elseif i % 3 == 1 then\n"
+          "      assert(n.customer_id == 'w' .. i and n.total == 19.99)\n"
+          "    else\n"
+          "      assert(n.id == 'o-1' and n.total == 19.99 and decimal(n, 'total') == '19.99')\n"
+          "    end\n"
+          "    local c = 0\n"
+          "    for _ in pairs(n) do c = c + 1 end\n"
+          "    assert(c == (i % 3 == 0 and 8 or 9) and not is_lazy(n))\n"
+          "  end\n"
+          "  keep = nil\n"
+          "  collectgarbage()\n"
+          "end\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
 START_TEST(test_stale) {
   lua_State *L = new_state(NULL);
   add_test_globals(L);
@@ -1555,6 +1608,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_full_views);
   tcase_add_test(tc, test_lazy_writes);
   tcase_add_test(tc, test_stale);
+  tcase_add_test(tc, test_lazy_many_tables);
   tcase_add_test(tc, test_decimal);
   tcase_add_test(tc, test_kind);
   suite_add_tcase(s, tc);
