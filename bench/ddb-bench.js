@@ -21,9 +21,9 @@
 //
 // dynalite answers on 127.0.0.1 in well under a millisecond but serves one
 // request at a time, the opposite of DynamoDB (a few milliseconds away,
-// highly parallel). --latency-ms N puts tests/servers/fault-proxy.js in
-// front of it, holding every answer N ms (the write is applied at once),
-// to model the network round trip; the table says which setting it shows.
+// highly parallel). --latency-ms N makes dynalite hold every request N ms
+// before handling it (tests/servers/dynalite.js --latency-ms), to model the
+// network round trip; the table says which setting it shows.
 //
 // Usage: node bench/ddb-bench.js BUILD_DIR OUT_DIR [--quick]
 //        [--sizes 1000,10000] [--latency-ms N]
@@ -76,12 +76,9 @@ function event(n) {
 
 async function main() {
   fs.mkdirSync(out, { recursive: true });
-  const dyn = await startServer('dynalite.js');
+  const dyn = await startServer('dynalite.js', latencyMs > 0 ? ['--latency-ms', latencyMs] : []);
   const ddb = new DdbClient({ port: dyn.port });
-  const proxy = latencyMs > 0
-    ? await startServer('fault-proxy.js', [dyn.port, 1, JSON.stringify({ delay_ms: latencyMs }), ''])
-    : null;
-  const endpoint = `http://127.0.0.1:${proxy ? proxy.port : dyn.port}`;
+  const endpoint = `http://127.0.0.1:${dyn.port}`;
   const results = [];
   try {
     for (const t of ['bench_store', 'node_store']) await ddb.createTable(t);
@@ -123,7 +120,6 @@ async function main() {
     }
   } finally {
     ddb.close();
-    if (proxy) await proxy.stop();
     await dyn.stop();
   }
   const f = (x) => x.toFixed(0);
