@@ -34,6 +34,7 @@
 'use strict'
 const http = require('http')
 const fs = require('fs')
+const { crc32 } = require('./crc32')
 
 const target = +process.argv[2]
 let seed = (+process.argv[3] >>> 0) || 1
@@ -70,15 +71,6 @@ function pick (op) {
 // A fault that makes no sense for op (unprocessed outside batches) is none.
 function applies (name, op) {
   return name === 'unprocessed' && !BATCH_OPS.has(op) ? null : name
-}
-
-function crc32 (buf) {
-  let c = 0xFFFFFFFF
-  for (const b of buf) {
-    c ^= b
-    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xEDB88320 & -(c & 1))
-  }
-  return (c ^ 0xFFFFFFFF) >>> 0
 }
 
 // The unprocessed fault's plan for a batch request body: the table, the

@@ -26,20 +26,12 @@
 'use strict'
 const http = require('http')
 const fs = require('fs')
+const { crc32 } = require('./crc32')
 const { SignatureV4 } = require('@smithy/signature-v4')
 const { Sha256 } = require('@aws-crypto/sha256-js')
 
 const out = process.argv[2]
 const creds = JSON.parse(process.argv[3] || '[]')
-
-function crc32 (buf) {
-  let c = 0xFFFFFFFF
-  for (const b of buf) {
-    c ^= b
-    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xEDB88320 & -(c & 1))
-  }
-  return (c ^ 0xFFFFFFFF) >>> 0
-}
 
 // "20240102T030405Z" -> Date
 function amzDate (s) {
