@@ -1653,3 +1653,143 @@ const char *mm_conv_kind(lua_State *L, int idx) {
   if (!known) return NULL;
   return o.kind >= K_MAP && o.kind <= K_BS ? KINDS[o.kind] : NULL;
 }
+
+/* ------------------------------------------------------------------ */
+/* Views                                                                */
+/* ------------------------------------------------------------------ */
+
+/* What a TAPE reference holds: the dynamodb object of a record, an image,
+ * one AttributeValue, or a plain JSON value of the record. */
+enum { R_DDB = 1, R_IMAGE, R_AV, R_JSON };
+
+int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v) {
+  if (!lua_checkstack(L, 4)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  conv_state_t *st = (conv_state_t *)lua_touserdata(L, -1);
+  if (!st || !st->doc) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_getiuservalue(L, -1, 1);
+  lua_replace(L, -2);
+  v->reg = lua_gettop(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &MT_KEY);
+  v->mt = lua_gettop(L);
+  v->st = st;
+  return 1;
+}
+
+/* *out for member (k, v) of a map-like container of `kind` (K_REC, K_DDB
+ * or K_MAP): what push_member would convert it to, left on the tape.
+ * Returns -1 for a malformed image (converting it raises). */
+static int view_child(const mm_json_doc_t *d, int kind, uint32_t k, uint32_t val,
+                      mm_conv_ref_t *out) {
+  out->where = MM_CONV_REF_TAPE;
+  out->idx = 0;
+  out->node = val;
+  if (kind == K_MAP) {
+    out->kind = R_AV;
+  } else if (kind == K_REC) {
+    out->kind = mm_json_type(d, val) == MM_JSON_OBJ && key_is(d, k, "dynamodb", 8) ? R_DDB : R_JSON;
+  } else if (!image_name(d, k)) {
+    out->kind = R_JSON;
+  } else {
+    if (mm_json_type(d, val) != MM_JSON_OBJ) return -1;
+    out->kind = R_IMAGE;
+  }
+  return 0;
+}
+
+/*
+ * t[k] for a view: a table without a metatable is read raw; a lazy map
+ * of the current document raw too, and when that gives nil, the member
+ * on the tape exactly as __index would find it (absent or done: nil). A
+ * TAPE dynamodb object or image has no Lua table yet, so its members are
+ * all on the tape (a null image is left out, as in push_record).
+ */
+int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *t, int k,
+                     mm_conv_ref_t *out) {
+  conv_state_t *st = (conv_state_t *)v->st;
+  const mm_json_doc_t *d = st->doc;
+  origin_t o;
+  match_t m;
+  size_t klen;
+  out->where = MM_CONV_REF_NIL;
+  out->idx = 0;
+  out->kind = 0;
+  out->node = 0;
+  if (!d || lua_type(L, k) != LUA_TSTRING || !lua_checkstack(L, 3)) return -1;
+  const char *key = lua_tolstring(L, k, &klen);
+  if (t->where == MM_CONV_REF_TAPE) {
+    int kind = t->kind == R_DDB ? K_DDB : t->kind == R_IMAGE ? K_MAP : 0;
+    if (!kind || t->node >= d->count) return -1;
+    if (!find_member(d, kind, t->node, key, klen, &m)) return 0;
+    return view_child(d, kind, m.k, m.v, out);
+  }
+  if (t->where != MM_CONV_REF_LUA || !lua_istable(L, t->idx)) return -1;
+  int ti = t->idx;
+  if (lua_getmetatable(L, ti)) {
+    int lazy = lua_rawequal(L, -1, v->mt);
+    lua_pop(L, 1);
+    if (!lazy) return -1;
+    if (!ocache_get(st, lua_topointer(L, ti), &o) && !origin_get(L, v->reg, ti, &o))
+      return -1; /* of an earlier invocation: __index raises */
+    if (o.node >= d->count || o.kind == K_LIST) return -1;
+  } else {
+    o.kind = 0; /* an ordinary table */
+  }
+  lua_pushvalue(L, k);
+  if (lua_rawget(L, ti) != LUA_TNIL) {
+    out->where = MM_CONV_REF_LUA;
+    out->idx = lua_gettop(L);
+    return 0;
+  }
+  lua_pop(L, 1);
+  if (!o.kind || !find_member(d, o.kind, o.node, key, klen, &m) || member_done(&o, m.idx))
+    return 0;
+  return view_child(d, o.kind, m.k, m.v, out);
+}
+
+int mm_conv_view_streq(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r,
+                       const char *s, size_t n) {
+  const mm_json_doc_t *d = ((conv_state_t *)v->st)->doc;
+  if (r->where == MM_CONV_REF_LUA) {
+    size_t len;
+    if (lua_type(L, r->idx) != LUA_TSTRING) return 0;
+    const char *x = lua_tolstring(L, r->idx, &len);
+    return len == n && memcmp(x, s, n) == 0;
+  }
+  if (r->where != MM_CONV_REF_TAPE || r->kind != R_JSON || !d || r->node >= d->count ||
+      mm_json_type(d, r->node) != MM_JSON_STR)
+    return 0;
+  return key_is(d, r->node, s, n);
+}
+
+int mm_conv_view_truthy(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r) {
+  const mm_json_doc_t *d = ((conv_state_t *)v->st)->doc;
+  switch (r->where) {
+  case MM_CONV_REF_NIL: return 0;
+  case MM_CONV_REF_LUA: return lua_toboolean(L, r->idx);
+  default: break;
+  }
+  if (r->kind == R_DDB || r->kind == R_IMAGE) return 1; /* tables */
+  if (r->kind == R_JSON && d && r->node < d->count)
+    return mm_json_type(d, r->node) != MM_JSON_FALSE; /* null: cjson.null */
+  return -1;
+}
+
+int mm_conv_view_n(const mm_conv_view_t *v, const mm_conv_ref_t *r, const char **text,
+                   size_t *len) {
+  const mm_json_doc_t *d = ((conv_state_t *)v->st)->doc;
+  avinfo_t ai;
+  if (r->where != MM_CONV_REF_TAPE || r->kind != R_AV || !d || r->node >= d->count)
+    return MM_CONV_PEEK_UNKNOWN;
+  if (av_classify(d, r->node, &ai) != AV_OK || ai.type != T_N) return MM_CONV_PEEK_UNKNOWN;
+  uint32_t n = ai.payload;
+  mm_json_type_t jt = mm_json_type(d, n);
+  if (jt != MM_JSON_NUM && (jt != MM_JSON_STR || mm_json_has_escapes(d, n)))
+    return MM_CONV_PEEK_UNKNOWN;
+  *text = mm_json_raw(d, n);
+  *len = mm_json_len(d, n);
+  return MM_CONV_PEEK_N;
+}

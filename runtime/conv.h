@@ -126,6 +126,63 @@ void mm_conv_push_decimal(lua_State *L, int t, int k);
  * [-0, +0, -] */
 int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len);
 
+/*
+ * Views: reading a record the way Lua would, without converting anything
+ * and without calling any metamethod, for helpers that only look at a
+ * few members (murmur.delta). A reference is a Lua value on the stack, a
+ * member not converted yet (it stays on the tape), or nil. A view never
+ * raises and has no effect a script can see; whenever it cannot say what
+ * a read in Lua would give without converting or calling something (a
+ * table with a metatable of its own, a lazy table of an earlier
+ * invocation, a malformed image, a value that is not a plain
+ * string/number/table), it fails, and the caller must do the whole job
+ * the ordinary way (whose reads then raise what they raise today).
+ */
+#define MM_CONV_REF_NIL 0  /* the value is nil */
+#define MM_CONV_REF_LUA 1  /* the value is at stack index idx */
+#define MM_CONV_REF_TAPE 2 /* not converted: still on the tape */
+
+typedef struct mm_conv_ref {
+  int where;      /* MM_CONV_REF_* */
+  int idx;        /* MM_CONV_REF_LUA: absolute stack index */
+  int kind;       /* MM_CONV_REF_TAPE: private to conv.c */
+  uint32_t node;  /* MM_CONV_REF_TAPE: private to conv.c */
+} mm_conv_ref_t;
+
+typedef struct mm_conv_view {
+  void *st;       /* private: conv's state */
+  int mt;         /* private: stack index of the lazy metatable */
+  int reg;        /* private: stack index of the weak table */
+} mm_conv_view_t;
+
+/* Starts a view of the current document: pushes two private values
+ * (drop them with the references, e.g. lua_settop). Returns 0 and pushes
+ * nothing when conv is not open or no document is current.
+ * [-0, +(0|2), -] */
+int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v);
+
+/* *out = t[k], k a string at index k (pseudo-indices allowed): pushes the
+ * value when it is a Lua value (LUA; a raw read, equal to what t[k] gives
+ * in Lua), or leaves it on the tape (TAPE), or gives NIL. Returns 0, or
+ * -1 (nothing pushed) when the view cannot tell. [-0, +(0|1), -] */
+int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *t, int k,
+                     mm_conv_ref_t *out);
+
+/* 1 when r's value is the string s[0..n), else 0. [-0, +0, -] */
+int mm_conv_view_streq(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r,
+                       const char *s, size_t n);
+
+/* r's value as a condition: 1 (neither nil nor false), 0, or -1 when the
+ * view cannot tell. [-0, +0, -] */
+int mm_conv_view_truthy(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r);
+
+/* For a TAPE reference to an image member: MM_CONV_PEEK_N with its N
+ * text as in mm_conv_peek_n (borrowed, unchecked: a text
+ * mm_conv_push_number refuses would raise when converted), else
+ * MM_CONV_PEEK_UNKNOWN. [-0, +0, -] */
+int mm_conv_view_n(const mm_conv_view_t *v, const mm_conv_ref_t *r, const char **text,
+                   size_t *len);
+
 /* Materialises every lazy table reachable from the value at idx (through
  * any tables, raw, each visited once; at most 1000 levels deep).
  * [-0, +0, e] */

@@ -260,6 +260,7 @@ static int small_sub_push(lua_State *L, const small_dec_t *a, const small_dec_t 
 enum { SIDE_ABSENT = 0, SIDE_NUMBER, SIDE_OTHER };
 typedef struct side {
   int state;
+  int img;           /* stack index of the image (a Lua value), 0: none */
   int val;           /* stack index of the Lua value, 0 when not read */
   const char *text;  /* its exact decimal text; NULL when it has none */
   size_t len;
@@ -275,6 +276,7 @@ typedef struct side {
  */
 static void read_side(lua_State *L, int img, int field, side_t *s) {
   s->state = SIDE_ABSENT;
+  s->img = img;
   s->val = 0;
   s->text = NULL;
   s->small = 0;
@@ -304,8 +306,8 @@ static void read_side(lua_State *L, int img, int field, side_t *s) {
  * field), i.e. the exact N text while the value is the event's, else the
  * number's own text (none for NaN and the infinities). Leaves the text on
  * the stack. [-0, +1, e] */
-static void side_text(lua_State *L, int img, int field, side_t *s) {
-  mm_conv_push_decimal(L, img, field);
+static void side_text(lua_State *L, int field, side_t *s) {
+  mm_conv_push_decimal(L, s->img, field);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     push_number_text(L, s->val);
@@ -330,6 +332,88 @@ static int str_is(lua_State *L, int idx, const char *lit) {
   return n == strlen(lit) && memcmp(s, lit, n) == 0;
 }
 
+/* Upvalues of core.delta: the names it reads. */
+enum { UV_DYNAMODB = 1, UV_EVENTNAME, UV_NEWIMAGE, UV_OLDIMAGE, UV_KEYS, UV_COUNT = UV_KEYS };
+static const char *const DELTA_NAMES[] = {"dynamodb", "eventName", "NewImage", "OldImage", "Keys"};
+
+/*
+ * One side of murmur.delta through a view (conv.h): img[field] when img is
+ * a Lua table read raw, when it is still on the tape (or the member is),
+ * the N text from the event. Returns 0 when the view cannot tell or the
+ * member is anything but an N or a Lua value (the ordinary path decides
+ * those, raising what conversion raises). [-0, +(0|1), -]
+ */
+static int view_side(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *img,
+                     side_t *s) {
+  mm_conv_ref_t f;
+  s->state = SIDE_ABSENT;
+  s->img = img->where == MM_CONV_REF_LUA ? img->idx : 0;
+  s->val = 0;
+  s->text = NULL;
+  s->small = 0;
+  if (img->where == MM_CONV_REF_NIL) return 1;
+  if (mm_conv_view_get(L, v, img, 2, &f) != 0) return 0;
+  switch (f.where) {
+  case MM_CONV_REF_NIL:
+    return 1;
+  case MM_CONV_REF_LUA:
+    s->val = f.idx;
+    s->state = lua_type(L, f.idx) == LUA_TNUMBER ? SIDE_NUMBER : SIDE_OTHER;
+    return 1;
+  default:
+    break;
+  }
+  if (mm_conv_view_n(v, &f, &s->text, &s->len) != MM_CONV_PEEK_N) return 0;
+  s->state = SIDE_NUMBER;
+  if (small_parse(s->text, s->len, &s->dec)) {
+    s->small = 1;
+    return 1;
+  }
+  /* a long text: only one conversion would accept */
+  if (!lua_checkstack(L, 1) || mm_conv_push_number(L, s->text, s->len) != 0) return 0;
+  lua_pop(L, 1);
+  return 1;
+}
+
+/*
+ * Both sides of murmur.delta (field a string at 2) through a view, with
+ * nothing converted and no metamethod called; the images Lua would pick
+ * (see core_delta) are chosen from rec.eventName and the images as they
+ * read in Lua, still on the tape where nothing converted them. Returns 0
+ * with the stack back at 2 values when the view cannot tell: the caller
+ * then does it all the ordinary way, which is equivalent because nothing
+ * happened here. [-0, +?, -]
+ */
+static int delta_view(lua_State *L, side_t *o, side_t *n) {
+  mm_conv_view_t v;
+  mm_conv_ref_t rec = {MM_CONV_REF_LUA, 1, 0, 0}, nil = {MM_CONV_REF_NIL, 0, 0, 0};
+  mm_conv_ref_t ddb, ev, ni, oi, keys = nil;
+  if (lua_type(L, 2) != LUA_TSTRING || !mm_conv_view_begin(L, &v)) return 0;
+  if (mm_conv_view_get(L, &v, &rec, lua_upvalueindex(UV_DYNAMODB), &ddb) != 0) goto fail;
+  const mm_conv_ref_t *os = &nil, *ns = &nil;
+  if (ddb.where == MM_CONV_REF_TAPE || (ddb.where == MM_CONV_REF_LUA && lua_istable(L, ddb.idx))) {
+    if (mm_conv_view_get(L, &v, &rec, lua_upvalueindex(UV_EVENTNAME), &ev) != 0 ||
+        mm_conv_view_get(L, &v, &ddb, lua_upvalueindex(UV_NEWIMAGE), &ni) != 0 ||
+        mm_conv_view_get(L, &v, &ddb, lua_upvalueindex(UV_OLDIMAGE), &oi) != 0)
+      goto fail;
+    int ins = mm_conv_view_streq(L, &v, &ev, "INSERT", 6);
+    int rem = mm_conv_view_streq(L, &v, &ev, "REMOVE", 6);
+    int mod = mm_conv_view_streq(L, &v, &ev, "MODIFY", 6);
+    int has_old = mm_conv_view_truthy(L, &v, &oi), has_new = mm_conv_view_truthy(L, &v, &ni);
+    if (has_old < 0 || has_new < 0) goto fail;
+    int old_keys = (rem || mod) && !has_old, new_keys = (ins || mod) && !has_new;
+    if ((old_keys || new_keys) &&
+        mm_conv_view_get(L, &v, &ddb, lua_upvalueindex(UV_KEYS), &keys) != 0)
+      goto fail;
+    if (!ins) os = old_keys ? &keys : &oi;
+    if (!rem) ns = new_keys ? &keys : &ni;
+  }
+  if (view_side(L, &v, os, o) && view_side(L, &v, ns, n)) return 1;
+fail:
+  lua_settop(L, 2);
+  return 0;
+}
+
 /*
  * core.delta(rec, field) -> new - old of a numeric attribute (murmur.delta;
  * lua/murmur.lua documents which images count). The exact difference of
@@ -338,45 +422,49 @@ static int str_is(lua_State *L, int idx, const char *lit) {
  * a side has no exact text (NaN or inf put there by the script) or the
  * difference is beyond DynamoDB's numbers, the float difference.
  *
- * Unread members of lazy images are read from the event text without
- * being converted (mm_conv_peek_n), and short decimals are subtracted in
- * int64 arithmetic; both give exactly what the general path (reading the
- * member, core.decimal, core.dec_sub, core.tonumber) gives.
+ * Usually everything is read through a view (delta_view): members not
+ * converted yet - rec.eventName, an image, the field's N - come straight
+ * from the event text, and short decimals are subtracted in int64
+ * arithmetic. Otherwise the ordinary way: the record's members read as in
+ * Lua, unread members of lazy images from the event text
+ * (mm_conv_peek_n). Both give exactly what the general path (reading the
+ * members, core.decimal, core.dec_sub, core.tonumber) gives.
  */
 static int core_delta(lua_State *L) {
+  side_t o, n;
   lua_settop(L, 2);
   if (!lua_istable(L, 1))
     return luaL_error(L, "bad argument #1 to 'delta' (record expected, got %s)",
                       luaL_typename(L, 1));
   luaL_checkstack(L, 16, NULL);
-  lua_getfield(L, 1, "dynamodb"); /* rec f ddb */
-  lua_pushnil(L);                 /* rec f ddb old */
-  lua_pushnil(L);                 /* rec f ddb old new */
-  if (lua_istable(L, 3)) {
-    lua_getfield(L, 1, "eventName"); /* 6 */
-    lua_getfield(L, 3, "NewImage");  /* 7 */
-    lua_getfield(L, 3, "OldImage");  /* 8 */
-    int ins = str_is(L, 6, "INSERT"), rem = str_is(L, 6, "REMOVE");
-    int mod = str_is(L, 6, "MODIFY");
-    /* INSERT: nothing, new or keys; REMOVE: old or keys, nothing;
-     * MODIFY: old or keys, new or keys; else old, new as they are */
-    int use_old = !ins, use_new = !rem;
-    int old_keys = (rem || mod) && !lua_toboolean(L, 8);
-    int new_keys = (ins || mod) && !lua_toboolean(L, 7);
-    if (old_keys || new_keys) lua_getfield(L, 3, "Keys"); /* 9 */
-    if (use_old) lua_copy(L, old_keys ? 9 : 8, 4);
-    if (use_new) lua_copy(L, new_keys ? 9 : 7, 5);
-    lua_settop(L, 5);
+  if (!delta_view(L, &o, &n)) {
+    lua_getfield(L, 1, "dynamodb"); /* rec f ddb */
+    lua_pushnil(L);                 /* rec f ddb old */
+    lua_pushnil(L);                 /* rec f ddb old new */
+    if (lua_istable(L, 3)) {
+      lua_getfield(L, 1, "eventName"); /* 6 */
+      lua_getfield(L, 3, "NewImage");  /* 7 */
+      lua_getfield(L, 3, "OldImage");  /* 8 */
+      int ins = str_is(L, 6, "INSERT"), rem = str_is(L, 6, "REMOVE");
+      int mod = str_is(L, 6, "MODIFY");
+      /* INSERT: nothing, new or keys; REMOVE: old or keys, nothing;
+       * MODIFY: old or keys, new or keys; else old, new as they are */
+      int use_old = !ins, use_new = !rem;
+      int old_keys = (rem || mod) && !lua_toboolean(L, 8);
+      int new_keys = (ins || mod) && !lua_toboolean(L, 7);
+      if (old_keys || new_keys) lua_getfield(L, 3, "Keys"); /* 9 */
+      if (use_old) lua_copy(L, old_keys ? 9 : 8, 4);
+      if (use_new) lua_copy(L, new_keys ? 9 : 7, 5);
+      lua_settop(L, 5);
+    }
+    if (lua_isnil(L, 2)) return luaL_error(L, "bad argument #2 to 'delta' (field expected)");
+    read_side(L, 4, 2, &o);
+    read_side(L, 5, 2, &n);
   }
-  if (lua_isnil(L, 2)) return luaL_error(L, "bad argument #2 to 'delta' (field expected)");
-
-  side_t o, n;
-  read_side(L, 4, 2, &o);
-  read_side(L, 5, 2, &n);
   if (o.state == SIDE_ABSENT && n.state == SIDE_ABSENT) return 0;
   if (o.state == SIDE_OTHER || n.state == SIDE_OTHER) return 0;
-  if (n.state == SIDE_NUMBER && !n.small && !n.text) side_text(L, 5, 2, &n);
-  if (o.state == SIDE_NUMBER && !o.small && !o.text) side_text(L, 4, 2, &o);
+  if (n.state == SIDE_NUMBER && !n.small && !n.text) side_text(L, 2, &n);
+  if (o.state == SIDE_NUMBER && !o.small && !o.text) side_text(L, 2, &o);
   static const small_dec_t ZERO = {0, 0};
   const small_dec_t *a = n.state == SIDE_ABSENT ? &ZERO : n.small ? &n.dec : NULL;
   const small_dec_t *b = o.state == SIDE_ABSENT ? &ZERO : o.small ? &o.dec : NULL;
@@ -429,10 +517,12 @@ int mm_luaopen_murmur_core(lua_State *L) {
     {"decimal", core_decimal},     {"dec_add", core_dec_add},
     {"dec_sub", core_dec_sub},     {"dec_cmp", core_dec_cmp},
     {"tonumber", core_tonumber},   {"materialize", core_materialize},
-    {"kind", core_kind},           {"delta", core_delta},
-    {NULL, NULL},
+    {"kind", core_kind},           {NULL, NULL},
   };
   luaL_newlib(L, FUNCS);
+  for (int i = 0; i < UV_COUNT; i++) lua_pushstring(L, DELTA_NAMES[i]);
+  lua_pushcclosure(L, core_delta, UV_COUNT);
+  lua_setfield(L, -2, "delta");
   lua_pushlightuserdata(L, NULL); /* the cjson.null sentinel */
   lua_setfield(L, -2, "null");
   return 1;

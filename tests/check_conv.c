@@ -935,6 +935,120 @@ START_TEST(test_peek) {
 }
 END_TEST
 
+/* view(t, k1, k2, ...) walks t[k1][k2]... through a view (conv.h) and
+ * returns "fail", "nil", "lua" and the value, or "tape", its truthiness
+ * and its N text (nil when it is no N); view_is(t, k, s) whether t[k] is
+ * the string s through a view. Both check that the stack is left alone. */
+static int l_view(lua_State *L) {
+  int nargs = lua_gettop(L);
+  mm_conv_view_t v;
+  mm_conv_ref_t r = {MM_CONV_REF_LUA, 1, 0, 0}, out;
+  if (!mm_conv_view_begin(L, &v)) {
+    lua_pushliteral(L, "closed");
+    return 1;
+  }
+  for (int i = 2; i <= nargs && r.where != MM_CONV_REF_NIL; i++) {
+    int top = lua_gettop(L);
+    if (mm_conv_view_get(L, &v, &r, i, &out) != 0) {
+      ck_assert_int_eq(lua_gettop(L), top);
+      lua_pushliteral(L, "fail");
+      return 1;
+    }
+    ck_assert_int_eq(lua_gettop(L), top + (out.where == MM_CONV_REF_LUA));
+    r = out;
+  }
+  const char *text;
+  size_t len;
+  switch (r.where) {
+  case MM_CONV_REF_NIL:
+    ck_assert_int_eq(mm_conv_view_truthy(L, &v, &r), 0);
+    lua_pushliteral(L, "nil");
+    return 1;
+  case MM_CONV_REF_LUA:
+    ck_assert_int_eq(mm_conv_view_truthy(L, &v, &r), lua_toboolean(L, r.idx));
+    lua_pushliteral(L, "lua");
+    lua_pushvalue(L, r.idx);
+    return 2;
+  default:
+    lua_pushliteral(L, "tape");
+    lua_pushinteger(L, mm_conv_view_truthy(L, &v, &r));
+    if (mm_conv_view_n(&v, &r, &text, &len) == MM_CONV_PEEK_N)
+      lua_pushlstring(L, text, len);
+    else
+      lua_pushnil(L);
+    return 3;
+  }
+}
+static int l_view_is(lua_State *L) {
+  mm_conv_view_t v;
+  mm_conv_ref_t t = {MM_CONV_REF_LUA, 1, 0, 0}, r;
+  const char *s = luaL_checkstring(L, 3);
+  if (!mm_conv_view_begin(L, &v) || mm_conv_view_get(L, &v, &t, 2, &r) != 0) return 0;
+  lua_pushboolean(L, mm_conv_view_streq(L, &v, &r, s, strlen(s)));
+  return 1;
+}
+
+/* Views give what Lua would read, members not converted yet from the
+ * tape, and refuse whatever they cannot tell without converting or
+ * calling something. */
+START_TEST(test_view) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  lua_register(L, "view", l_view);
+  lua_register(L, "view_is", l_view_is);
+  loaded_t ld;
+  load_event(L, &ld,
+             "{\"Records\":[{\"eventName\":\"\\u0049NSERT\",\"eventID\":\"e\",\"n\":null,"
+             "\"f\":false,\"dynamodb\":{\"Keys\":{\"id\":{\"N\":\"1\"}},\"OldImage\":null,"
+             "\"NewImage\":{\"t\":{\"N\":\"19.99\"},\"j\":{\"N\":12},\"s\":{\"S\":\"x\"},"
+             "\"e\":{\"N\":\"\\u0031\"},\"l\":{\"L\":[{\"N\":\"1\"}]},\"u\":{\"N\":\"2\"}}}}]}");
+  LUA_OK_(L,
+          "local w, a, b = view(rec, 'dynamodb', 'NewImage', 't')\n"
+          "assert(w == 'tape' and a == -1 and b == '19.99')   -- an AttributeValue: cannot tell\n"
+          "w, a, b = view(rec, 'dynamodb', 'NewImage', 'j')\n"
+          "assert(w == 'tape' and b == '12')\n"
+          "w, a, b = view(rec, 'dynamodb', 'NewImage', 'e')   -- escapes: no text\n"
+          "assert(w == 'tape' and b == nil)\n"
+          "assert(select(3, view(rec, 'dynamodb', 'NewImage', 's')) == nil)\n"
+          "assert(view(rec, 'dynamodb', 'NewImage', 'nope') == 'nil')\n"
+          "assert(view(rec, 'dynamodb', 'OldImage') == 'nil')   -- null image: left out\n"
+          "assert(view(rec, 'dynamodb', 'OldImage', 'x') == 'nil')\n"
+          "assert(view(rec, 'nope', 'x') == 'nil')\n"
+          "assert(view(rec, 'eventID', 'x') == 'fail')          -- not a container\n"
+          "w, a = view(rec, 'n'); assert(w == 'tape' and a == 1)  -- cjson.null is true\n"
+          "w, a = view(rec, 'f'); assert(w == 'tape' and a == 0)\n"
+          "assert(view_is(rec, 'eventName', 'INSERT') and not view_is(rec, 'eventName', 'INSERTX'))\n"
+          "assert(not view_is(rec, 'dynamodb', 'INSERT') and not view_is(rec, 'nope', 'INSERT'))\n"
+          "assert(next(rec) == nil)                              -- nothing converted\n"
+          "local d = rec.dynamodb\n"
+          "w, a = view(rec, 'dynamodb'); assert(w == 'lua' and a == d)\n"
+          "assert(view(rec, 'dynamodb', 'NewImage', 't') == 'tape' and next(d) == nil)\n"
+          "local n = d.NewImage\n"
+          "assert(n.t == 19.99 and select(2, view(n, 't')) == 19.99)\n"
+          "n.t = nil\n"
+          "assert(view(n, 't') == 'nil')                         -- deleted\n"
+          "n.u = 'w'\n"
+          "assert(select(2, view(n, 'u')) == 'w')                 -- written\n"
+          "rawset(n, 'j', 3)\n"
+          "assert(select(2, view(n, 'j')) == 3)                   -- raw-set\n"
+          "rawset(rec, 'eventName', 'REMOVE')\n"
+          "assert(view_is(rec, 'eventName', 'REMOVE'))\n"
+          "assert(view(n.l, 1) == 'fail' and view(n, 'l', 'x') == 'fail')  -- a list\n"
+          "assert(view(setmetatable({}, {}), 'x') == 'fail')      -- a metatable of its own\n"
+          "w, a = view({x = 5}, 'x'); assert(w == 'lua' and a == 5)\n"
+          "assert(view({}, 'x') == 'nil' and view('s', 'x') == 'fail' and view({}, 1) == 'fail')\n"
+          "keep = d.Keys\n");
+  unload(L, &ld);
+  load_event(L, &ld, "{\"Records\":[{\"eventName\":\"INSERT\"}]}");
+  LUA_OK_(L,
+          "assert(view(keep, 'id') == 'fail')                    -- an earlier invocation\n"
+          "assert(view_is(rec, 'eventName', 'INSERT'))\n");
+  unload(L, &ld);
+  LUA_OK_(L, "assert(view({}, 'x') == 'closed')\n");
+  lua_close(L);
+}
+END_TEST
+
 /* Writes a random AttributeValue map (names from a small pool, so some
  * repeat; sometimes more members than the inline mask holds) into buf. */
 static unsigned long diff_seed = 12345;
@@ -1604,6 +1718,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_duplicates);
   tcase_add_test(tc, test_lazy_big_map);
   tcase_add_test(tc, test_peek);
+  tcase_add_test(tc, test_view);
   tcase_add_test(tc, test_lazy_differential);
   tcase_add_test(tc, test_lazy_full_views);
   tcase_add_test(tc, test_lazy_writes);
