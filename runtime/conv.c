@@ -3,13 +3,16 @@
  *
  * Registry entries (keys are addresses of the statics below):
  *   STATE_KEY  a userdata holding the current document and max_depth; its
- *              user value is the weak-keyed table that maps every
- *              converted container to its origin (see "Origins").
+ *              user value is the weak-keyed table that maps converted
+ *              containers to their origins (see "Origins"; lazy ones are
+ *              in the origin map).
  *              mm_conv_set_doc replaces that table, which is what makes
  *              lazy tables of an earlier document stale: they are simply
  *              no longer found;
  *   MT_KEY     the one metatable every lazy table shares (__index,
- *              __newindex, __pairs, __len, __metatable = false).
+ *              __newindex, __pairs, __len, __metatable = false);
+ *   MAP_KEY    the memory of the origin map, where lazy tables keep their
+ *              origins instead (see "The origin map").
  *
  * Lazy maps (an image or an M, the record, its "dynamodb" object) are
  * converted member by member: __index(t, k) finds member k on the tape,
@@ -47,6 +50,7 @@
  * compiler cannot merge them). */
 static char STATE_KEY;
 static char MT_KEY;
+static char MAP_KEY;
 
 /* Stack slots a conversion step may use on top of what it already holds. */
 #define STACK_NEED 12
@@ -63,22 +67,28 @@ static char MT_KEY;
  * the packed origin integer; larger ones get a bitmap userdata on their
  * first member conversion. */
 #define MASK_BITS 22
-/* Entries of the origin cache (a power of two). */
-#define OCACHE_SIZE 1024
+/* Smallest size of the origin map (a power of two); mm_conv_set_doc
+ * shrinks a map grown beyond OMAP_KEEP entries back to it. */
+#define OMAP_MIN 1024
+#define OMAP_KEEP 65536
+/* packed value of an origin map entry whose origin is a bitmap userdata
+ * in the weak table (a large map partly converted) */
+#define OMAP_BIG ((lua_Integer)-1)
 
-/* One origin cache entry: the packed origin (mask included) of the lazy
+/* One origin map entry: the packed origin (mask included) of the lazy
  * table at address t, valid while gen is the state's. */
-typedef struct ocache_ent {
+typedef struct omap_ent {
   const void *t;
   lua_Integer packed;
   uint32_t gen;
-} ocache_ent_t;
+} omap_ent_t;
 
 typedef struct conv_state {
   const mm_json_doc_t *doc; /* borrowed; NULL between invocations */
   int max_depth;
   uint32_t gen;             /* bumped by mm_conv_set_doc */
-  ocache_ent_t cache[OCACHE_SIZE];
+  omap_ent_t *map;          /* the origin map: a userdata in the registry */
+  uint32_t cap, used;       /* its slots; entries of this gen */
 } conv_state_t;
 
 /* AttributeValue types; indices into TYPE_NAMES. */
@@ -179,38 +189,79 @@ static int origin_get(lua_State *L, int reg, int t, origin_t *o) {
 }
 
 /*
- * The origin cache: the weak table stays the record of every origin
- * (written through on every change), but reading a lazy table's origin
- * there costs a table lookup on every member access. The cache maps the
- * address of a lazy small-mask table to its packed origin. An address can
- * be reused once its table is collected, so an entry is only trusted for a
- * table known to be lazy right now (it has the lazy metatable, which only
- * this file sets, always together with a fresh entry), and every new lazy
- * table overwrites its slot; mm_conv_set_doc invalidates every entry.
+ * The origin map: where lazy tables keep their origins. The weak table
+ * holds the origins of the other converted containers (and the bitmaps of
+ * large lazy maps), but a lazy table is made and read far more often, so
+ * its origin lives in an open-addressing hash table in C (linear probing,
+ * at most half full, no deletions), keyed by the table's address. An
+ * address can be reused once its table is collected, so an entry is only
+ * trusted for a table known to be lazy right now (it has the lazy
+ * metatable, which only this file sets, always together with a fresh
+ * entry): a live lazy table's address is its own. A table that becomes
+ * complete gets its origin in the weak table. mm_conv_set_doc starts a new
+ * generation: older entries count as free slots, so lazy tables of an
+ * earlier document are not found.
  */
-static inline ocache_ent_t *ocache_slot(conv_state_t *st, const void *t) {
-  uintptr_t a = (uintptr_t)t;
-  return &st->cache[((a >> 6) ^ (a >> 16)) & (OCACHE_SIZE - 1)];
+static inline uint32_t omap_hash(const void *t, uint32_t cap) {
+  uint64_t a = (uint64_t)(uintptr_t)t;
+  a ^= a >> 29;
+  a *= UINT64_C(0xbf58476d1ce4e5b9);
+  return (uint32_t)(a >> 32) & (cap - 1);
 }
 
-/* Records packed origin p (mask included) of lazy table t. */
-static inline void ocache_put(conv_state_t *st, const void *t, lua_Integer p) {
-  ocache_ent_t *e = ocache_slot(st, t);
-  e->t = t;
+/* The entry of t in this generation, or NULL. */
+static inline omap_ent_t *omap_find(const conv_state_t *st, const void *t) {
+  uint32_t i = omap_hash(t, st->cap);
+  for (;;) {
+    omap_ent_t *e = &st->map[i];
+    if (e->gen != st->gen) return NULL;
+    if (e->t == t) return e;
+    i = (i + 1) & (st->cap - 1);
+  }
+}
+
+/* Allocates a cleared map of cap slots (a userdata stored in the registry,
+ * replacing the old one) and, when move is set, moves this generation's
+ * entries into it. [-0, +0, m] */
+static void omap_alloc(lua_State *L, conv_state_t *st, uint32_t cap, int move) {
+  omap_ent_t *m = (omap_ent_t *)lua_newuserdatauv(L, (size_t)cap * sizeof *m, 0);
+  memset(m, 0, (size_t)cap * sizeof *m);
+  omap_ent_t *old = move ? st->map : NULL;
+  uint32_t ocap = st->cap;
+  st->map = m;
+  st->cap = cap;
+  for (uint32_t j = 0; old && j < ocap; j++) {
+    if (old[j].gen != st->gen) continue;
+    uint32_t i = omap_hash(old[j].t, cap);
+    while (m[i].gen == st->gen) i = (i + 1) & (cap - 1);
+    m[i] = old[j];
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &MAP_KEY); /* the old one is garbage now */
+}
+
+/* Records packed origin p of lazy table t (new, or an update).
+ * [-0, +0, m] */
+static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer p) {
+  omap_ent_t *e = omap_find(st, t);
+  if (!e) {
+    if ((st->used + 1) * 2 > st->cap) omap_alloc(L, st, st->cap * 2, 1);
+    uint32_t i = omap_hash(t, st->cap);
+    while (st->map[i].gen == st->gen) i = (i + 1) & (st->cap - 1);
+    e = &st->map[i];
+    e->t = t;
+    e->gen = st->gen;
+    st->used++;
+  }
   e->packed = p;
-  e->gen = st->gen;
 }
 
-/* Drops t's entry (it became complete or got a bitmap). */
-static inline void ocache_drop(conv_state_t *st, const void *t) {
-  ocache_ent_t *e = ocache_slot(st, t);
-  if (e->t == t) e->t = NULL;
-}
-
-/* Reads lazy table t's origin from the cache: 1 on a hit. */
-static inline int ocache_get(conv_state_t *st, const void *t, origin_t *o) {
-  const ocache_ent_t *e = ocache_slot(st, t);
-  if (e->t != t || e->gen != st->gen) return 0;
+/* Reads the origin of lazy table t (absolute index) from the origin map
+ * (a bitmap: from the weak table at reg). Returns 0 when t is not of the
+ * current document. [-0, +0, -] */
+static int origin_lazy(lua_State *L, const conv_state_t *st, int reg, int t, origin_t *o) {
+  const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
+  if (!e) return 0;
+  if (e->packed == OMAP_BIG) return origin_get(L, reg, t, o);
   unpack(e->packed, o);
   return 1;
 }
@@ -789,15 +840,14 @@ static void new_container(ctx_t *c, int kind, uint32_t node, int level,
   else
     lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
   int t = lua_gettop(L);
-  remember(c, t, kind, level, node, 0);
-  if (cnt == 0) return;
-  if (c->mt) {
-    ocache_put(c->st, lua_topointer(L, t), pack(kind, level, node));
+  if (c->mt && cnt > 0) {
+    omap_put(L, c->st, lua_topointer(L, t), pack(kind, level, node));
     lua_pushvalue(L, c->mt);
     lua_setmetatable(L, t);
-  } else {
-    fill(c, t, kind, node, level);
+    return;
   }
+  remember(c, t, kind, level, node, 0);
+  if (cnt > 0) fill(c, t, kind, node, level);
 }
 
 /* Pushes the sequence for set `arr` of type SS, NS or BS (always
@@ -978,9 +1028,8 @@ static void new_record_table(ctx_t *c, int kind, uint32_t obj) {
       k = mm_json_next(d, v);
     }
   }
-  remember(c, t, kind, kind == K_REC ? 1 : 2, obj, mask);
-  ocache_put(c->st, lua_topointer(L, t),
-             pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT));
+  omap_put(L, c->st, lua_topointer(L, t),
+           pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT));
   lua_pushvalue(L, c->mt);
   lua_setmetatable(L, t);
 }
@@ -1082,9 +1131,7 @@ static void ctx_meta(lua_State *L, ctx_t *c) {
 /* Reads the origin of lazy table t (absolute index); raises the
  * stale-data error when t is not of the current document. [-0, +0, v] */
 static void origin_of(ctx_t *c, int t, origin_t *o) {
-  if (c->doc && ocache_get(c->st, lua_topointer(c->L, t), o) && o->node < c->doc->count)
-    return;
-  if (!origin_get(c->L, c->reg, t, o) || !c->doc || o->node >= c->doc->count) {
+  if (!c->doc || !origin_lazy(c->L, c->st, c->reg, t, o) || o->node >= c->doc->count) {
     push_where(c->L);
     lua_pushliteral(c->L,
                     "record data from an earlier invocation is no longer "
@@ -1095,14 +1142,11 @@ static void origin_of(ctx_t *c, int t, origin_t *o) {
 }
 
 /* Writes a small map's mask back (a bitmap is updated in place).
- * [-0, +0, -]: the key is already in the weak table, so no allocation. */
+ * [-0, +0, -]: t already has its entry, so no allocation. */
 static void origin_store(ctx_t *c, int t, const origin_t *o) {
   if (o->big) return;
-  lua_Integer p = o->packed | (lua_Integer)(o->mask << MASK_SHIFT);
-  ocache_put(c->st, lua_topointer(c->L, t), p);
-  lua_pushvalue(c->L, t);
-  lua_pushinteger(c->L, p);
-  lua_rawset(c->L, c->reg);
+  omap_ent_t *e = omap_find(c->st, lua_topointer(c->L, t));
+  if (e) e->packed = o->packed | (lua_Integer)(o->mask << MASK_SHIFT);
 }
 
 /* Gives a map of more than MASK_BITS members its bitmap before a first
@@ -1116,25 +1160,23 @@ static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
   b->cnt = cnt;
   b->ndone = 0;
   memset(b->bits, 0, words * sizeof b->bits[0]);
-  ocache_drop(c->st, lua_topointer(L, t));
   lua_pushvalue(L, t);
   lua_insert(L, -2);
   lua_rawset(L, c->reg);
+  omap_ent_t *e = omap_find(c->st, lua_topointer(L, t));
+  if (e) e->packed = OMAP_BIG;
   o->big = b;
 }
 
-/* Makes lazy table t ordinary: removes its metatable and drops a bitmap
- * (the plain origin stays). [-0, +0, -] */
+/* Makes lazy table t ordinary: its plain origin goes to the weak table
+ * (replacing a bitmap), then its metatable goes. [-0, +0, m] */
 static void set_complete(ctx_t *c, int t, const origin_t *o) {
   lua_State *L = c->L;
-  ocache_drop(c->st, lua_topointer(L, t));
+  lua_pushvalue(L, t);
+  lua_pushinteger(L, o->packed);
+  lua_rawset(L, c->reg);
   lua_pushnil(L);
   lua_setmetatable(L, t);
-  if (o->big) {
-    lua_pushvalue(L, t);
-    lua_pushinteger(L, o->packed);
-    lua_rawset(L, c->reg);
-  }
 }
 
 /* Converts what lazy table t (absolute index, origin o) still lacks - a
@@ -1374,6 +1416,7 @@ void mm_conv_open(lua_State *L) {
   st->doc = NULL;
   st->max_depth = MM_CONV_DEFAULT_DEPTH;
   st->gen = 1;
+  omap_alloc(L, st, OMAP_MIN, 0);
   int sti = lua_gettop(L);
   push_weak_table(L);
   lua_setiuservalue(L, sti, 1);
@@ -1415,12 +1458,16 @@ void mm_conv_set_doc(lua_State *L, const mm_json_doc_t *doc, int max_depth) {
   /* The new weak table first: if it cannot be made, the old document
    * stays current (no dangling pointer to a freed tape). */
   push_weak_table(L);
+  if (st->cap > OMAP_KEEP) { /* a big event grew it: give the memory back */
+    omap_alloc(L, st, OMAP_MIN, 0);
+  }
   lua_setiuservalue(L, -2, 1);
   lua_pop(L, 1);
   st->doc = doc;
   st->max_depth = max_depth;
+  st->used = 0;
   if (++st->gen == 0) { /* every entry is older now: start afresh */
-    memset(st->cache, 0, sizeof st->cache);
+    memset(st->map, 0, (size_t)st->cap * sizeof *st->map);
     st->gen = 1;
   }
 }
@@ -1515,7 +1562,8 @@ void mm_conv_push_decimal(lua_State *L, int t, int k) {
   const conv_state_t *st = push_reg(L);
   if (!st || !st->doc) goto none;
   const mm_json_doc_t *d = st->doc;
-  int known = origin_get(L, top + 1, t, &o);
+  int known = mm_conv_is_lazy(L, t) ? origin_lazy(L, st, top + 1, t, &o)
+                                    : origin_get(L, top + 1, t, &o);
   lua_settop(L, top);
   if (!known || o.node >= d->count) goto none;
   uint32_t text = decimal_node(L, d, k, &o, &done);
@@ -1556,9 +1604,7 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
   const conv_state_t *st = push_reg(L);
   if (!st || !st->doc) goto out;
   const mm_json_doc_t *d = st->doc;
-  if (!ocache_get((conv_state_t *)st, lua_topointer(L, t), &o) &&
-      !origin_get(L, top + 1, t, &o))
-    goto out;
+  if (!origin_lazy(L, st, top + 1, t, &o)) goto out;
   if (o.node >= d->count || o.kind != K_MAP) goto out;
   lua_pushvalue(L, k);
   if (lua_rawget(L, t) != LUA_TNIL) goto out; /* converted: read it */
@@ -1647,8 +1693,10 @@ const char *mm_conv_kind(lua_State *L, int idx) {
   origin_t o;
   idx = lua_absindex(L, idx);
   if (!lua_istable(L, idx) || !lua_checkstack(L, 3)) return NULL;
-  if (!push_reg(L)) return NULL;
-  int known = origin_get(L, lua_gettop(L), idx, &o);
+  const conv_state_t *st = push_reg(L);
+  if (!st) return NULL;
+  int known = mm_conv_is_lazy(L, idx) ? origin_lazy(L, st, lua_gettop(L), idx, &o)
+                                      : origin_get(L, lua_gettop(L), idx, &o);
   lua_pop(L, 1);
   if (!known) return NULL;
   return o.kind >= K_MAP && o.kind <= K_BS ? KINDS[o.kind] : NULL;
@@ -1732,7 +1780,7 @@ int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t 
     int lazy = lua_rawequal(L, -1, v->mt);
     lua_pop(L, 1);
     if (!lazy) return -1;
-    if (!ocache_get(st, lua_topointer(L, ti), &o) && !origin_get(L, v->reg, ti, &o))
+    if (!origin_lazy(L, st, v->reg, ti, &o))
       return -1; /* of an earlier invocation: __index raises */
     if (o.node >= d->count || o.kind == K_LIST) return -1;
   } else {

@@ -1296,9 +1296,9 @@ static int l_fresh(lua_State *L) {
   return 1;
 }
 
-/* Many lazy tables alive at once (more than the origin cache holds, so
- * their slots collide) and tables collected and their addresses reused:
- * every table keeps its own done members, deletions and writes. */
+/* Many lazy tables alive at once (the origin map grows several times)
+ * and tables collected and their addresses reused: every table keeps its
+ * own done members, deletions and writes. */
 START_TEST(test_lazy_many_tables) {
   lua_State *L = new_state(NULL);
   add_test_globals(L);
@@ -1337,6 +1337,42 @@ START_TEST(test_lazy_many_tables) {
           "  collectgarbage()\n"
           "end\n");
   unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* A document with more lazy tables than the origin map keeps between
+ * documents (it grows, then shrinks at the next document): the next
+ * document's tables work, the old ones are stale, and it grows again. */
+START_TEST(test_origin_map_shrinks) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  static const char *const FILL =
+      "keep = {}\n"
+      "for i = 1, 40000 do\n"
+      "  local r = fresh()\n"
+      "  if i % 1000 == 0 then assert(r.eventID == 'e1'); r.eventName = i end\n"
+      "  keep[i] = r\n"
+      "end\n"
+      "for i = 1000, 40000, 1000 do\n"
+      "  assert(keep[i].eventName == i and keep[i].eventID == 'e1' and is_lazy(keep[i]))\n"
+      "end\n"
+      "assert(keep[7].dynamodb.NewImage.total == 19.99 and keep[7].eventName == 'MODIFY')\n";
+  for (int round = 0; round < 2; round++) {
+    loaded_t ld;
+    load_event(L, &ld, ORDER_EVENT);
+    lua_pushlightuserdata(L, &ld.doc);
+    lua_pushcclosure(L, l_fresh, 1);
+    lua_setglobal(L, "fresh");
+    if (round == 1)
+      LUA_OK_(L,
+              "local ok, e = pcall(function() return old.dynamodb end)\n"
+              "assert(not ok and e:find('earlier invocation'), e)\n"
+              "assert(old.eventName == 2000)            -- written: an ordinary read\n");
+    LUA_OK_(L, FILL);
+    LUA_OK_(L, "old = keep[2000]; keep = nil; collectgarbage()\n");
+    unload(L, &ld);
+  }
   lua_close(L);
 }
 END_TEST
@@ -1724,6 +1760,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_writes);
   tcase_add_test(tc, test_stale);
   tcase_add_test(tc, test_lazy_many_tables);
+  tcase_add_test(tc, test_origin_map_shrinks);
   tcase_add_test(tc, test_decimal);
   tcase_add_test(tc, test_kind);
   suite_add_tcase(s, tc);
