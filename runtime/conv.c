@@ -1009,9 +1009,13 @@ static void raise_image(lua_State *L, const char *img) {
   lua_error(L);
 }
 
+static void prefill(ctx_t *c, int t);
+
 /* Pushes a lazy table for the object `obj` of a record (K_REC, level 1:
  * the nesting of its plain JSON members) or its "dynamodb" object (K_DDB,
- * level 2); an empty object becomes a plain empty table. [-0, +1, e] */
+ * level 2); an empty object becomes a plain empty table. The containers
+ * nearly every decoder reads are there from the start (prefill).
+ * [-0, +1, e] */
 static void new_record_table(ctx_t *c, int kind, uint32_t obj) {
   lua_State *L = c->L;
   const mm_json_doc_t *d = c->doc;
@@ -1032,6 +1036,7 @@ static void new_record_table(ctx_t *c, int kind, uint32_t obj) {
            pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT));
   lua_pushvalue(L, c->mt);
   lua_setmetatable(L, t);
+  prefill(c, t);
 }
 
 /* Pushes the Lua value of member (k, v) of a lazy container of `kind` at
@@ -1256,6 +1261,52 @@ static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
     if (i == m->idx || key_is(d, k, key, klen)) member_mark(o, i);
     k = mm_json_next(d, v);
   }
+}
+
+/* Converts member key[0..klen) of the new lazy record table t (origin o,
+ * a small mask) now, as __index would on first read, when it is an
+ * object. [-0, +0, e] */
+static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t klen) {
+  lua_State *L = c->L;
+  match_t m;
+  if (!find_member(c->doc, o->kind, o->node, key, klen, &m) || member_done(o, m.idx) ||
+      mm_json_type(c->doc, m.v) != MM_JSON_OBJ)
+    return;
+  lua_pushlstring(L, key, klen);
+  push_member(c, o->kind, o->level, m.k, m.v);
+  lua_rawset(L, t);
+  mark_matches(c->doc, o, o->node, &m, key, klen);
+}
+
+/*
+ * The record's "dynamodb" object and its NewImage (when they are objects)
+ * are converted when the record table is made - still lazy tables, with
+ * nothing in them converted - because nearly every decoder reads them and
+ * a member read through __index costs a metamethod call. Keys and
+ * OldImage stay unconverted until read: making them costs more than it
+ * saves (measured on the example pipeline: a MODIFY's decoder rarely
+ * reads OldImage, and KEYS_ONLY decoders are the ones that read Keys).
+ * Nothing a script reads changes: the same tables come out, only
+ * earlier; raw access sees them from the start. Objects of more than
+ * MASK_BITS members are left alone. [-0, +0, e]
+ */
+static void prefill(ctx_t *c, int t) {
+  origin_t o;
+  const omap_ent_t *e = omap_find(c->st, lua_topointer(c->L, t));
+  if (!e || e->packed == OMAP_BIG) return;
+  unpack(e->packed, &o);
+  uint32_t cnt = mm_json_len(c->doc, o.node);
+  if (cnt > MASK_BITS) return;
+  luaL_checkstack(c->L, STACK_NEED, "record");
+  if (o.kind == K_REC) {
+    prefill_member(c, t, &o, "dynamodb", 8);
+  } else {
+    prefill_member(c, t, &o, "NewImage", 8);
+  }
+  if (all_done(&o, cnt))
+    set_complete(c, t, &o);
+  else
+    origin_store(c, t, &o);
 }
 
 /* __index(t, k): a list is converted whole; a map converts member k alone

@@ -279,83 +279,6 @@ static const mcase_t CHANGED_CASES[] = {
     {"NEW_IMAGE MODIFY: the old side is the Keys", "MODIFY", IMG(S("id", "k")),
      IMG(S("id", "k") "," N("total", "5")), NULL,
      "assert(murmur.changed(rec, 'total') == true and murmur.changed(rec, 'id') == false)\n"},
-    /* read through a view (nothing converted): the script's writes and
-     * deletions must win over the event, exactly as in Lua */
-    {"view: nothing converted", "MODIFY", NULL, IMG(N("t", "812.36")), IMG(N("t", "800.1")),
-     "assert(murmur.delta(rec, 't') == 12.26)\n"
-     "assert(next(rec) == nil)                       -- the record untouched\n"
-     "local d = rec.dynamodb\n"
-     "assert(murmur.delta(rec, 't') == 12.26 and next(d) == nil)\n"},
-    {"view: eventName written", "INSERT", NULL, IMG(N("t", "5")), IMG(N("t", "2")),
-     "assert(murmur.delta(rec, 't') == 5)\n"
-     "rec.eventName = 'REMOVE'\n"
-     "assert(murmur.delta(rec, 't') == -2)\n"
-     "rec.eventName = 'MODIFY'\n"
-     "assert(murmur.delta(rec, 't') == 3)\n"
-     "rec.eventName = nil                            -- old, new as they are\n"
-     "assert(murmur.delta(rec, 't') == 3)\n"
-     "rawset(rec, 'eventName', 'INSERT')\n"
-     "assert(murmur.delta(rec, 't') == 5)\n"},
-    {"view: eventName raw-set before any read", "MODIFY", NULL, IMG(N("t", "5")), IMG(N("t", "2")),
-     "rawset(rec, 'eventName', 'REMOVE')\n"
-     "assert(murmur.delta(rec, 't') == -2)\n"},
-    {"view: image deleted before any read", "MODIFY", IMG(N("t", "1")), IMG(N("t", "5")),
-     IMG(N("t", "2")),
-     "rec.dynamodb.OldImage = nil                   -- old or keys\n"
-     "assert(murmur.delta(rec, 't') == 4)\n"
-     "rec.dynamodb.NewImage = nil\n"
-     "assert(murmur.delta(rec, 't') == 0)\n"
-     "rec.dynamodb.Keys = nil\n"
-     "assert(murmur.delta(rec, 't') == nil)\n"},
-    {"view: field written in an unread image", "MODIFY", NULL, IMG(N("t", "5") "," N("u", "1")),
-     IMG(N("t", "2") "," N("u", "1")),
-     "local n = rec.dynamodb.NewImage\n"
-     "n.t = 7\n"
-     "assert(murmur.delta(rec, 't') == 5)\n"
-     "n.t = nil\n"
-     "assert(murmur.delta(rec, 't') == -2)\n"
-     "rawset(n, 'u', 11)\n"
-     "assert(murmur.delta(rec, 'u') == 10)\n"
-     "rawset(n, 'u', 'x')\n"
-     "assert(murmur.delta(rec, 'u') == nil)\n"},
-    {"view: dynamodb replaced", "MODIFY", NULL, IMG(N("t", "5")), IMG(N("t", "2")),
-     "rec.dynamodb = {NewImage = {t = 1.5}, OldImage = {t = 1}}\n"
-     "assert(murmur.delta(rec, 't') == 0.5)\n"
-     "rec.dynamodb = {Keys = {t = 9}}\n"
-     "assert(murmur.delta(rec, 't') == 0)\n"
-     "rec.dynamodb = nil\n"
-     "assert(murmur.delta(rec, 't') == nil)\n"},
-    {"view: metatables run as in Lua", "MODIFY", NULL, IMG(N("t", "5")), IMG(N("t", "2")),
-     "local calls = 0\n"
-     "local r = setmetatable({}, {__index = function(_, k) calls = calls + 1; return rec[k] end})\n"
-     "assert(murmur.delta(r, 't') == 3 and calls == 2)  -- dynamodb, eventName\n"
-     "local img = setmetatable({}, {__index = function() calls = calls + 1; return 40 end})\n"
-     "rec.dynamodb.NewImage = img\n"
-     "assert(murmur.delta(rec, 't') == 38 and calls == 3)\n"},
-    {"view: null and absent images", "MODIFY", IMG(N("t", "3")), "null", IMG(N("t", "2")),
-     "assert(murmur.delta(rec, 't') == 1)             -- new or keys\n"
-     "assert(rec.dynamodb.NewImage == nil and murmur.delta(rec, 't') == 1)\n"},
-    {"view: escaped eventName and keys", "\\u0052EMOVE", NULL, NULL,
-     "{\"\\u0074\":{\"N\":\"4\"}}",
-     "assert(murmur.delta(rec, 't') == -4)\n"},
-    {"view: other types and odd texts", "MODIFY", NULL,
-     IMG(S("s", "1") ",\"m\":{\"M\":{}}," N("big", "12345678901234567890123456789012345678")
-         ",\"j\":{\"N\":5},\"x\":{\"N\":\"1e400\"}"),
-     IMG(N("s", "0") "," N("m", "1") "," N("big", "-1") "," N("j", "2") "," N("x", "1")),
-     "assert(murmur.delta(rec, 's') == nil and murmur.delta(rec, 'm') == nil)\n"
-     "local d = murmur.delta(rec, 'big')\n"
-     "assert(math.type(d) == 'float' and d == 1.2345678901234567890123456789012345679e37)\n"
-     "assert(murmur.delta(rec, 'j') == 3)\n"
-     "local ok, e = pcall(murmur.delta, rec, 'x')  -- what converting it gives\n"
-     "local ok2, e2 = pcall(function() return rec.dynamodb.NewImage.x end)\n"
-     "assert(ok == ok2, tostring(e))\n"},
-    {"view: record of an earlier invocation", "INSERT", NULL, IMG(N("t", "5")), NULL,
-     "assert(murmur.delta(rec, 't') == 5)\n"
-     "old_rec = rec                                  -- checked by the next case\n"},
-    {"view: stale record raises", "INSERT", NULL, IMG(N("t", "6")), NULL,
-     "local ok, e = pcall(murmur.delta, old_rec, 't')\n"
-     "assert(not ok and e:find('earlier invocation'), e)\n"
-     "assert(murmur.delta(rec, 't') == 6)\n"},
     {"bad arguments", "INSERT", NULL, IMG(N("total", "5")), NULL,
      "local ok, e = pcall(murmur.changed, nil, 'x')\n"
      "assert(not ok and e:find(\"bad argument #1 to 'changed'\"), e)\n"
@@ -464,10 +387,12 @@ static const mcase_t DELTA_CASES[] = {
     /* read through a view (nothing converted): the script's writes and
      * deletions must win over the event, exactly as in Lua */
     {"view: nothing converted", "MODIFY", NULL, IMG(N("t", "812.36")), IMG(N("t", "800.1")),
+     "local d = rawget(rec, 'dynamodb')\n"
+     "local n = rawget(d, 'NewImage')\n"
      "assert(murmur.delta(rec, 't') == 12.26)\n"
-     "assert(next(rec) == nil)                       -- the record untouched\n"
-     "local d = rec.dynamodb\n"
-     "assert(murmur.delta(rec, 't') == 12.26 and next(d) == nil)\n"},
+     "assert(next(n) == nil and rawget(d, 'OldImage') == nil)  -- images untouched\n"
+     "assert(rawget(rec, 'eventName') == nil)        -- read from the event\n"
+     "assert(murmur.delta(rec, 't') == 12.26 and next(n) == nil)\n"},
     {"view: eventName written", "INSERT", NULL, IMG(N("t", "5")), IMG(N("t", "2")),
      "assert(murmur.delta(rec, 't') == 5)\n"
      "rec.eventName = 'REMOVE'\n"
@@ -757,19 +682,25 @@ START_TEST(test_delta_after_touches) {
   uint64_t saved = rng_state;
   rng_state = 0x9E3779B97F4A7C15ull;
   enum { NT = sizeof TOUCHES / sizeof TOUCHES[0], PER = 10, NREC = NT * PER };
-  size_t cap = NREC * 300 + 64, n = 0;
+  size_t cap = NREC * 900 + 64, n = 0;
   char *json = malloc(cap);
   ck_assert_ptr_nonnull(json);
+  /* every third record and its dynamodb object carry more members than
+   * conv prefills for, so their images stay on the tape for the view */
+  char filler[400];
+  size_t fl = 0;
+  for (int j = 0; j < 23; j++) fl += (size_t)snprintf(filler + fl, sizeof filler - fl, "\"f%d\":%d,", j, j);
   n += (size_t)snprintf(json + n, cap - n, "{\"Records\":[");
   for (int i = 0; i < NREC; i++) {
     char x[96], y[96];
     random_n(x, sizeof x);
     random_n(y, sizeof y);
     int shape = (int)(rng() % 6);
+    const char *fill = (i / NT) % 3 == 0 ? filler : "";
     n += (size_t)snprintf(json + n, cap - n,
-                          "%s{\"eventID\":\"%d\",\"eventName\":\"%s\",\"dynamodb\":{"
+                          "%s{%s\"eventID\":\"%d\",\"eventName\":\"%s\",\"dynamodb\":{%s"
                           "\"Keys\":{\"x\":{\"N\":\"1\"}}",
-                          i ? "," : "", i, EVENTS[rng() % 5]);
+                          i ? "," : "", fill, i, EVENTS[rng() % 5], fill);
     if (shape != 1)
       n += (size_t)snprintf(json + n, cap - n, ",\"NewImage\":%s%s%s",
                             shape == 3 ? "null" : "{\"x\":{\"N\":\"",
