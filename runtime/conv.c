@@ -89,6 +89,7 @@ typedef struct conv_state {
   uint32_t gen;             /* bumped by mm_conv_set_doc */
   omap_ent_t *map;          /* the origin map: a userdata in the registry */
   uint32_t cap, used;       /* its slots; entries of this gen */
+  const void *mtp;          /* the lazy metatable (anchored in the registry) */
 } conv_state_t;
 
 /* AttributeValue types; indices into TYPE_NAMES. */
@@ -1481,6 +1482,7 @@ void mm_conv_open(lua_State *L) {
   }
   lua_pushboolean(L, 0);
   lua_setfield(L, mti, "__metatable");
+  st->mtp = lua_topointer(L, mti);
 
   /* setmetatable that fills a lazy table first */
   lua_pushglobaltable(L);
@@ -1762,20 +1764,28 @@ const char *mm_conv_kind(lua_State *L, int idx) {
 enum { R_DDB = 1, R_IMAGE, R_AV, R_JSON };
 
 int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v) {
-  if (!lua_checkstack(L, 4)) return 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, -1);
-  if (!st || !st->doc) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  lua_getiuservalue(L, -1, 1);
-  lua_replace(L, -2);
-  v->reg = lua_gettop(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &MT_KEY);
-  v->mt = lua_gettop(L);
+  lua_pop(L, 1);
+  if (!st || !st->doc) return 0;
   v->st = st;
   return 1;
+}
+
+/* origin_lazy for a view, which holds no weak table: it is fetched only
+ * for the origin of a partly converted large map. [-0, +0, -] */
+static int view_origin(lua_State *L, const conv_state_t *st, int t, origin_t *o) {
+  const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
+  if (!e) return 0;
+  if (e->packed != OMAP_BIG) {
+    unpack(e->packed, o);
+    return 1;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  lua_getiuservalue(L, -1, 1);
+  int r = origin_get(L, lua_gettop(L), t, o);
+  lua_pop(L, 2); /* the bitmap stays alive: the weak table holds it while t lives */
+  return r;
 }
 
 /* *out for member (k, v) of a map-like container of `kind` (K_REC, K_DDB
@@ -1828,11 +1838,10 @@ int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t 
   if (t->where != MM_CONV_REF_LUA || !lua_istable(L, t->idx)) return -1;
   int ti = t->idx;
   if (lua_getmetatable(L, ti)) {
-    int lazy = lua_rawequal(L, -1, v->mt);
+    int lazy = lua_topointer(L, -1) == st->mtp;
     lua_pop(L, 1);
     if (!lazy) return -1;
-    if (!origin_lazy(L, st, v->reg, ti, &o))
-      return -1; /* of an earlier invocation: __index raises */
+    if (!view_origin(L, st, ti, &o)) return -1; /* of an earlier invocation: __index raises */
     if (o.node >= d->count || o.kind == K_LIST) return -1;
   } else {
     o.kind = 0; /* an ordinary table */

@@ -151,14 +151,10 @@ typedef struct mm_conv_ref {
 
 typedef struct mm_conv_view {
   void *st;       /* private: conv's state */
-  int mt;         /* private: stack index of the lazy metatable */
-  int reg;        /* private: stack index of the weak table */
 } mm_conv_view_t;
 
-/* Starts a view of the current document: pushes two private values
- * (drop them with the references, e.g. lua_settop). Returns 0 and pushes
- * nothing when conv is not open or no document is current.
- * [-0, +(0|2), -] */
+/* Starts a view of the current document. Returns 0 when conv is not open
+ * or no document is current. [-0, +0, -] */
 int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v);
 
 /* *out = t[k], k a string at index k (pseudo-indices allowed): pushes the

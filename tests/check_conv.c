@@ -1046,6 +1046,22 @@ START_TEST(test_view) {
           "assert(view(keep, 'id') == 'fail')                    -- an earlier invocation\n"
           "assert(view_is(rec, 'eventName', 'INSERT'))\n");
   unload(L, &ld);
+  /* a large map (its done members in a bitmap once one is read) */
+  char big[2048];
+  size_t bn = (size_t)snprintf(big, sizeof big, "{\"Records\":[{\"dynamodb\":{\"NewImage\":{");
+  for (int i = 1; i <= 30; i++)
+    bn += (size_t)snprintf(big + bn, sizeof big - bn, "%s\"k%d\":{\"N\":\"%d.5\"}", i > 1 ? "," : "", i, i);
+  snprintf(big + bn, sizeof big - bn, "}}}]}");
+  load_event(L, &ld, big);
+  LUA_OK_(L,
+          "local n = rec.dynamodb.NewImage\n"
+          "assert(select(3, view(n, 'k3')) == '3.5')\n"
+          "assert(n.k3 == 3.5 and select(2, view(n, 'k3')) == 3.5)\n"
+          "assert(select(3, view(n, 'k4')) == '4.5')\n"
+          "n.k5 = nil; n.k6 = 'x'\n"
+          "assert(view(n, 'k5') == 'nil' and select(2, view(n, 'k6')) == 'x')\n"
+          "assert(view(n, 'k31') == 'nil' and is_lazy(n))\n");
+  unload(L, &ld);
   LUA_OK_(L, "assert(view({}, 'x') == 'closed')\n");
   lua_close(L);
 }
