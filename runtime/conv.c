@@ -3,9 +3,9 @@
  *
  * Registry entries (keys are addresses of the statics below):
  *   STATE_KEY  a userdata holding the current document and max_depth; its
- *              user value is the weak-keyed table that maps converted
+ *              user value 1 is the weak-keyed table that maps converted
  *              containers to their origins (see "Origins"; lazy ones are
- *              in the origin map).
+ *              in the origin map), user value 2 the metatable below.
  *              mm_conv_set_doc replaces that table, which is what makes
  *              lazy tables of an earlier document stale: they are simply
  *              no longer found;
@@ -982,8 +982,12 @@ static void push_json(ctx_t *c, uint32_t i, int depth) {
 static inline int key_is(const mm_json_doc_t *d, uint32_t k, const char *s, size_t n) {
   const mm_json_node_t *nd = &d->nodes[k];
   if (nd->tag & 8u) return mm_json_str_eq(d, k, s, n); /* escapes */
+  if (nd->len != n) return 0;
   const char *raw = d->src + (nd->tag >> 4);
-  return nd->len == n && (n == 0 || (raw[0] == s[0] && memcmp(raw, s, n) == 0));
+  if (n > 16) return memcmp(raw, s, n) == 0;
+  for (size_t i = 0; i < n; i++) /* member names are short: no call */
+    if (raw[i] != s[i]) return 0;
+  return 1;
 }
 
 /* Name of the image that key node k names, or NULL. */
@@ -1117,9 +1121,10 @@ static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
   if (!st) luaL_error(L, "murmur: mm_conv_open was not called");
   ctx_fill(c, L, st);
   lua_getiuservalue(L, -1, 1); /* st reg */
-  lua_remove(L, -2);
-  c->reg = lua_gettop(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &MT_KEY);
+  lua_getiuservalue(L, -2, 2); /* st reg mt */
+  lua_rotate(L, -3, -1);       /* reg mt st */
+  lua_pop(L, 1);
+  c->reg = lua_gettop(L) - 1;
   c->mt = lazy ? lua_gettop(L) : 0;
 }
 
@@ -1232,7 +1237,7 @@ typedef struct match {
 static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj,
                        const char *key, size_t klen, match_t *m) {
   uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
-  m->count = 0;
+  m->count = m->idx = m->k = m->v = m->first = m->kfirst = 0;
   for (uint32_t i = 0; i < cnt; i++) {
     uint32_t v = k + 1;
     if (key_is(d, k, key, klen) && !member_skipped(d, kind, k, v)) {
@@ -1463,7 +1468,7 @@ void mm_conv_open(lua_State *L) {
   };
   luaL_checkstack(L, STACK_NEED, NULL);
   if (get_state(L)) return; /* already open */
-  conv_state_t *st = (conv_state_t *)lua_newuserdatauv(L, sizeof *st, 1);
+  conv_state_t *st = (conv_state_t *)lua_newuserdatauv(L, sizeof *st, 2);
   memset(st, 0, sizeof *st);
   st->doc = NULL;
   st->max_depth = MM_CONV_DEFAULT_DEPTH;
@@ -1483,6 +1488,8 @@ void mm_conv_open(lua_State *L) {
   lua_pushboolean(L, 0);
   lua_setfield(L, mti, "__metatable");
   st->mtp = lua_topointer(L, mti);
+  lua_pushvalue(L, mti);
+  lua_setiuservalue(L, sti, 2); /* for ctx_begin: cheaper than the registry */
 
   /* setmetatable that fills a lazy table first */
   lua_pushglobaltable(L);
