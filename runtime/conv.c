@@ -5,7 +5,8 @@
  *   STATE_KEY  a userdata holding the current document and max_depth; its
  *              user value 1 is the weak-keyed table that maps converted
  *              containers to their origins (see "Origins"; lazy ones are
- *              in the origin map), user value 2 the metatable below.
+ *              in the origin map), 2 the metatable below, 3 and 4 the
+ *              strings "dynamodb" and "NewImage" (see prefill).
  *              mm_conv_set_doc replaces that table, which is what makes
  *              lazy tables of an earlier document stale: they are simply
  *              no longer found;
@@ -51,6 +52,9 @@
 static char STATE_KEY;
 static char MT_KEY;
 static char MAP_KEY;
+
+/* User values of the state userdata. */
+enum { UV_REG = 1, UV_MT, UV_DYNAMODB, UV_NEWIMAGE, UV_COUNT = UV_NEWIMAGE };
 
 /* Stack slots a conversion step may use on top of what it already holds. */
 #define STACK_NEED 12
@@ -120,6 +124,7 @@ typedef struct ctx {
   const char *base_name; /* NULL: find the image holding the failing node */
   uint32_t base;
   int base_kind;
+  int sti;               /* index of the state userdata (user values: see top) */
 } ctx_t;
 
 /* ------------------------------------------------------------------ */
@@ -1112,19 +1117,18 @@ static void ctx_fill(ctx_t *c, lua_State *L, conv_state_t *st) {
   c->base_kind = BASE_MAP;
 }
 
-/* Starts a conversion: pushes the weak table and the metatable and fills
- * c (lazy: nested containers come out lazy). [-0, +2, e] */
+/* Starts a conversion: pushes the state, the weak table and the metatable
+ * and fills c (lazy: nested containers come out lazy). [-0, +3, e] */
 static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
   luaL_checkstack(L, STACK_NEED, NULL);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, -1);
   if (!st) luaL_error(L, "murmur: mm_conv_open was not called");
   ctx_fill(c, L, st);
-  lua_getiuservalue(L, -1, 1); /* st reg */
-  lua_getiuservalue(L, -2, 2); /* st reg mt */
-  lua_rotate(L, -3, -1);       /* reg mt st */
-  lua_pop(L, 1);
-  c->reg = lua_gettop(L) - 1;
+  c->sti = lua_gettop(L);
+  lua_getiuservalue(L, c->sti, UV_REG); /* st reg */
+  c->reg = lua_gettop(L);
+  lua_getiuservalue(L, c->sti, UV_MT);  /* st reg mt */
   c->mt = lazy ? lua_gettop(L) : 0;
 }
 
@@ -1134,7 +1138,8 @@ static void ctx_meta(lua_State *L, ctx_t *c) {
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
   luaL_checkstack(L, STACK_NEED, NULL);
   ctx_fill(c, L, st);
-  lua_getiuservalue(L, lua_upvalueindex(1), 1);
+  c->sti = lua_upvalueindex(1);
+  lua_getiuservalue(L, lua_upvalueindex(1), UV_REG);
   c->reg = lua_gettop(L);
   c->mt = lua_upvalueindex(2); /* a pseudo-index: nothing pushed */
 }
@@ -1271,14 +1276,16 @@ static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
 
 /* Converts member key[0..klen) of the new lazy record table t (origin o,
  * a small mask) now, as __index would on first read, when it is an
- * object. [-0, +0, e] */
-static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t klen) {
+ * object. User value uv of the state holds the key as a Lua string.
+ * [-0, +0, e] */
+static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t klen,
+                           int uv) {
   lua_State *L = c->L;
   match_t m;
   if (!find_member(c->doc, o->kind, o->node, key, klen, &m) || member_done(o, m.idx) ||
       mm_json_type(c->doc, m.v) != MM_JSON_OBJ)
     return;
-  lua_pushlstring(L, key, klen);
+  lua_getiuservalue(L, c->sti, uv); /* the key, interned once */
   push_member(c, o->kind, o->level, m.k, m.v);
   lua_rawset(L, t);
   mark_matches(c->doc, o, o->node, &m, key, klen);
@@ -1305,9 +1312,9 @@ static void prefill(ctx_t *c, int t) {
   if (cnt > MASK_BITS) return;
   luaL_checkstack(c->L, STACK_NEED, "record");
   if (o.kind == K_REC) {
-    prefill_member(c, t, &o, "dynamodb", 8);
+    prefill_member(c, t, &o, "dynamodb", 8, UV_DYNAMODB);
   } else {
-    prefill_member(c, t, &o, "NewImage", 8);
+    prefill_member(c, t, &o, "NewImage", 8, UV_NEWIMAGE);
   }
   if (all_done(&o, cnt))
     set_complete(c, t, &o);
@@ -1468,7 +1475,7 @@ void mm_conv_open(lua_State *L) {
   };
   luaL_checkstack(L, STACK_NEED, NULL);
   if (get_state(L)) return; /* already open */
-  conv_state_t *st = (conv_state_t *)lua_newuserdatauv(L, sizeof *st, 2);
+  conv_state_t *st = (conv_state_t *)lua_newuserdatauv(L, sizeof *st, UV_COUNT);
   memset(st, 0, sizeof *st);
   st->doc = NULL;
   st->max_depth = MM_CONV_DEFAULT_DEPTH;
@@ -1489,7 +1496,11 @@ void mm_conv_open(lua_State *L) {
   lua_setfield(L, mti, "__metatable");
   st->mtp = lua_topointer(L, mti);
   lua_pushvalue(L, mti);
-  lua_setiuservalue(L, sti, 2); /* for ctx_begin: cheaper than the registry */
+  lua_setiuservalue(L, sti, UV_MT); /* for ctx_begin: cheaper than the registry */
+  lua_pushliteral(L, "dynamodb");
+  lua_setiuservalue(L, sti, UV_DYNAMODB);
+  lua_pushliteral(L, "NewImage");
+  lua_setiuservalue(L, sti, UV_NEWIMAGE);
 
   /* setmetatable that fills a lazy table first */
   lua_pushglobaltable(L);
@@ -1535,7 +1546,7 @@ void mm_conv_set_doc(lua_State *L, const mm_json_doc_t *doc, int max_depth) {
 void mm_conv_push_record(lua_State *L, uint32_t node) {
   ctx_t c;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 1); /* reg mt */
+  ctx_begin(L, &c, 1); /* st reg mt */
   if (!c.doc) luaL_error(L, "no event document is current");
   if (node >= c.doc->count || mm_json_type(c.doc, node) != MM_JSON_OBJ)
     luaL_error(L, "record is not an object");
@@ -1548,7 +1559,7 @@ void mm_conv_push_record(lua_State *L, uint32_t node) {
 void mm_conv_push_av(lua_State *L, uint32_t av, const char *path) {
   ctx_t c;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 0); /* reg mt */
+  ctx_begin(L, &c, 0); /* st reg mt */
   if (!c.doc) luaL_error(L, "no event document is current");
   if (av >= c.doc->count) luaL_error(L, "no such tape node");
   c.base_name = path ? path : "";
@@ -1698,7 +1709,7 @@ void mm_conv_materialize(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   if (!lua_istable(L, idx)) return;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 1); /* reg mt */
+  ctx_begin(L, &c, 1); /* st reg mt */
   lua_createtable(L, 0, 0); /* reg mt visited */
   int visited = lua_gettop(L);
 
