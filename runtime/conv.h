@@ -16,6 +16,10 @@
  *     then it is an ordinary table;
  *   - lists (L) whole on first touch (index, newindex, pairs, #, ipairs),
  *     then they drop the metatable.
+ * Except: the record's "dynamodb" object and that object's NewImage (when
+ * they are objects) are in place from the start, as lazy tables with
+ * nothing in them converted (nearly every decoder reads them; only raw
+ * access can tell).
  * cjson.encode (through the wrapped cjson the sandbox gives) materialises
  * first. So a record never sits in Lua memory whole unless the script
  * walks it.
