@@ -216,7 +216,7 @@ int mm_ddb_run(mm_ddb_t *c, mm_ddb_req_t *const *reqs, size_t n, int64_t deadlin
                mm_ddb_done_fn done, void *ud) {
   if (n == 0) return 0;
   wrap_t *w = calloc(n, sizeof *w);
-  mm_awsreq_t **v = malloc(n * sizeof *v);
+  mm_awsreq_t **v = calloc(n, sizeof *v); /* calloc: GCC -O2 cannot see the loop fill it */
   if (!w || !v) {
     free(w);
     free(v);
