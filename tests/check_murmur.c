@@ -800,7 +800,13 @@ START_TEST(test_float_value_decimal) {
   char *src = malloc(cap);
   ck_assert_ptr_nonnull(src);
   n += (size_t)snprintf(src + n, cap - n, "local V = {");
-  for (int i = 0; i < NV; i++) n += (size_t)snprintf(src + n, cap - n, "%.17g,", v[i]);
+  /* every value a Lua float: an integral "%.17g" text would read back as
+   * an integer and take the integer path instead */
+  for (int i = 0; i < NV; i++) {
+    char t[40];
+    snprintf(t, sizeof t, "%.17g", v[i]);
+    n += (size_t)snprintf(src + n, cap - n, "%s%s,", t, strpbrk(t, ".eEni") ? "" : ".0");
+  }
   n += (size_t)snprintf(src + n, cap - n,
                         "}\nreturn {name = 'f', aggregate = 'sum',\n"
                         "  decode = function(rec) return V[tonumber(rec.eventID)] end,\n"
