@@ -4,31 +4,19 @@
 target_sources(murmur_core PRIVATE runtime/rapi.c)
 mm_add_check(check_rapi tests/check_rapi.c)
 
-find_program(MM_NODE node)
 if(MM_NODE)
   add_test(NAME emulator
            COMMAND ${MM_NODE} --test ${CMAKE_SOURCE_DIR}/tests/emulator/emulator.test.js)
   set_tests_properties(emulator PROPERTIES TIMEOUT 120)
 endif()
 
-# The Lambda entry point, at the build directory's root. It needs the
-# pipeline, so it is added only once runtime/pipeline.c is part of
-# murmur_core; the check runs after every fragment has been included.
-function(mm_rapi_add_bootstrap)
-  get_target_property(srcs murmur_core SOURCES)
-  list(FILTER srcs INCLUDE REGEX "(^|/)runtime/pipeline\\.c$")
-  if(NOT srcs)
-    message(STATUS "bootstrap: runtime/pipeline.c is not in murmur_core yet; not built")
-    return()
-  endif()
-  add_executable(bootstrap ${CMAKE_SOURCE_DIR}/runtime/bootstrap.c)
-  target_link_libraries(bootstrap PRIVATE murmur_core)
-  set_target_properties(bootstrap PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
-  if(MM_NODE)
-    add_test(NAME bootstrap_e2e
-             COMMAND ${MM_NODE} --test ${CMAKE_SOURCE_DIR}/tests/emulator/bootstrap.test.js)
-    set_tests_properties(bootstrap_e2e PROPERTIES TIMEOUT 180
-                         ENVIRONMENT "MM_BOOTSTRAP=$<TARGET_FILE:bootstrap>")
-  endif()
-endfunction()
-cmake_language(DEFER CALL mm_rapi_add_bootstrap)
+# The Lambda entry point, at the build directory's root.
+add_executable(bootstrap runtime/bootstrap.c)
+target_link_libraries(bootstrap PRIVATE murmur_core)
+set_target_properties(bootstrap PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+if(MM_NODE)
+  add_test(NAME bootstrap_e2e
+           COMMAND ${MM_NODE} --test ${CMAKE_SOURCE_DIR}/tests/emulator/bootstrap.test.js)
+  set_tests_properties(bootstrap_e2e PROPERTIES TIMEOUT 180
+                       ENVIRONMENT "MM_BOOTSTRAP=$<TARGET_FILE:bootstrap>")
+endif()

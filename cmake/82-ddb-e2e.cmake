@@ -13,15 +13,9 @@ target_link_libraries(mm_query_tool PRIVATE murmur_core)
 add_executable(ddb_bench bench/ddb_bench.c)
 target_link_libraries(ddb_bench PRIVATE murmur_core)
 
-# Registered once the bootstrap target exists (cmake/40-rapi.cmake adds it
-# in a deferred call, queued before this one). Sanitizer builds run fewer
-# records and batches (MM_E2E_QUICK).
-function(mm_ddb_e2e_tests)
-  find_program(MM_NODE node)
-  if(NOT MM_NODE OR NOT TARGET bootstrap)
-    message(STATUS "ddb e2e: node or the bootstrap target missing; tests not registered")
-    return()
-  endif()
+# The real bootstrap (cmake/40-rapi.cmake) against dynalite. Sanitizer
+# builds run fewer records and batches (MM_E2E_QUICK).
+if(MM_NODE)
   set(quick 0)
   if(MM_SANITIZE)
     set(quick 1)
@@ -32,5 +26,4 @@ function(mm_ddb_e2e_tests)
     set_tests_properties(ddb_e2e_${t} PROPERTIES TIMEOUT 600
       ENVIRONMENT "MM_BOOTSTRAP=$<TARGET_FILE:bootstrap>;MM_QUERY_TOOL=$<TARGET_FILE:mm_query_tool>;MM_E2E_QUICK=${quick}")
   endforeach()
-endfunction()
-cmake_language(DEFER CALL mm_ddb_e2e_tests)
+endif()

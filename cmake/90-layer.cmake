@@ -5,7 +5,6 @@
 # symbol versions, bundled libraries, an end-to-end run of the unzipped
 # layer under a Lambda-like environment; unsanitized native builds only).
 find_program(MM_ZIP zip)
-find_program(MM_NODE_LAYER node)
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   set(MM_LAYER_ARCH arm64)
@@ -16,15 +15,15 @@ set(MM_LAYER_ZIP ${CMAKE_BINARY_DIR}/dist/murmur-ddb-layer-${MM_LAYER_ARCH}.zip)
 
 # The example pipelines through the real murmur-ddb, and --watch (native
 # builds: the test runs the binary).
-if(MM_NODE_LAYER AND NOT CMAKE_CROSSCOMPILING)
+if(MM_NODE AND NOT CMAKE_CROSSCOMPILING)
   add_test(NAME examples
-           COMMAND ${MM_NODE_LAYER} --test ${CMAKE_SOURCE_DIR}/tests/layer/examples.test.js)
+           COMMAND ${MM_NODE} --test ${CMAKE_SOURCE_DIR}/tests/layer/examples.test.js)
   set_tests_properties(examples PROPERTIES TIMEOUT 120
                        ENVIRONMENT "MM_CLI=$<TARGET_FILE:murmur-ddb>")
   # layer/template.yaml against what the runtime issues (needs python3-yaml
   # to read the YAML; skips without it).
   add_test(NAME layer_template
-           COMMAND ${MM_NODE_LAYER} --test ${CMAKE_SOURCE_DIR}/tests/layer/template.test.js)
+           COMMAND ${MM_NODE} --test ${CMAKE_SOURCE_DIR}/tests/layer/template.test.js)
   set_tests_properties(layer_template PROPERTIES TIMEOUT 60)
 endif()
 
@@ -70,10 +69,10 @@ add_custom_target(layer ALL DEPENDS ${MM_LAYER_ZIP})
 # (CMAKE_CROSSCOMPILING_EMULATOR, e.g. qemu-aarch64); without one only the
 # static checks run. The other tests of a cross build cannot run here:
 # layer/build runs this one alone (ctest -R '^layer_check$').
-if(MM_NODE_LAYER)
+if(MM_NODE)
   string(REPLACE ";" " " mm_layer_exec "${CMAKE_CROSSCOMPILING_EMULATOR}")
   add_test(NAME layer_check
-           COMMAND ${MM_NODE_LAYER} --test ${CMAKE_SOURCE_DIR}/tests/layer/layer.test.js)
+           COMMAND ${MM_NODE} --test ${CMAKE_SOURCE_DIR}/tests/layer/layer.test.js)
   set_tests_properties(layer_check PROPERTIES TIMEOUT 180
                        ENVIRONMENT "MM_LAYER_ZIP=${MM_LAYER_ZIP};MM_LAYER_ARCH=${MM_LAYER_ARCH};MM_OBJDUMP=${CMAKE_OBJDUMP};MM_LAYER_EXEC=${mm_layer_exec}")
 endif()
