@@ -11,10 +11,9 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { runBootstrap } = require('./run-bootstrap.js');
 
 const BOOTSTRAP = process.env.MM_BOOTSTRAP;
-const EMULATOR = path.join(__dirname, 'runtime-api.js');
 const ROOT = path.resolve(__dirname, '../..');
 const EXAMPLE = path.join(ROOT, 'lua/examples/order_totals');
 const FIXTURES = path.resolve(ROOT, '../shared/fixtures/ddb-streams');
@@ -25,53 +24,27 @@ const skip = BOOTSTRAP ? false : 'MM_BOOTSTRAP is not set';
  * signal, killed, stdout, stderr, t (transcript)}. Bounded: the emulator
  * ends by itself (linger, --timeout); the bootstrap is killed shortly
  * after the emulator exits if it is still blocked. */
-async function run({ scenario, files = {}, env = {}, handler = 'decode' }) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mm-boot-'));
-  try {
-    const task = path.join(dir, 'task');
-    fs.mkdirSync(task);
-    for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(task, name), text);
-    fs.writeFileSync(path.join(dir, 'scenario.json'), JSON.stringify(scenario));
-    const transcript = path.join(dir, 'transcript.json');
-    const emu = spawn(process.execPath, [EMULATOR, path.join(dir, 'scenario.json'), '--transcript', transcript,
-      '--linger', '300', '--timeout', '20000', '--grace', '3000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const emuExit = new Promise((r) => emu.on('exit', r));
-    const port = await new Promise((resolve, reject) => {
-      let buf = '';
-      const timer = setTimeout(() => reject(new Error('emulator printed no port')), 10000);
-      emu.stdout.on('data', (c) => {
-        buf += c;
-        if (buf.includes('\n')) { clearTimeout(timer); resolve(JSON.parse(buf.split('\n')[0]).port); }
-      });
-    });
-    const benv = {
-      PATH: process.env.PATH,
-      AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${port}`,
-      _HANDLER: handler,
-      LAMBDA_TASK_ROOT: task,
-      MURMUR_STORE: 'memory://',
-      AWS_LAMBDA_FUNCTION_NAME: 'test_function',
-    };
-    for (const [k, v] of Object.entries(env)) {
-      if (v === null) delete benv[k];
-      else benv[k] = v;
-    }
-    const boot = spawn(BOOTSTRAP, [], { env: benv, cwd: task, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    boot.stdout.on('data', (c) => { stdout += c; });
-    boot.stderr.on('data', (c) => { stderr += c; });
-    let killed = false;
-    const bootExit = new Promise((r) => boot.on('exit', (code, signal) => r({ code, signal })));
-    await emuExit;
-    const grace = setTimeout(() => { killed = true; boot.kill('SIGKILL'); }, 150);
-    const { code, signal } = await bootExit;
-    clearTimeout(grace);
-    const t = JSON.parse(fs.readFileSync(transcript, 'utf8'));
-    return { code, signal, killed, stdout, stderr, t };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+function run({ scenario, files = {}, env = {}, handler = 'decode' }) {
+  return runBootstrap({
+    scenario,
+    files,
+    command: [BOOTSTRAP, []],
+    env: (port, task) => {
+      const benv = {
+        PATH: process.env.PATH,
+        AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${port}`,
+        _HANDLER: handler,
+        LAMBDA_TASK_ROOT: task,
+        MURMUR_STORE: 'memory://',
+        AWS_LAMBDA_FUNCTION_NAME: 'test_function',
+      };
+      for (const [k, v] of Object.entries(env)) {
+        if (v === null) delete benv[k];
+        else benv[k] = v;
+      }
+      return benv;
+    },
+  });
 }
 
 const decode = fs.readFileSync(path.join(EXAMPLE, 'decode.lua'), 'utf8');

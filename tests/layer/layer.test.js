@@ -34,7 +34,8 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn, execFileSync } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
+const { runBootstrap: runBootstrapWith } = require('../emulator/run-bootstrap.js');
 
 const ZIP = process.env.MM_LAYER_ZIP;
 const OBJDUMP = process.env.MM_OBJDUMP || 'objdump';
@@ -44,7 +45,6 @@ const EXEC = (process.env.MM_LAYER_EXEC || '').split(' ').filter(Boolean);
 const MACHINE = { x86_64: 62, arm64: 183 }[ARCH];
 const HOST_ARCH = { x64: 'x86_64', arm64: 'arm64' }[process.arch];
 const ROOT = path.resolve(__dirname, '../..');
-const EMULATOR = path.join(ROOT, 'tests/emulator/runtime-api.js');
 const EXAMPLE = path.join(ROOT, 'lua/examples/order_totals');
 const skip = ZIP ? false : 'MM_LAYER_ZIP is not set';
 /* The runtime checks need a way to run the layer's executables. */
@@ -261,40 +261,14 @@ test('loading: every non-glibc library comes from the layer, even with host libr
  * stdout, stderr, t (transcript)}. Bounded: the emulator ends by itself
  * (--timeout, --linger); the bootstrap, blocked in /next, is then killed.
  */
-async function runBootstrap({ scenario, files, env = {} }) {
-  const dir = fs.mkdtempSync(path.join(WORK, 'run-'));
-  const task = path.join(dir, 'task');
-  fs.mkdirSync(task);
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(task, name), text);
-  fs.writeFileSync(path.join(dir, 'scenario.json'), JSON.stringify(scenario));
-  const transcript = path.join(dir, 'transcript.json');
-  const emu = spawn(process.execPath, [EMULATOR, path.join(dir, 'scenario.json'), '--transcript', transcript,
-    '--linger', '300', '--timeout', '20000', '--grace', '3000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const emuExit = new Promise((r) => emu.on('exit', r));
-  const port = await new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error('emulator printed no port')), 10000);
-    emu.stdout.on('data', (c) => {
-      buf += c;
-      if (buf.includes('\n')) { clearTimeout(timer); resolve(JSON.parse(buf.split('\n')[0]).port); }
-    });
+function runBootstrap({ scenario, files, env = {} }) {
+  return runBootstrapWith({
+    scenario,
+    files,
+    parent: WORK,
+    command: runArgs(path.join(OPT, 'bootstrap')),
+    env: (port, task) => lambdaEnv(OPT, task, { AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${port}`, ...env }),
   });
-  const [bootCmd, bootArgs] = runArgs(path.join(OPT, 'bootstrap'));
-  const boot = spawn(bootCmd, bootArgs, {
-    env: lambdaEnv(OPT, task, { AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${port}`, ...env }),
-    cwd: task,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  boot.stdout.on('data', (c) => { stdout += c; });
-  boot.stderr.on('data', (c) => { stderr += c; });
-  const bootExit = new Promise((r) => boot.on('exit', (code, signal) => r({ code, signal })));
-  await emuExit;
-  const grace = setTimeout(() => boot.kill('SIGKILL'), 150);
-  const { code } = await bootExit;
-  clearTimeout(grace);
-  return { code, stdout, stderr, t: JSON.parse(fs.readFileSync(transcript, 'utf8')) };
 }
 
 const decode = fs.readFileSync(path.join(EXAMPLE, 'decode.lua'), 'utf8');
