@@ -59,6 +59,7 @@
 
 #include "config.h"
 #include "conv.h"
+#include "ddb.h"
 #include "log.h"
 #include "murmur_lua.h"
 #include "retry.h"
@@ -1486,29 +1487,6 @@ static void describe(lua_State *L, int idx, char *buf, size_t n) {
   }
 }
 
-/* 1 when p[0..n) is well-formed UTF-8 (no overlongs, no surrogates). */
-static int utf8_ok(const unsigned char *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = p[i];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) { i++; continue; }
-    if ((c & 0xE0) == 0xC0) { len = 2; min = 0x80; c &= 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; min = 0x800; c &= 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; min = 0x10000; c &= 0x07; }
-    else return 0;
-    if (i + len > n) return 0;
-    for (size_t k = 1; k < len; k++) {
-      if ((p[i + k] & 0xC0) != 0x80) return 0;
-      c = (c << 6) | (p[i + k] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
-    i += len;
-  }
-  return 1;
-}
-
 /* FNV-1a, for the key de-duplication set. */
 static uint64_t fnv(const char *p, size_t n) {
   uint64_t h = 1469598103934665603ull;
@@ -1584,7 +1562,7 @@ static int take_key(mm_script_t *s, lua_State *L, int idx, lua_Integer elem, int
   size_t n;
   if (lua_type(L, idx) == LUA_TSTRING) {
     p = lua_tolstring(L, idx, &n);
-    if (n > 0 && n <= MAX_KEY_BYTES && utf8_ok((const unsigned char *)p, n))
+    if (n > 0 && n <= MAX_KEY_BYTES && mm_ddb_utf8_valid(p, n))
       return add_key(o, ks, cap, p, n); /* the usual case */
   }
   if (elem)
@@ -1604,7 +1582,7 @@ static int take_key(mm_script_t *s, lua_State *L, int idx, lua_Integer elem, int
              MAX_KEY_BYTES);
       return 1;
     }
-    if (!utf8_ok((const unsigned char *)p, n)) {
+    if (!mm_ddb_utf8_valid(p, n)) {
       poison(s, o, MM_EINVAL, line, "%s a string that is not valid UTF-8", who);
       return 1;
     }
@@ -1779,7 +1757,7 @@ static int take_scalar(mm_script_t *s, lua_State *L, int idx, int num_only,
       }
       return 0;
     }
-    if (need_utf8 && !utf8_ok((const unsigned char *)p, n)) {
+    if (need_utf8 && !mm_ddb_utf8_valid(p, n)) {
       poison(s, o, MM_EINVAL, line, "%s %s a string that is not valid UTF-8", what, was);
       return 1;
     }

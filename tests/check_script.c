@@ -737,6 +737,20 @@ START_TEST(key_empty_and_invalid_utf8_are_poison) {
 }
 END_TEST
 
+START_TEST(key_surrogate_and_overlong_are_poison) {
+  /* an encoded surrogate (U+D800) and an overlong '/' are not UTF-8 either */
+  load_ok("return { aggregate = 'count', decode = function(r) return r.eventName end,\n"
+          "  key = function(v) if v == 'A' then return 'k\\xED\\xA0\\x80' end\n"
+          "    return 'k\\xC0\\xAF' end }\n");
+  event("A,B", "\"x\":{\"S\":\"y\"}");
+  mm_outcome_t out;
+  run_poison(0, "key() returned a string that is not valid UTF-8", &out);
+  mm_outcome_free(&out);
+  run_poison(1, "key() returned a string that is not valid UTF-8", &out);
+  mm_outcome_free(&out);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Values by aggregate                                                  */
 /* ------------------------------------------------------------------ */
@@ -1551,6 +1565,7 @@ static Suite *script_suite(void) {
   tcase_add_test(tc, key_integer_is_decimal_text);
   tcase_add_test(tc, key_table_is_poison);
   tcase_add_test(tc, key_empty_and_invalid_utf8_are_poison);
+  tcase_add_test(tc, key_surrogate_and_overlong_are_poison);
   tcase_add_test(tc, keys_from_lazy_list);
   tcase_add_test(tc, cjson_encode_materializes_record);
   tcase_add_test(tc, record_without_document_is_poison);
