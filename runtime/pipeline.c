@@ -70,7 +70,7 @@ typedef struct op {
   int coalesced;
   size_t first_ref, nrefs; /* into the refs array */
   int attempts;
-  int final;               /* 0 pending, else final status + 1 */
+  int final;               /* 0 pending, 1 applied, else failure status - 1 */
 } op_t;
 
 typedef struct ref {
@@ -500,12 +500,21 @@ static void finish_all(mm_pipeline_t *p, rec_t *recs, size_t n, mm_claim_t *clai
   for (size_t i = 0; i < n; i++)
     if (recs[i].claim >= 0) total += recs[i].nkeys;
   const char **applied = calloc(total ? total : 1, sizeof *applied);
-  if (!applied) return;
   size_t used = 0;
   mm_claim_t *todo = calloc(nclaims, sizeof *todo);
   size_t *owner = calloc(nclaims, sizeof *owner);
   size_t nt = 0;
-  if (!todo || !owner) goto done;
+  if (!applied || !todo || !owner) {
+    /* The merges reached the store but cannot be recorded: as when a
+     * finish fails, meter what a redelivery may apply again, and say so. */
+    for (size_t i = 0; i < n; i++)
+      for (size_t k = 0; recs[i].claim >= 0 && k < recs[i].nkeys; k++)
+        if (recs[i].key_state[k] == KEY_APPLIED) p->metrics.unknown_outcomes++;
+    mm_log(MM_LOG_ERROR, NULL,
+           "out of memory finishing dedup claims: applied merges not recorded "
+           "(a redelivery may apply them again)");
+    goto done;
+  }
   for (size_t i = 0; i < n; i++) {
     rec_t *r = &recs[i];
     if (r->claim < 0) continue;
@@ -686,6 +695,7 @@ static void merge_all(mm_pipeline_t *p, rec_t *recs, merge_plan_t *pl, int64_t s
   size_t *idx = malloc(n * sizeof *idx);
   if (!batch || !idx) {
     for (size_t o = 0; o < n; o++) pl->ops[o].final = MM_ENOMEM - 1;
+    mm_log(MM_LOG_ERROR, NULL, "out of memory starting %zu merges: records reported", n);
     goto map;
   }
   size_t nt = n;
@@ -882,6 +892,7 @@ static void store_wave(mm_pipeline_t *p, rec_t *recs, size_t n, int64_t stop_at)
   if (p->dedup && claim_all(p, recs, n, &claims, &nclaims, &cids, stop_at)) {
     for (size_t i = 0; i < n; i++)
       if (recs[i].state == REC_PENDING) recs[i].state = REC_FAILED;
+    mm_log(MM_LOG_ERROR, NULL, "out of memory preparing dedup claims: records reported");
   }
 
   /* Phase 3: merge. */
