@@ -1705,20 +1705,29 @@ static int dec_from_double_fast(mm_dec_t *out, double v) {
   return 0;
 }
 
+/* "value()" (member 0) or "value() set member [i]" for messages. */
+static const char *scalar_what(size_t member, char *buf, size_t n) {
+  if (!member) return "value()";
+  snprintf(buf, n, "value() set member [%zu]", member);
+  return buf;
+}
+
 /*
  * Converts the value at idx to a scalar. Numbers: integers exactly,
  * floats by shortest round trip (NaN/inf refused); strings are kept as
  * strings unless `num_only` (sum), where they must be exact decimals.
- * `what` names the value in messages. Returns 0, 1 (poison) or MM_ENOMEM.
+ * `member` is 0 for value()'s result, else the set member's index; messages
+ * name it (the name is only formatted on an error: this runs for every
+ * value and every set member). Returns 0, 1 (poison) or MM_ENOMEM.
  * [-0, +0, -]
  */
 static int take_scalar(mm_script_t *s, lua_State *L, int idx, int num_only,
-                       int need_utf8, const char *what, mm_outcome_t *o,
+                       int need_utf8, size_t member, mm_outcome_t *o,
                        mm_scalar_t *out) {
   int line = s->line_value;
-  const char *agg = mm_agg_name(s->def.agg);
-  int member = strcmp(what, "value()") != 0;     /* a set member, not the result */
   const char *was = member ? "is" : "returned";
+  char wbuf[48];
+#define WHAT() scalar_what(member, wbuf, sizeof wbuf)
   memset(out, 0, sizeof *out);
   int ty = lua_type(L, idx);
   if (ty == LUA_TNUMBER) {
@@ -1729,7 +1738,7 @@ static int take_scalar(mm_script_t *s, lua_State *L, int idx, int num_only,
     }
     double v = (double)lua_tonumber(L, idx);
     if (isnan(v) || isinf(v)) {
-      poison(s, o, MM_EINVAL, line, "%s %s %s", what, was,
+      poison(s, o, MM_EINVAL, line, "%s %s %s", WHAT(), was,
              isnan(v) ? "NaN" : (v > 0 ? "inf" : "-inf"));
       return 1;
     }
@@ -1737,7 +1746,7 @@ static int take_scalar(mm_script_t *s, lua_State *L, int idx, int num_only,
     mm_err_clear(&e);
     if (dec_from_double_fast(&out->num, v)) return 0;
     if (mm_dec_from_double(&out->num, v, &e) != 0) {
-      poison(s, o, MM_EINVAL, line, "%s %s %.17g: %s", what, was, v, e.msg);
+      poison(s, o, MM_EINVAL, line, "%s %s %.17g: %s", WHAT(), was, v, e.msg);
       return 1;
     }
     return 0;
@@ -1751,14 +1760,14 @@ static int take_scalar(mm_script_t *s, lua_State *L, int idx, int num_only,
       out->is_num = 1;
       if (mm_dec_parse(&out->num, p, n, &e) != 0) {
         poison(s, o, MM_EINVAL, line,
-               "%s %s \"%.60s\", which is not a decimal number (%s)", what, was, p,
+               "%s %s \"%.60s\", which is not a decimal number (%s)", WHAT(), was, p,
                e.msg);
         return 1;
       }
       return 0;
     }
     if (need_utf8 && !mm_ddb_utf8_valid(p, n)) {
-      poison(s, o, MM_EINVAL, line, "%s %s a string that is not valid UTF-8", what, was);
+      poison(s, o, MM_EINVAL, line, "%s %s a string that is not valid UTF-8", WHAT(), was);
       return 1;
     }
     out->str = malloc(n + 1);
@@ -1768,10 +1777,12 @@ static int take_scalar(mm_script_t *s, lua_State *L, int idx, int num_only,
     out->len = n;
     return 0;
   }
-  poison(s, o, MM_EINVAL, line, "%s must %s %s for aggregate '%s', got %s", what,
-         member ? "be" : "return", num_only ? "a number or a decimal string" : "a number or a string", agg,
-         luaL_typename(L, idx));
+  poison(s, o, MM_EINVAL, line, "%s must %s %s for aggregate '%s', got %s", WHAT(),
+         member ? "be" : "return",
+         num_only ? "a number or a decimal string" : "a number or a string",
+         mm_agg_name(s->def.agg), luaL_typename(L, idx));
   return 1;
+#undef WHAT
 }
 
 /* qsort comparator over scalars. */
@@ -1787,7 +1798,7 @@ static int take_set(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
   if (lua_type(L, idx) != LUA_TTABLE) {
     d->members = calloc(1, sizeof *d->members);
     if (!d->members) return MM_ENOMEM;
-    int rc = take_scalar(s, L, idx, 0, 1, "value()", o, &d->members[0]);
+    int rc = take_scalar(s, L, idx, 0, 1, 0, o, &d->members[0]);
     if (rc == 0) d->nmembers = 1;
     return rc;
   }
@@ -1807,15 +1818,13 @@ static int take_set(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
   d->members = calloc(count, sizeof *d->members);
   if (!d->members) return MM_ENOMEM;
   for (size_t i = 1; i <= count; i++) {
-    char what[64];
-    snprintf(what, sizeof what, "value() set member [%zu]", i);
     int rc;
     if (lua_rawgeti(L, idx, (lua_Integer)i) == LUA_TNIL) {
       poison(s, o, MM_EINVAL, line, "value() set member [%zu] is missing (not a sequence)",
              i);
       rc = 1;
     } else {
-      rc = take_scalar(s, L, lua_gettop(L), 0, 1, what, o, &d->members[d->nmembers]);
+      rc = take_scalar(s, L, lua_gettop(L), 0, 1, i, o, &d->members[d->nmembers]);
       if (rc == 0) d->nmembers++;
     }
     lua_pop(L, 1);
@@ -1877,7 +1886,7 @@ static int take_value(mm_script_t *s, lua_State *L, int idx, mm_outcome_t *o) {
   default:
     if (lua_isnil(L, idx)) break;
     return take_scalar(s, L, idx, s->def.agg == MM_AGG_SUM,
-                       s->def.agg != MM_AGG_HLL && s->def.agg != MM_AGG_TOPK, "value()",
+                       s->def.agg != MM_AGG_HLL && s->def.agg != MM_AGG_TOPK, 0,
                        o, &d->v);
   }
   poison(s, o, MM_EINVAL, line, "value() returned nil (aggregate '%s' needs %s)",
