@@ -10,7 +10,6 @@
 
 #include "retry.h"
 #include "store_dynamodb.h"
-#include "store_dynamodb.h"
 #include "store_local.h"
 
 /* ------------------------------------------------------------------ */

@@ -123,14 +123,11 @@ int mm_local_op_start(mm_merge_t *op, int64_t deadline_ms) {
  * saved batches) equal to what DynamoDB computes for them.
  */
 int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
-                       const void *old, size_t old_len, int64_t old_ttl,
-                       int64_t now_s, char **out, size_t *out_len, int *write,
-                       mm_err_t *err) {
+                       const void *old, size_t old_len, char **out,
+                       size_t *out_len, int *write, mm_err_t *err) {
   *out = NULL;
   *out_len = 0;
   *write = 0;
-  (void)old_ttl;
-  (void)now_s;
   const mm_delta_t *d = op->delta;
   if (have && old_agg != d->agg) {
     size_t kl = op->key_len > KEY_QUOTE_MAX ? KEY_QUOTE_MAX : op->key_len;

@@ -34,15 +34,14 @@ int mm_local_expired(int64_t ttl, int64_t now_s);
 int mm_local_op_start(mm_merge_t *op, int64_t deadline_ms);
 
 /* Merges op's delta into a stored row. have = 0 when there is no row;
- * otherwise old_agg/old/old_len/old_ttl describe it. An expired row is
- * treated as absent. On success *out (malloc'd, caller frees) is the new
+ * otherwise old_agg/old/old_len describe it. An expired row merges like a
+ * live one (see store.c). On success *out (malloc'd, caller frees) is the new
  * stored value and *write is 1 when the row must be written (0: the value is
  * unchanged and the row exists, nothing to do). A row of another aggregate
  * or an unmergeable stored value is MM_EPERM (the row is left alone). */
 int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
-                       const void *old, size_t old_len, int64_t old_ttl,
-                       int64_t now_s, char **out, size_t *out_len, int *write,
-                       mm_err_t *err);
+                       const void *old, size_t old_len, char **out,
+                       size_t *out_len, int *write, mm_err_t *err);
 
 /* Checks that claim c may start (deadline; an id is required). Returns 0 or
  * the status it set. Normalises c->id_len (0 -> strlen(id)). */

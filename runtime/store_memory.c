@@ -141,7 +141,7 @@ static int take_injection(mem_store_t *s, const char *k, size_t n) {
  * stores the result. The key entry is created only when a row is written,
  * so a failed merge leaves no trace.
  */
-static void apply_op(mem_store_t *s, mm_merge_t *op, int64_t now_s) {
+static void apply_op(mem_store_t *s, mm_merge_t *op) {
   uint64_t h = hash_key(op->key, op->key_len);
   mkey_t *e = find_key(s, op->key, op->key_len, h);
   int found = 0;
@@ -151,8 +151,7 @@ static void apply_op(mem_store_t *s, mm_merge_t *op, int64_t now_s) {
   size_t nlen = 0;
   int write = 0;
   int rc = mm_local_merge_row(op, found, r ? r->agg : MM_AGG_SUM, r ? r->v : NULL,
-                              r ? r->vlen : 0, r ? r->ttl : 0, now_s, &nv, &nlen,
-                              &write, &op->err);
+                              r ? r->vlen : 0, &nv, &nlen, &write, &op->err);
   if (rc) {
     op->status = rc;
     return;
@@ -190,7 +189,6 @@ nomem:
 /* Runs a batch in order; each op is independent of the others' outcome. */
 static int mem_merge(mm_store_t *base, mm_merge_t *ops, size_t n, int64_t deadline_ms) {
   mem_store_t *s = (mem_store_t *)base;
-  int64_t now_s = mm_now_ms() / 1000;
   for (size_t i = 0; i < n; i++) {
     mm_merge_t *op = &ops[i];
     if (mm_local_op_start(op, deadline_ms)) continue;
@@ -199,7 +197,7 @@ static int mem_merge(mm_store_t *base, mm_merge_t *ops, size_t n, int64_t deadli
       op->status = mm_err_set(&op->err, inj, "injected %s failure", mm_err_name(inj));
       continue;
     }
-    apply_op(s, op, now_s);
+    apply_op(s, op);
     /* A lost answer: whatever happened, the caller only learns "unknown". */
     if (inj == MM_EUNKNOWN)
       op->status = mm_err_set(&op->err, MM_EUNKNOWN,

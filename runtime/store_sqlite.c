@@ -118,7 +118,7 @@ done:
  * op->status. The stored bytes SELECT returns are only valid until the
  * statement is reset, so the merge happens before the reset.
  */
-static void run_op(sql_store_t *s, mm_merge_t *op, int64_t now_s) {
+static void run_op(sql_store_t *s, mm_merge_t *op) {
   char *nv = NULL;
   size_t nlen = 0;
   int write = 0, rc;
@@ -131,7 +131,6 @@ static void run_op(sql_store_t *s, mm_merge_t *op, int64_t now_s) {
   rc = sqlite3_step(s->get);
   if (rc == SQLITE_ROW) {
     const char *name = (const char *)sqlite3_column_text(s->get, 0);
-    int64_t ttl = sqlite3_column_int64(s->get, 2); /* NULL reads as 0 */
     mm_agg_t agg = MM_AGG_SUM;
     if (mm_agg_parse(name ? name : "", &agg) != 0) {
       op->status = mm_err_set(&op->err, MM_EPERM,
@@ -141,12 +140,10 @@ static void run_op(sql_store_t *s, mm_merge_t *op, int64_t now_s) {
     } else {
       const void *v = sqlite3_column_blob(s->get, 1);
       size_t vlen = (size_t)sqlite3_column_bytes(s->get, 1);
-      op->status = mm_local_merge_row(op, 1, agg, v, vlen, ttl, now_s, &nv, &nlen,
-                                      &write, &op->err);
+      op->status = mm_local_merge_row(op, 1, agg, v, vlen, &nv, &nlen, &write, &op->err);
     }
   } else if (rc == SQLITE_DONE) {
-    op->status = mm_local_merge_row(op, 0, MM_AGG_SUM, NULL, 0, 0, now_s, &nv, &nlen,
-                                    &write, &op->err);
+    op->status = mm_local_merge_row(op, 0, MM_AGG_SUM, NULL, 0, &nv, &nlen, &write, &op->err);
   } else {
     op->status = mm_local_sqlite_fail(s->db, rc, "reading a row", &op->err);
   }
@@ -183,8 +180,7 @@ static void fail_applied(mm_merge_t *ops, size_t n, int code, const char *why) {
 static int sql_merge(mm_store_t *base, mm_merge_t *ops, size_t n, int64_t deadline_ms) {
   sql_store_t *s = (sql_store_t *)base;
   mm_err_t e;
-  int64_t now_ms = mm_now_ms();
-  if (deadline_ms > 0 && now_ms >= deadline_ms) {
+  if (deadline_ms > 0 && mm_now_ms() >= deadline_ms) {
     for (size_t i = 0; i < n; i++) mm_local_op_start(&ops[i], deadline_ms);
     return 0;
   }
@@ -196,7 +192,7 @@ static int sql_merge(mm_store_t *base, mm_merge_t *ops, size_t n, int64_t deadli
   for (size_t i = 0; i < n; i++) {
     mm_merge_t *op = &ops[i];
     if (mm_local_op_start(op, deadline_ms)) continue;
-    run_op(s, op, now_ms / 1000);
+    run_op(s, op);
     if (op->status && sqlite3_get_autocommit(s->db)) {
       /* SQLite rolled the whole transaction back (I/O error, disk full):
        * the earlier ops are gone and the later ones cannot run in it. */
@@ -289,7 +285,7 @@ int mm_store_sqlite_open(mm_store_t **out, const char *path, mm_err_t *err) {
   if (!rc) rc = mm_local_sqlite_prepare(s->db, &s->rollback, "ROLLBACK", err);
   if (!rc)
     rc = mm_local_sqlite_prepare(
-        s->db, &s->get, "SELECT agg, v, ttl FROM murmur_state WHERE pk = ?1 AND sk = ?2",
+        s->db, &s->get, "SELECT agg, v FROM murmur_state WHERE pk = ?1 AND sk = ?2",
         err);
   if (!rc)
     rc = mm_local_sqlite_prepare(s->db, &s->put,
