@@ -1934,7 +1934,13 @@ int mm_script_run_record(mm_script_t *s, uint32_t node, double event_time,
   out->delta.weight = 1;
   out->delta.time = event_time;
 
-  if (!s->doc || s->doc_failed) {
+  if (s->doc_failed) {
+    poison(s, out, MM_ENOMEM, 0,
+           "out of memory making this invocation's records readable from Lua "
+           "(see the \"cannot switch the record document\" log line)");
+    return 0;
+  }
+  if (!s->doc) {
     poison(s, out, MM_EINVAL, 0, "no record document is set (mm_script_set_doc)");
     return 0;
   }

@@ -1509,6 +1509,27 @@ START_TEST(alloc_failure_during_record_is_poison) {
 }
 END_TEST
 
+START_TEST(alloc_failure_switching_document_is_named) {
+  /* mm_script_set_doc cannot make the document current: every record is
+   * poison with a message that says so (not "no document is set"), and
+   * the next successful switch runs records again */
+  load_ok(alloc_script);
+  event("INSERT", "\"x\":{\"S\":\"v\"}");
+  mm_outcome_t out;
+  mm_script_fail_countdown = 1;
+  mm_script_set_doc(S, &ev_doc);
+  int reached = mm_script_fail_countdown < 0;
+  mm_script_fail_countdown = 0;
+  ck_assert(reached);
+  run_poison(0, "out of memory making this invocation's records readable", &out);
+  ck_assert_int_eq(out.err.code, MM_ENOMEM);
+  mm_outcome_free(&out);
+  mm_script_set_doc(S, &ev_doc);
+  run_value(0, &out);
+  mm_outcome_free(&out);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *script_suite(void) {
@@ -1615,6 +1636,7 @@ static Suite *script_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, alloc_failure_during_load_is_an_error);
   tcase_add_test(tc, alloc_failure_during_record_is_poison);
+  tcase_add_test(tc, alloc_failure_switching_document_is_named);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("sandbox");
