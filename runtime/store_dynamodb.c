@@ -375,6 +375,9 @@ static int build_get(mm_buf_t *b, const ddb_store_t *s, const mm_merge_t *op, mm
   if (rc) return rc;
   mm_buf_adds(b, ",\"ConsistentRead\":true,\"ProjectionExpression\":\"#v, #ver\","
                  "\"ExpressionAttributeNames\":{\"#v\":\"v\",\"#ver\":\"ver\"}}");
+  if (mm_buf_failed(b))
+    return mm_err_set(err, MM_ENOMEM, "GetItem on table %s: out of memory building the request",
+                      s->table);
   return 0;
 }
 
@@ -571,7 +574,7 @@ static int on_done(void *ud, mm_ddb_req_t *r) {
       r->body.failed = 0;
       mm_err_t e;
       mm_err_clear(&e);
-      if (build_get(&r->body, x->s, op, &e) || mm_buf_failed(&r->body)) {
+      if (build_get(&r->body, x->s, op, &e)) {
         op_finish(x, MM_ERETRY, &e);
         return 0;
       }
@@ -694,7 +697,7 @@ static int ddb_merge(mm_store_t *base, mm_merge_t *ops, size_t n, int64_t deadli
     lead->rounds = 1;
     mm_err_t berr;
     mm_err_clear(&berr);
-    if (build_get(&lead->req.body, s, lead->op, &berr) || mm_buf_failed(&lead->req.body)) {
+    if (build_get(&lead->req.body, s, lead->op, &berr)) {
       op_finish(lead, berr.code == MM_EPERM ? MM_EPERM : MM_ERETRY, &berr);
       continue;
     }
