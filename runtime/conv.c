@@ -1664,9 +1664,24 @@ none:
   lua_pushnil(L);
 }
 
+/* MM_CONV_PEEK_N with the N text of AttributeValue av as in the event
+ * (borrowed, unchecked) when av is an N whose text has no escapes, else
+ * MM_CONV_PEEK_UNKNOWN. Shared by mm_conv_peek_n and mm_conv_view_n. */
+static int peek_av_n(const mm_json_doc_t *d, uint32_t av, const char **text, size_t *len) {
+  avinfo_t ai;
+  if (av_classify(d, av, &ai) != AV_OK || ai.type != T_N) return MM_CONV_PEEK_UNKNOWN;
+  uint32_t n = ai.payload;
+  mm_json_type_t jt = mm_json_type(d, n);
+  if (jt != MM_JSON_NUM && (jt != MM_JSON_STR || mm_json_has_escapes(d, n)))
+    return MM_CONV_PEEK_UNKNOWN;
+  *text = mm_json_raw(d, n);
+  *len = mm_json_len(d, n);
+  return MM_CONV_PEEK_N;
+}
+
 int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
   origin_t o;
-  int r = MM_CONV_PEEK_UNKNOWN, done = 0;
+  int r = MM_CONV_PEEK_UNKNOWN;
   t = lua_absindex(L, t);
   k = lua_absindex(L, k);
   if (!lua_checkstack(L, 4) || lua_type(L, k) != LUA_TSTRING || !mm_conv_is_lazy(L, t))
@@ -1686,19 +1701,11 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
     r = MM_CONV_PEEK_ABSENT;
     goto out;
   }
-  done = member_done(&o, m.idx);
-  if (done) { /* converted, then deleted */
+  if (member_done(&o, m.idx)) { /* converted, then deleted */
     r = MM_CONV_PEEK_ABSENT;
     goto out;
   }
-  avinfo_t ai;
-  if (av_classify(d, m.v, &ai) != AV_OK || ai.type != T_N) goto out;
-  uint32_t n = ai.payload;
-  mm_json_type_t jt = mm_json_type(d, n);
-  if (jt != MM_JSON_NUM && (jt != MM_JSON_STR || mm_json_has_escapes(d, n))) goto out;
-  *text = mm_json_raw(d, n);
-  *len = mm_json_len(d, n);
-  r = MM_CONV_PEEK_N;
+  r = peek_av_n(d, m.v, text, len);
 out:
   lua_settop(L, top);
   return r;
@@ -1907,15 +1914,7 @@ int mm_conv_view_truthy(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref
 int mm_conv_view_n(const mm_conv_view_t *v, const mm_conv_ref_t *r, const char **text,
                    size_t *len) {
   const mm_json_doc_t *d = ((conv_state_t *)v->st)->doc;
-  avinfo_t ai;
   if (r->where != MM_CONV_REF_TAPE || r->kind != R_AV || !d || r->node >= d->count)
     return MM_CONV_PEEK_UNKNOWN;
-  if (av_classify(d, r->node, &ai) != AV_OK || ai.type != T_N) return MM_CONV_PEEK_UNKNOWN;
-  uint32_t n = ai.payload;
-  mm_json_type_t jt = mm_json_type(d, n);
-  if (jt != MM_JSON_NUM && (jt != MM_JSON_STR || mm_json_has_escapes(d, n)))
-    return MM_CONV_PEEK_UNKNOWN;
-  *text = mm_json_raw(d, n);
-  *len = mm_json_len(d, n);
-  return MM_CONV_PEEK_N;
+  return peek_av_n(d, r->node, text, len);
 }
