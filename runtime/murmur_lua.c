@@ -99,29 +99,25 @@ static int core_decimal(lua_State *L) {
   return 1;
 }
 
-/* core.dec_add(a, b) -> exact a + b as text. */
-static int core_dec_add(lua_State *L) {
+/* Pushes op(arg 1, arg 2) as text (op: mm_dec_add or mm_dec_sub); raises
+ * what op reports. [-0, +1, v] */
+static int dec_binop(lua_State *L, int (*op)(mm_dec_t *, const mm_dec_t *,
+                                             const mm_dec_t *, mm_err_t *)) {
   mm_dec_t a, b, r;
   mm_err_t err;
   check_dec(L, 1, &a);
   check_dec(L, 2, &b);
   mm_err_clear(&err);
-  if (mm_dec_add(&r, &a, &b, &err) != 0) return luaL_error(L, "%s", err.msg);
+  if (op(&r, &a, &b, &err) != 0) return luaL_error(L, "%s", err.msg);
   push_dec(L, &r);
   return 1;
 }
 
+/* core.dec_add(a, b) -> exact a + b as text. */
+static int core_dec_add(lua_State *L) { return dec_binop(L, mm_dec_add); }
+
 /* core.dec_sub(a, b) -> exact a - b as text. */
-static int core_dec_sub(lua_State *L) {
-  mm_dec_t a, b, r;
-  mm_err_t err;
-  check_dec(L, 1, &a);
-  check_dec(L, 2, &b);
-  mm_err_clear(&err);
-  if (mm_dec_sub(&r, &a, &b, &err) != 0) return luaL_error(L, "%s", err.msg);
-  push_dec(L, &r);
-  return 1;
-}
+static int core_dec_sub(lua_State *L) { return dec_binop(L, mm_dec_sub); }
 
 /* core.dec_cmp(a, b) -> -1, 0 or 1. */
 static int core_dec_cmp(lua_State *L) {
