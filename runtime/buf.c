@@ -57,23 +57,29 @@ int mm_buf_printf(mm_buf_t *b, const char *fmt, ...) {
   return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+/* The well-formed UTF-8 character at s (see buf.h). */
+size_t mm_utf8_next(const char *str, size_t n, uint32_t *cpo) {
+  const unsigned char *s = (const unsigned char *)str;
+  if (n == 0) return 0;
   unsigned c = s[0];
-  if (c < 0x80) return 1;
+  if (c < 0x80) {
+    if (cpo) *cpo = c;
+    return 1;
+  }
   size_t len;
-  unsigned min;
+  uint32_t min;
   if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; }
   else if (c >= 0xE0 && c <= 0xEF) { len = 3; min = 0x800; }
   else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; }
   else return 0;
   if (n < len) return 0;
-  unsigned cp = c & (0x3F >> (len - 1));
+  uint32_t cp = c & (0x3Fu >> (len - 1));
   for (size_t i = 1; i < len; i++) {
     if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
+    cp = (cp << 6) | (s[i] & 0x3Fu);
   }
   if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  if (cpo) *cpo = cp;
   return len;
 }
 
@@ -89,7 +95,7 @@ int mm_buf_json_str(mm_buf_t *b, const char *s, size_t n) {
       i++;
       continue;
     }
-    size_t l = c >= 0x80 ? utf8_seq(p + i, n - i) : 0;
+    size_t l = c >= 0x80 ? mm_utf8_next(s + i, n - i, NULL) : 0;
     if (l) {
       i += l;
       continue;

@@ -2,7 +2,8 @@
  * buf.h - a growable byte buffer and JSON text output.
  *
  * Provides: mm_buf_t (append bytes, formatted text, JSON string literals
- * and numbers). Every append returns 0 or MM_ENOMEM; after a failure the
+ * and numbers) and mm_utf8_next, the one UTF-8 decoder the runtime's
+ * writers share. Every append returns 0 or MM_ENOMEM; after a failure the
  * buffer keeps what it had and remembers the failure (mm_buf_failed), so a
  * writer may append a whole document and check once. The data is owned by
  * the buffer (mm_buf_free) until taken with mm_buf_take.
@@ -34,6 +35,10 @@ int mm_buf_json_str(mm_buf_t *b, const char *s, size_t n);
 /* A double as the shortest JSON number that reads back the same;
  * NaN/inf as null. */
 int mm_buf_json_double(mm_buf_t *b, double v);
+/* Length of the well-formed UTF-8 character at s (n bytes left; RFC 3629:
+ * no overlongs, surrogates or values above U+10FFFF), its code point in
+ * *cp (cp may be NULL); 0 when the bytes are not one (or n is 0). */
+size_t mm_utf8_next(const char *s, size_t n, uint32_t *cp);
 static inline int mm_buf_failed(const mm_buf_t *b) { return b->failed; }
 void mm_buf_reset(mm_buf_t *b);          /* len = 0, keeps memory */
 void mm_buf_free(mm_buf_t *b);

@@ -32,32 +32,14 @@ typedef struct wrap {
  * above U+10FFFF. DynamoDB stores S values as UTF-8 and rejects others.
  */
 int mm_ddb_utf8_valid(const char *str, size_t n) {
-  const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
-    unsigned c = s[i];
-    if (c < 0x80) {
+    if ((unsigned char)str[i] < 0x80) {
       i++;
       continue;
     }
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return 0;
-    }
-    if (n - i < len) return 0;
-    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-    for (size_t k = 2; k < len; k++)
-      if (s[i + k] < 0x80 || s[i + k] > 0xBF) return 0;
+    size_t len = mm_utf8_next(str + i, n - i, NULL);
+    if (!len) return 0;
     i += len;
   }
   return 1;

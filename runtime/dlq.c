@@ -70,44 +70,6 @@ static char *dup_n(const char *s, size_t n) {
   return p;
 }
 
-/* Decodes one well-formed UTF-8 character at s (RFC 3629: no overlongs,
- * surrogates or values above U+10FFFF). Returns its length, 0 when the
- * bytes are not one. */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
-  unsigned c = s[0];
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
-  }
-  size_t len;
-  unsigned lo = 0x80, hi = 0xBF;
-  uint32_t v;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    v = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    v = c & 0x0F;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    v = c & 0x07;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (n < len || s[1] < lo || s[1] > hi) return 0;
-  v = (v << 6) | (s[1] & 0x3Fu);
-  for (size_t k = 2; k < len; k++) {
-    if (s[k] < 0x80 || s[k] > 0xBF) return 0;
-    v = (v << 6) | (s[k] & 0x3Fu);
-  }
-  *cp = v;
-  return len;
-}
-
 /* Code points an SQS message may hold: #x9 #xA #xD #x20-#xD7FF
  * #xE000-#xFFFD #x10000-#x10FFFF. */
 static int sqs_char_ok(uint32_t c) {
@@ -155,11 +117,10 @@ static void put_opt(mm_buf_t *b, const char *s) {
 /* Copies s[0..n) into out as text SQS accepts in an attribute value:
  * malformed UTF-8 and refused code points become U+FFFD. */
 static void sanitize_text(mm_buf_t *out, const char *s, size_t n) {
-  const unsigned char *p = (const unsigned char *)s;
   size_t i = 0;
   while (i < n) {
     uint32_t cp = 0;
-    size_t l = utf8_next(p + i, n - i, &cp);
+    size_t l = mm_utf8_next(s + i, n - i, &cp);
     if (l && sqs_char_ok(cp)) {
       mm_buf_add(out, s + i, l);
       i += l;
@@ -313,7 +274,7 @@ int mm_dlq_body(mm_buf_t *b, const mm_dlq_msg_t *m, size_t max_bytes, int *trunc
     size_t i = 0, run = 0;
     while (i < rec.len) {
       uint32_t cp;
-      size_t l = utf8_next(p + i, rec.len - i, &cp);
+      size_t l = mm_utf8_next(rec.data + i, rec.len - i, &cp);
       if (!l) l = 1; /* cannot happen: the compact text is valid UTF-8 */
       size_t w = (p[i] == '"' || p[i] == '\\') ? 2 : l;
       if (used + w > max_bytes) break;

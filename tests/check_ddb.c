@@ -2315,6 +2315,33 @@ START_TEST(aws_settings_from_env) {
 }
 END_TEST
 
+/* The shared decoder (buf.h) and DynamoDB's validity check built on it:
+ * each boundary of RFC 3629 on both sides. */
+START_TEST(utf8_boundaries) {
+  uint32_t cp = 0;
+  ck_assert_uint_eq(mm_utf8_next("A", 1, &cp), 1);
+  ck_assert_uint_eq(cp, 0x41);
+  ck_assert_uint_eq(mm_utf8_next("\xC2\x80", 2, &cp), 2);
+  ck_assert_uint_eq(cp, 0x80);
+  ck_assert_uint_eq(mm_utf8_next("\xEF\xBF\xBF", 3, &cp), 3);
+  ck_assert_uint_eq(cp, 0xFFFF);
+  ck_assert_uint_eq(mm_utf8_next("\xF4\x8F\xBF\xBF", 4, &cp), 4);
+  ck_assert_uint_eq(cp, 0x10FFFF);
+  ck_assert_uint_eq(mm_utf8_next("\xC1\xBF", 2, NULL), 0);         /* overlong */
+  ck_assert_uint_eq(mm_utf8_next("\xE0\x9F\xBF", 3, NULL), 0);     /* overlong */
+  ck_assert_uint_eq(mm_utf8_next("\xF0\x8F\xBF\xBF", 4, NULL), 0); /* overlong */
+  ck_assert_uint_eq(mm_utf8_next("\xED\xA0\x80", 3, NULL), 0);     /* surrogate */
+  ck_assert_uint_eq(mm_utf8_next("\xF4\x90\x80\x80", 4, NULL), 0); /* > U+10FFFF */
+  ck_assert_uint_eq(mm_utf8_next("\xE2\x82", 2, NULL), 0);         /* cut short */
+  ck_assert_uint_eq(mm_utf8_next("\x80", 1, NULL), 0);             /* lone continuation */
+  ck_assert_uint_eq(mm_utf8_next("", 0, NULL), 0);
+  ck_assert_int_eq(mm_ddb_utf8_valid("caf\xC3\xA9 \xF0\x9F\x98\x80", 10), 1);
+  ck_assert_int_eq(mm_ddb_utf8_valid("ok\xED\xBF\xBF", 5), 0);
+  ck_assert_int_eq(mm_ddb_utf8_valid("ok\xC3", 3), 0);
+  ck_assert_int_eq(mm_ddb_utf8_valid("", 0), 1);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *ddb_suite(void) {
@@ -2359,6 +2386,7 @@ static Suite *ddb_suite(void) {
   tcase_add_test(t, lost_answer_is_unknown_for_writes);
   tcase_add_test(t, deadline_stops_new_requests);
   tcase_add_test(t, bad_keys_are_refused);
+  tcase_add_test(t, utf8_boundaries);
   tcase_add_test(t, errors_are_classified_by_type);
   suite_add_tcase(s, t);
   t = tcase_create("signing");
