@@ -701,16 +701,27 @@ static int send_file(mm_dlq_t *d, mm_dlq_msg_t *msgs, size_t n, int64_t deadline
       d->stats.failed++;
       continue;
     }
+    off_t end = lseek(d->fd, 0, SEEK_END); /* where the line starts (O_APPEND) */
     size_t off = 0;
+    int werr = 0;
     while (off < line.len) {
       ssize_t w = write(d->fd, line.data + off, line.len - off);
       if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) break;
+      if (w <= 0) {
+        werr = w < 0 ? errno : ENOSPC;
+        break;
+      }
       off += (size_t)w;
     }
     if (off < line.len) {
+      /* A partial line would glue itself to the next message's line and
+       * make that one unreadable for replay: cut it off again. */
+      if (off > 0 && end >= 0 && ftruncate(d->fd, end) != 0)
+        mm_log(MM_LOG_WARN, m->event_id,
+               "dead-letter file %s: could not remove a partly written line: %s", d->target,
+               strerror(errno));
       m->status = mm_err_set(&m->err, MM_EPERM, "dead-letter file %s: write failed: %s",
-                             d->target, strerror(errno));
+                             d->target, strerror(werr));
       d->stats.failed++;
     } else {
       m->status = 0;

@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -1301,6 +1303,64 @@ START_TEST(replay_usage) {
 }
 END_TEST
 
+/* A line the file system takes only part of (here: the file-size limit)
+ * is cut off again, so the next parked message starts on a line of its own
+ * and stays readable for replay. */
+START_TEST(file_sink_removes_a_partial_line) {
+  char *dir = tu_temp_dir();
+  char path[600], url[620];
+  snprintf(path, sizeof path, "%s/dlq.jsonl", dir);
+  snprintf(url, sizeof url, "file://%s", path);
+  mm_dlq_t *d = NULL;
+  mm_err_t e;
+  ck_assert_int_eq(mm_dlq_open(&d, url, NULL, &e), 0);
+  mm_buf_t recs[3] = {MM_BUF_INIT, MM_BUF_INIT, MM_BUF_INIT};
+  mm_dlq_msg_t m[3];
+  char ids[3][16], seqs[3][32];
+  for (int i = 0; i < 3; i++) {
+    make_record(&recs[i], i, "c1", i, "x");
+    make_msg(&m[i], "orders", &recs[i], ids[i], seqs[i], i);
+  }
+  ck_assert_int_eq(mm_dlq_send(d, &m[0], 1, 0, 1, 1, 1), 0);
+  ck_assert_int_eq(m[0].status, 0);
+  struct stat st;
+  ck_assert_int_eq(stat(path, &st), 0);
+  struct rlimit old, lim;
+  ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+  lim = old;
+  lim.rlim_cur = (rlim_t)st.st_size + 40; /* a line is far longer */
+  void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+  ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+  ck_assert_int_eq(mm_dlq_send(d, &m[1], 1, 0, 1, 1, 1), 0);
+  ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+  signal(SIGXFSZ, prev);
+  ck_assert_int_eq(m[1].status, MM_EPERM);
+  ck_assert_ptr_nonnull(strstr(m[1].err.msg, "write failed"));
+  ck_assert_int_eq(mm_dlq_send(d, &m[2], 1, 0, 1, 1, 1), 0);
+  ck_assert_int_eq(m[2].status, 0);
+  mm_dlq_destroy(d);
+  size_t len;
+  char *text = tu_read_file(path, &len);
+  const int want[2] = {0, 2};
+  int lines = 0;
+  for (char *p = text, *nl; (nl = memchr(p, '\n', (size_t)(text + len - p))); p = nl + 1) {
+    ck_assert_int_lt(lines, 2);
+    mm_json_doc_t doc;
+    ck_assert_msg(mm_json_parse(&doc, p, (size_t)(nl - p), 0, &e) == 0, "line %d: %s",
+                  lines + 1, e.msg);
+    char *s = str_of(&doc, 0, "eventID");
+    ck_assert_str_eq(s, ids[want[lines]]);
+    free(s);
+    mm_json_free(&doc);
+    lines++;
+  }
+  ck_assert_int_eq(lines, 2);
+  free(text);
+  for (int i = 0; i < 3; i++) mm_buf_free(&recs[i]);
+  free(dir);
+}
+END_TEST
+
 static Suite *dlq_suite(void) {
   Suite *s = suite_create("dlq");
   TCase *body = tcase_create("body");
@@ -1309,6 +1369,7 @@ static Suite *dlq_suite(void) {
   tcase_add_test(body, body_is_a_valid_sqs_message);
   tcase_add_test(body, open_refuses_bad_urls);
   tcase_add_test(body, file_sink_writes_json_lines);
+  tcase_add_test(body, file_sink_removes_a_partial_line);
   suite_add_tcase(s, body);
   TCase *sqs = tcase_create("sqs");
   tcase_add_test(sqs, sqs_messages_land_with_body_and_attributes);
