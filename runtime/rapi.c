@@ -28,11 +28,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
 #include "buf.h"
+#include "retry.h"
 
 /* Largest body kept from a POST's answer (only used in error messages). */
 #define POST_ANSWER_MAX 4096
@@ -159,13 +159,6 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
 /* Requests                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Sleeps ms milliseconds, resuming after signals. */
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-  }
-}
-
 /* Curl results after which a request may be sent again: it never reached
  * the server (resolve, connect, connect timeout: the only phase with a
  * timeout). For GET next also "sent nothing" and "got nothing": no event
@@ -264,7 +257,7 @@ static int perform(mm_rapi_t *r, const char *what, const char *url,
     }
     if (!retryable(rc, post == NULL) || attempt >= MM_RAPI_CONNECT_ATTEMPTS)
       break;
-    sleep_ms(backoff);
+    mm_sleep_ms(backoff);
     backoff *= 2;
   }
   return mm_err_set(err, MM_EIO, "%s: %s%s%s (after %d attempt%s)", what,
