@@ -761,9 +761,10 @@ int main(int argc, char **argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  /* Before replay too: its log lines follow AWS_LAMBDA_LOG_LEVEL/FORMAT. */
+  mm_log_init(stderr);
   /* replay reads its own settings (and ignores MURMUR_DLQ) */
   if (!strcmp(argv[1], "replay")) return mm_replay_main(argc - 1, argv + 1);
-  mm_log_init(stderr);
   mm_config_t cfg;
   mm_err_t err;
   mm_err_clear(&err);
