@@ -20,34 +20,15 @@
 int mm_dedup_open(mm_dedup_t **out, const char *url, const mm_store_opts_t *opts,
                   mm_err_t *err) {
   *out = NULL;
-  if (!url)
-    return mm_err_set(err, MM_EINVAL, "no dedup URL given");
-  if (strncmp(url, "memory://", 9) == 0) {
-    if (url[9] != '\0')
-      return mm_err_set(err, MM_EINVAL,
-                        "dedup URL '%s': memory:// takes no location", url);
-    return mm_dedup_memory_open(out, err);
-  }
-  if (strncmp(url, "sqlite://", 9) == 0) {
-    if (url[9] == '\0')
-      return mm_err_set(err, MM_EINVAL,
-                        "dedup URL '%s': sqlite:// needs a file path "
-                        "(sqlite://state.db or sqlite:///abs/state.db)", url);
-    int rc = mm_dedup_sqlite_open(out, url + 9, err);
-    if (rc) mm_err_prefix(err, "dedup URL '%s'", url);
-    return rc;
-  }
-  if (strncmp(url, "dynamodb://", 11) == 0) {
-    if (url[11] == '\0')
-      return mm_err_set(err, MM_EINVAL,
-                        "dedup URL '%s': dynamodb:// needs a table name", url);
-    int rc = mm_dedup_dynamodb_open(out, url + 11, opts, err);
-    if (rc) mm_err_prefix(err, "dedup URL '%s'", url);
-    return rc;
-  }
-  return mm_err_set(err, MM_EINVAL,
-                    "unknown dedup URL '%s' (expected memory://, "
-                    "sqlite://PATH or dynamodb://TABLE)", url);
+  int kind = 0;
+  const char *loc = NULL;
+  int rc = mm_local_url(url, "dedup", &kind, &loc, err);
+  if (rc) return rc;
+  if (kind == MM_URL_MEMORY) return mm_dedup_memory_open(out, err);
+  rc = kind == MM_URL_SQLITE ? mm_dedup_sqlite_open(out, loc, err)
+                             : mm_dedup_dynamodb_open(out, loc, opts, err);
+  if (rc) mm_err_prefix(err, "dedup URL '%s'", url);
+  return rc;
 }
 
 /* Fails every claim with code (the call could not run). */

@@ -19,42 +19,56 @@
 /* ------------------------------------------------------------------ */
 
 /*
- * Opens the backend a URL names. The scheme decides the backend; the rest
- * is the location: nothing for memory://, a file path for sqlite:// (as
- * written after the scheme, so "sqlite://state.db" is relative and
- * "sqlite:///tmp/state.db" absolute), a table name for dynamodb://.
+ * Splits a store or dedup URL (`what` names which, for messages). The
+ * scheme decides the backend; the rest is the location: nothing for
+ * memory://, a file path for sqlite:// (as written after the scheme, so
+ * "sqlite://state.db" is relative and "sqlite:///tmp/state.db" absolute), a
+ * table name for dynamodb://.
  */
+int mm_local_url(const char *url, const char *what, int *kind, const char **loc,
+                 mm_err_t *err) {
+  static const struct {
+    const char *scheme;
+    int kind;
+    const char *needs; /* what a location must be, NULL = none allowed */
+  } schemes[] = {
+      {"memory://", MM_URL_MEMORY, NULL},
+      {"sqlite://", MM_URL_SQLITE, "a file path (sqlite://state.db or sqlite:///abs/state.db)"},
+      {"dynamodb://", MM_URL_DYNAMODB, "a table name"},
+  };
+  if (!url) return mm_err_set(err, MM_EINVAL, "no %s URL given", what);
+  for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+    size_t n = strlen(schemes[i].scheme);
+    if (strncmp(url, schemes[i].scheme, n) != 0) continue;
+    const char *rest = url + n;
+    if (!schemes[i].needs && *rest)
+      return mm_err_set(err, MM_EINVAL, "%s URL '%s': %s takes no location", what, url,
+                        schemes[i].scheme);
+    if (schemes[i].needs && !*rest)
+      return mm_err_set(err, MM_EINVAL, "%s URL '%s': %s needs %s", what, url,
+                        schemes[i].scheme, schemes[i].needs);
+    *kind = schemes[i].kind;
+    *loc = rest;
+    return 0;
+  }
+  return mm_err_set(err, MM_EINVAL,
+                    "unknown %s URL '%s' (expected memory://, "
+                    "sqlite://PATH or dynamodb://TABLE)", what, url);
+}
+
+/* Opens the backend a URL names (mm_local_url). */
 int mm_store_open(mm_store_t **out, const char *url, const mm_store_opts_t *opts,
                   mm_err_t *err) {
   *out = NULL;
-  if (!url)
-    return mm_err_set(err, MM_EINVAL, "no store URL given");
-  if (strncmp(url, "memory://", 9) == 0) {
-    if (url[9] != '\0')
-      return mm_err_set(err, MM_EINVAL,
-                        "store URL '%s': memory:// takes no location", url);
-    return mm_store_memory_open(out, err);
-  }
-  if (strncmp(url, "sqlite://", 9) == 0) {
-    if (url[9] == '\0')
-      return mm_err_set(err, MM_EINVAL,
-                        "store URL '%s': sqlite:// needs a file path "
-                        "(sqlite://state.db or sqlite:///abs/state.db)", url);
-    int rc = mm_store_sqlite_open(out, url + 9, err);
-    if (rc) mm_err_prefix(err, "store URL '%s'", url);
-    return rc;
-  }
-  if (strncmp(url, "dynamodb://", 11) == 0) {
-    if (url[11] == '\0')
-      return mm_err_set(err, MM_EINVAL,
-                        "store URL '%s': dynamodb:// needs a table name", url);
-    int rc = mm_store_dynamodb_open(out, url + 11, opts, err);
-    if (rc) mm_err_prefix(err, "store URL '%s'", url);
-    return rc;
-  }
-  return mm_err_set(err, MM_EINVAL,
-                    "unknown store URL '%s' (expected memory://, "
-                    "sqlite://PATH or dynamodb://TABLE)", url);
+  int kind = 0;
+  const char *loc = NULL;
+  int rc = mm_local_url(url, "store", &kind, &loc, err);
+  if (rc) return rc;
+  if (kind == MM_URL_MEMORY) return mm_store_memory_open(out, err);
+  rc = kind == MM_URL_SQLITE ? mm_store_sqlite_open(out, loc, err)
+                             : mm_store_dynamodb_open(out, loc, opts, err);
+  if (rc) mm_err_prefix(err, "store URL '%s'", url);
+  return rc;
 }
 
 /*

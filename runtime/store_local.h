@@ -2,7 +2,8 @@
  * store_local.h - rules shared by the in-process stores and dedups
  * (store_memory.c, store_sqlite.c, dedup_memory.c, dedup_sqlite.c).
  *
- * Provides: the op prologue every backend runs (deadline, key check), the
+ * Provides: the URL split mm_store_open and mm_dedup_open share, the op
+ * prologue every backend runs (deadline, key check), the
  * merge of one delta into one stored row (aggregate check, expiry, then
  * agg.h mm_agg_merge: the stores never interpret stored bytes themselves),
  * and the union of claim id lists. Internal: not part of the store or dedup
@@ -23,6 +24,17 @@
 /* Milliseconds an SQLite connection waits for another writer before the op
  * fails with MM_ERETRY (sqlite3_busy_timeout, in ms). */
 #define MM_SQLITE_BUSY_MS 2000
+
+/* Backends a store or dedup URL can name. */
+enum { MM_URL_MEMORY = 1, MM_URL_SQLITE, MM_URL_DYNAMODB };
+
+/* Splits url into its backend (*kind, MM_URL_*) and location (*loc, inside
+ * url: "" for memory://, the path or table otherwise). A missing URL, an
+ * unknown scheme, a location memory:// does not take or one sqlite:// /
+ * dynamodb:// lack is MM_EINVAL with a message naming `what` ("store" or
+ * "dedup") and the URL. */
+int mm_local_url(const char *url, const char *what, int *kind, const char **loc,
+                 mm_err_t *err);
 
 /* 1 when a row or claim with this ttl (epoch seconds, 0 = none) has
  * expired at now_s. Expired rows and claims count as absent. */
