@@ -100,6 +100,11 @@ static int find_ca(mm_aws_t *a, mm_err_t *err) {
  * fixes them in: service, endpoint, region, credentials.
  */
 int mm_aws_init(mm_aws_t *a, const char *service, mm_err_t *err) {
+  return mm_aws_init_hint(a, service, NULL, err);
+}
+
+int mm_aws_init_hint(mm_aws_t *a, const char *service, const char *region_hint,
+                     mm_err_t *err) {
   memset(a, 0, sizeof *a);
   int rc = 0;
   if (!service || !valid_name(service)) {
@@ -127,6 +132,10 @@ int mm_aws_init(mm_aws_t *a, const char *service, mm_err_t *err) {
   if (!region) {
     region = env("AWS_DEFAULT_REGION");
     region_var = "AWS_DEFAULT_REGION";
+  }
+  if (!region && region_hint && *region_hint) {
+    region = region_hint;
+    region_var = "the region";
   }
   if (!region && a->endpoint) region = MM_AWS_DEFAULT_LOCAL_REGION;
   if (!region) {

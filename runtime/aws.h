@@ -69,6 +69,12 @@ typedef struct mm_aws {
  * (safe to mm_aws_free). */
 int mm_aws_init(mm_aws_t *a, const char *service, mm_err_t *err);
 
+/* mm_aws_init, but with region_hint (may be NULL) used when neither
+ * AWS_REGION nor AWS_DEFAULT_REGION is set: a region the caller already
+ * knows, e.g. from an SQS queue URL's host. */
+int mm_aws_init_hint(mm_aws_t *a, const char *service, const char *region_hint,
+                     mm_err_t *err);
+
 /* Releases the strings, overwriting the secrets first (a may be NULL or
  * half-built; safe to call twice). */
 void mm_aws_free(mm_aws_t *a);

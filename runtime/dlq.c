@@ -382,9 +382,12 @@ static int open_sqs(mm_dlq_t *d, const char *q, const mm_store_opts_t *opts, mm_
   size_t nl = strlen(d->queue_name);
   d->fifo = nl > 5 && strcmp(d->queue_name + nl - 5, ".fifo") == 0;
 
-  int rc = mm_aws_init(&d->aws, "sqs", err);
-  if (rc) return rc;
+  /* A queue URL naming its region needs no AWS_REGION (dlq.h). */
   size_t hostlen = (size_t)(slash - rest);
+  char region[MM_AWS_NAME_MAX];
+  int has_region = region_of_host(rest, hostlen, region);
+  int rc = mm_aws_init_hint(&d->aws, "sqs", has_region ? region : NULL, err);
+  if (rc) return rc;
   if (!d->aws.endpoint_from_env) {
     size_t origin = (size_t)(slash - q); /* "https://host[:port]" */
     char *ep = malloc(origin + 2);
@@ -395,8 +398,7 @@ static int open_sqs(mm_dlq_t *d, const char *q, const mm_store_opts_t *opts, mm_
     free(d->aws.endpoint);
     d->aws.endpoint = ep;
   }
-  char region[MM_AWS_NAME_MAX];
-  if (region_of_host(rest, hostlen, region)) {
+  if (has_region) {
     memcpy(d->aws.region, region, strlen(region) + 1);
     snprintf(d->aws.sigv4, sizeof d->aws.sigv4, "aws:amz:%s:%s", d->aws.region,
              d->aws.service);

@@ -470,6 +470,17 @@ START_TEST(open_refuses_bad_urls) {
   ck_assert_int_eq(mm_dlq_is_sqs(d), 1);
   ck_assert_str_eq(mm_dlq_target(d), "https://sqs.eu-west-1.amazonaws.com/1/q.fifo");
   mm_dlq_destroy(d);
+  /* Without AWS_REGION a queue URL naming its region is enough; one that
+   * names none is refused naming the variable. */
+  unsetenv("AWS_REGION");
+  unsetenv("AWS_DEFAULT_REGION");
+  ck_assert_msg(mm_dlq_open(&d, "sqs://https://sqs.eu-west-1.amazonaws.com/1/q", NULL, &e) == 0,
+                "%s", e.msg);
+  mm_dlq_destroy(d);
+  d = NULL;
+  ck_assert_int_eq(mm_dlq_open(&d, "sqs://https://queue.example.com/1/q", NULL, &e), MM_EINVAL);
+  ck_assert_ptr_nonnull(strstr(e.msg, "AWS_REGION"));
+  ck_assert_ptr_null(d);
 }
 END_TEST
 
