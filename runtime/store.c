@@ -145,7 +145,11 @@ int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
   const mm_delta_t *d = op->delta;
   if (have && old_agg != d->agg) {
     size_t kl = op->key_len > KEY_QUOTE_MAX ? KEY_QUOTE_MAX : op->key_len;
-    return mm_err_set(err, MM_EPERM, "row %.*s%s/%lld holds a %s, not a %s",
+    return mm_err_set(err, MM_EPERM,
+                      "row %.*s%s/%lld holds a %s, not a %s (a row keeps the aggregate "
+                      "that created it: another pipeline writes the same keys to this "
+                      "store, or this pipeline's aggregate changed; use distinct keys "
+                      "or another store)",
                       (int)kl, op->key, kl < op->key_len ? "..." : "",
                       (long long)op->bucket, mm_agg_name(old_agg),
                       mm_agg_name(d->agg));

@@ -344,6 +344,7 @@ START_TEST(test_other_aggregate_rejected) {
   ck_assert_int_eq(merge1(s, "customer#1", 0, 0, MM_AGG_SUM, "5", NULL), 0);
   ck_assert_int_eq(merge1(s, "customer#1", 0, 0, MM_AGG_MAX, "9", &err), MM_EPERM);
   ck_assert_msg(strstr(err.msg, "row customer#1/0 holds a sum, not a max"), "%s", err.msg);
+  ck_assert_msg(strstr(err.msg, "use distinct keys or another store"), "%s", err.msg);
   ck_assert_int_eq(err.code, MM_EPERM);
   ck_assert_value(s, "customer#1", 0, "5");
   /* Another bucket of the same key is another row. */
