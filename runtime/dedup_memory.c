@@ -28,32 +28,14 @@ typedef struct mclaim {
   int64_t ttl;
 } mclaim_t;
 
-typedef struct dinject {
-  struct dinject *next;
-  char *id;          /* owned */
-  size_t len;
-  int count;
-  int status;
-} dinject_t;
-
 typedef struct mem_dedup {
   mm_dedup_t base;
   mclaim_t **chains;
   size_t nchains, nclaims;
-  dinject_t *inject;
+  mm_local_inject_t *inject;
 } mem_dedup_t;
 
 static const mm_dedup_vt_t memd_vt;
-
-/* FNV-1a over the id bytes. */
-static uint64_t hash_id(const char *k, size_t n) {
-  uint64_t h = 14695981039346656037ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)k[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 static mclaim_t *find_claim(mem_dedup_t *d, const char *id, size_t n, uint64_t h) {
   for (mclaim_t *e = d->chains[h & (d->nchains - 1)]; e; e = e->next)
@@ -110,16 +92,6 @@ static void renew_claim(mclaim_t *e, int64_t ttl) {
   e->ttl = ttl;
 }
 
-/* Takes one injected failure for id: 0 when none is pending. */
-static int take_injection(mem_dedup_t *d, const char *id, size_t n) {
-  for (dinject_t *j = d->inject; j; j = j->next)
-    if (j->len == n && memcmp(j->id, id, n) == 0 && j->count > 0) {
-      j->count--;
-      return j->status;
-    }
-  return 0;
-}
-
 /*
  * Runs the start checks and takes an injection. Returns 1 when the claim
  * must not be applied (status set), 0 to apply it; *lost is set when the
@@ -129,7 +101,7 @@ static int claim_prologue(mem_dedup_t *d, mm_claim_t *c, int64_t deadline_ms,
                           int *lost) {
   *lost = 0;
   if (mm_local_claim_start(c, deadline_ms)) return 1;
-  int inj = take_injection(d, c->id, c->id_len);
+  int inj = mm_local_inject_take(d->inject, c->id, c->id_len);
   if (inj == MM_EUNKNOWN) {
     *lost = 1;
   } else if (inj) {
@@ -160,7 +132,7 @@ static int memd_begin(mm_dedup_t *base, mm_claim_t *cs, size_t n, int64_t deadli
     mm_claim_t *c = &cs[i];
     int lost;
     if (claim_prologue(d, c, deadline_ms, &lost)) continue;
-    uint64_t h = hash_id(c->id, c->id_len);
+    uint64_t h = mm_local_hash(c->id, c->id_len);
     mclaim_t *e = find_claim(d, c->id, c->id_len, h);
     if (e && mm_local_expired(e->ttl, now_s)) {
       renew_claim(e, c->ttl);
@@ -193,7 +165,7 @@ static int memd_finish(mm_dedup_t *base, mm_claim_t *cs, size_t n, int64_t deadl
     mm_claim_t *c = &cs[i];
     int lost;
     if (claim_prologue(d, c, deadline_ms, &lost)) continue;
-    uint64_t h = hash_id(c->id, c->id_len);
+    uint64_t h = mm_local_hash(c->id, c->id_len);
     mclaim_t *e = find_claim(d, c->id, c->id_len, h);
     if (e && mm_local_expired(e->ttl, now_s)) renew_claim(e, c->ttl);
     if (!e && !(e = add_claim(d, c->id, c->id_len, h, c->ttl))) {
@@ -229,12 +201,7 @@ static void memd_destroy(mm_dedup_t *base) {
       e = next;
     }
   }
-  while (d->inject) {
-    dinject_t *next = d->inject->next;
-    free(d->inject->id);
-    free(d->inject);
-    d->inject = next;
-  }
+  mm_local_inject_free(&d->inject);
   free(d->chains);
   free(d);
 }
@@ -259,23 +226,5 @@ int mm_dedup_memory_open(mm_dedup_t **out, mm_err_t *err) {
 /* Queues failures for a claim id (dedup.h); replaces pending ones. */
 void mm_dedup_memory_inject(mm_dedup_t *base, const char *id, int count, int status) {
   if (!base || base->vt != &memd_vt || !id) return;
-  mem_dedup_t *d = (mem_dedup_t *)base;
-  size_t n = strlen(id);
-  for (dinject_t *j = d->inject; j; j = j->next)
-    if (j->len == n && memcmp(j->id, id, n) == 0) {
-      j->count = count;
-      j->status = status;
-      return;
-    }
-  if (count <= 0) return;
-  dinject_t *j = calloc(1, sizeof *j);
-  if (!j || !(j->id = strdup(id))) {
-    free(j);
-    return;
-  }
-  j->len = n;
-  j->count = count;
-  j->status = status;
-  j->next = d->inject;
-  d->inject = j;
+  mm_local_inject_set(&((mem_dedup_t *)base)->inject, id, count, status);
 }

@@ -106,6 +106,56 @@ void mm_store_destroy(mm_store_t *s) {
 
 int mm_local_expired(int64_t ttl, int64_t now_s) { return ttl != 0 && ttl < now_s; }
 
+uint64_t mm_local_hash(const char *k, size_t n) {
+  uint64_t h = 14695981039346656037ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)k[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+/* Replaces key's queued failures, or queues a new entry (store_local.h). */
+void mm_local_inject_set(mm_local_inject_t **list, const char *key, int count, int status) {
+  size_t n = strlen(key);
+  for (mm_local_inject_t *j = *list; j; j = j->next)
+    if (j->len == n && memcmp(j->key, key, n) == 0) {
+      j->count = count;
+      j->status = status;
+      return;
+    }
+  if (count <= 0) return;
+  mm_local_inject_t *j = calloc(1, sizeof *j);
+  if (!j || !(j->key = strdup(key))) {
+    free(j);
+    return;
+  }
+  j->len = n;
+  j->count = count;
+  j->status = status;
+  j->next = *list;
+  *list = j;
+}
+
+/* First entry for key with calls left: one is used up. */
+int mm_local_inject_take(mm_local_inject_t *list, const char *key, size_t n) {
+  for (mm_local_inject_t *j = list; j; j = j->next)
+    if (j->len == n && memcmp(j->key, key, n) == 0 && j->count > 0) {
+      j->count--;
+      return j->status;
+    }
+  return 0;
+}
+
+void mm_local_inject_free(mm_local_inject_t **list) {
+  while (*list) {
+    mm_local_inject_t *next = (*list)->next;
+    free((*list)->key);
+    free(*list);
+    *list = next;
+  }
+}
+
 /*
  * The checks every in-process op runs before touching state: the deadline
  * (an op not started by then is MM_EDEADLINE, never half-done), a delta, and

@@ -4,9 +4,10 @@
  *
  * Provides: the URL split mm_store_open and mm_dedup_open share, the op
  * prologue every backend runs (deadline, key check), the
- * merge of one delta into one stored row (aggregate check, expiry, then
+ * merge of one delta into one stored row (aggregate check, then
  * agg.h mm_agg_merge: the stores never interpret stored bytes themselves),
- * and the union of claim id lists. Internal: not part of the store or dedup
+ * the union of claim id lists, and the memory backends' key hash and test
+ * failure queues. Internal: not part of the store or dedup
  * contract; callers outside runtime/store*.c and runtime/dedup*.c should not
  * include it. Relies on agg.h and retry.h (mm_now_ms).
  */
@@ -35,6 +36,30 @@ enum { MM_URL_MEMORY = 1, MM_URL_SQLITE, MM_URL_DYNAMODB };
  * "dedup") and the URL. */
 int mm_local_url(const char *url, const char *what, int *kind, const char **loc,
                  mm_err_t *err);
+
+/* FNV-1a over n bytes: the memory backends' hash (short keys, no adversary:
+ * the keys are the user's own). */
+uint64_t mm_local_hash(const char *k, size_t n);
+
+/* A memory backend's queued test failures (mm_store_memory_inject,
+ * mm_dedup_memory_inject): per key, `count` more calls fail with status. */
+typedef struct mm_local_inject {
+  struct mm_local_inject *next;
+  char *key;          /* owned */
+  size_t len;
+  int count;          /* calls still to fail */
+  int status;
+} mm_local_inject_t;
+
+/* Queues count failures for key, replacing any pending for it (count <= 0
+ * removes them). An allocation failure queues nothing (the test then sees
+ * no failure and says so). */
+void mm_local_inject_set(mm_local_inject_t **list, const char *key, int count, int status);
+
+/* Takes one queued failure for key: its status, or 0 when none is pending. */
+int mm_local_inject_take(mm_local_inject_t *list, const char *key, size_t n);
+
+void mm_local_inject_free(mm_local_inject_t **list);
 
 /* 1 when a row or claim with this ttl (epoch seconds, 0 = none) has
  * expired at now_s. Expired rows and claims count as absent. */

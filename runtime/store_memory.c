@@ -39,33 +39,15 @@ typedef struct mkey {
   size_t nrows, cap;
 } mkey_t;
 
-typedef struct minject {
-  struct minject *next;
-  char *key;        /* owned */
-  size_t len;
-  int count;        /* merges still to fail */
-  int status;
-} minject_t;
-
 typedef struct mem_store {
   mm_store_t base;
   mkey_t **chains;
   size_t nchains;
   size_t nkeys;
-  minject_t *inject;
+  mm_local_inject_t *inject;
 } mem_store_t;
 
 static const mm_store_vt_t mem_vt;
-
-/* FNV-1a: short keys, no adversary (the keys are the user's own). */
-static uint64_t hash_key(const char *k, size_t n) {
-  uint64_t h = 14695981039346656037ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)k[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 static mkey_t *find_key(mem_store_t *s, const char *k, size_t n, uint64_t h) {
   for (mkey_t *e = s->chains[h & (s->nchains - 1)]; e; e = e->next)
@@ -126,23 +108,13 @@ static size_t find_row(const mkey_t *e, int64_t bucket, int *found) {
   return lo;
 }
 
-/* Takes one injected failure for key: 0 when none is pending. */
-static int take_injection(mem_store_t *s, const char *k, size_t n) {
-  for (minject_t *j = s->inject; j; j = j->next)
-    if (j->len == n && memcmp(j->key, k, n) == 0 && j->count > 0) {
-      j->count--;
-      return j->status;
-    }
-  return 0;
-}
-
 /*
  * Applies one op: finds the row, lets the shared rule merge the delta, and
  * stores the result. The key entry is created only when a row is written,
  * so a failed merge leaves no trace.
  */
 static void apply_op(mem_store_t *s, mm_merge_t *op) {
-  uint64_t h = hash_key(op->key, op->key_len);
+  uint64_t h = mm_local_hash(op->key, op->key_len);
   mkey_t *e = find_key(s, op->key, op->key_len, h);
   int found = 0;
   size_t at = find_row(e, op->bucket, &found);
@@ -192,7 +164,7 @@ static int mem_merge(mm_store_t *base, mm_merge_t *ops, size_t n, int64_t deadli
   for (size_t i = 0; i < n; i++) {
     mm_merge_t *op = &ops[i];
     if (mm_local_op_start(op, deadline_ms)) continue;
-    int inj = take_injection(s, op->key, op->key_len);
+    int inj = mm_local_inject_take(s->inject, op->key, op->key_len);
     if (inj && inj != MM_EUNKNOWN) {
       op->status = mm_err_set(&op->err, inj, "injected %s failure", mm_err_name(inj));
       continue;
@@ -232,7 +204,7 @@ static int mem_query(mm_store_t *base, const char *key, const int64_t *bucket,
                      mm_row_fn fn, void *ud, mm_err_t *err) {
   mem_store_t *s = (mem_store_t *)base;
   size_t n = strlen(key);
-  mkey_t *e = find_key(s, key, n, hash_key(key, n));
+  mkey_t *e = find_key(s, key, n, mm_local_hash(key, n));
   if (!e) return 0;
   int stop = 0;
   if (bucket) {
@@ -260,12 +232,7 @@ static void mem_destroy(mm_store_t *base) {
       e = next;
     }
   }
-  while (s->inject) {
-    minject_t *next = s->inject->next;
-    free(s->inject->key);
-    free(s->inject);
-    s->inject = next;
-  }
+  mm_local_inject_free(&s->inject);
   free(s->chains);
   free(s);
 }
@@ -294,23 +261,5 @@ int mm_store_memory_open(mm_store_t **out, mm_err_t *err) {
  */
 void mm_store_memory_inject(mm_store_t *base, const char *key, int count, int status) {
   if (!base || base->vt != &mem_vt || !key) return;
-  mem_store_t *s = (mem_store_t *)base;
-  size_t n = strlen(key);
-  for (minject_t *j = s->inject; j; j = j->next)
-    if (j->len == n && memcmp(j->key, key, n) == 0) {
-      j->count = count;
-      j->status = status;
-      return;
-    }
-  if (count <= 0) return;
-  minject_t *j = calloc(1, sizeof *j);
-  if (!j || !(j->key = strdup(key))) {
-    free(j);
-    return;
-  }
-  j->len = n;
-  j->count = count;
-  j->status = status;
-  j->next = s->inject;
-  s->inject = j;
+  mm_local_inject_set(&((mem_store_t *)base)->inject, key, count, status);
 }
