@@ -981,27 +981,13 @@ static void push_json(ctx_t *c, uint32_t i, int depth) {
   }
 }
 
-/* 1 when STR node k's text is s[0..n), n > 0 (the common unescaped case
- * inline, first byte before memcmp: this runs for every member of every
- * lookup). */
-static inline int key_is(const mm_json_doc_t *d, uint32_t k, const char *s, size_t n) {
-  const mm_json_node_t *nd = &d->nodes[k];
-  if (nd->tag & 8u) return mm_json_str_eq(d, k, s, n); /* escapes */
-  if (nd->len != n) return 0;
-  const char *raw = d->src + (nd->tag >> 4);
-  if (n > 16) return memcmp(raw, s, n) == 0;
-  for (size_t i = 0; i < n; i++) /* member names are short: no call */
-    if (raw[i] != s[i]) return 0;
-  return 1;
-}
-
 /* Name of the image that key node k names, or NULL. */
 static const char *image_name(const mm_json_doc_t *d, uint32_t k) {
   if (!mm_json_has_escapes(d, k) && mm_json_len(d, k) != 8 && mm_json_len(d, k) != 4)
     return NULL;
-  if (key_is(d, k, "NewImage", 8)) return "NewImage";
-  if (key_is(d, k, "OldImage", 8)) return "OldImage";
-  if (key_is(d, k, "Keys", 4)) return "Keys";
+  if (mm_json_key_eq(d, k, "NewImage", 8)) return "NewImage";
+  if (mm_json_key_eq(d, k, "OldImage", 8)) return "OldImage";
+  if (mm_json_key_eq(d, k, "Keys", 4)) return "Keys";
   return NULL;
 }
 
@@ -1056,7 +1042,7 @@ static void push_member(ctx_t *c, int kind, int level, uint32_t k, uint32_t v) {
   if (kind == K_MAP) {
     push_value(c, v, level);
   } else if (kind == K_REC) {
-    if (mm_json_type(d, v) == MM_JSON_OBJ && key_is(d, k, "dynamodb", 8))
+    if (mm_json_type(d, v) == MM_JSON_OBJ && mm_json_key_eq(d, k, "dynamodb", 8))
       new_record_table(c, K_DDB, v);
     else
       push_json(c, v, 1);
@@ -1080,7 +1066,7 @@ static void check_images(ctx_t *c, uint32_t rec) {
   uint32_t cnt = mm_json_len(d, rec), k = rec + 1;
   for (uint32_t i = 0; i < cnt; i++) {
     uint32_t v = k + 1;
-    if (mm_json_type(d, v) == MM_JSON_OBJ && key_is(d, k, "dynamodb", 8)) {
+    if (mm_json_type(d, v) == MM_JSON_OBJ && mm_json_key_eq(d, k, "dynamodb", 8)) {
       uint32_t n = mm_json_len(d, v), dk = v + 1;
       for (uint32_t j = 0; j < n; j++) {
         uint32_t dv = dk + 1;
@@ -1245,7 +1231,7 @@ static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj,
   m->count = m->idx = m->k = m->v = m->first = m->kfirst = 0;
   for (uint32_t i = 0; i < cnt; i++) {
     uint32_t v = k + 1;
-    if (key_is(d, k, key, klen) && !member_skipped(d, kind, k, v)) {
+    if (mm_json_key_eq(d, k, key, klen) && !member_skipped(d, kind, k, v)) {
       if (m->count++ == 0) {
         m->first = i;
         m->kfirst = k;
@@ -1269,7 +1255,7 @@ static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
   uint32_t cnt = mm_json_len(d, obj), k = m->kfirst;
   for (uint32_t i = m->first; i < cnt; i++) {
     uint32_t v = k + 1;
-    if (i == m->idx || key_is(d, k, key, klen)) member_mark(o, i);
+    if (i == m->idx || mm_json_key_eq(d, k, key, klen)) member_mark(o, i);
     k = mm_json_next(d, v);
   }
 }
@@ -1824,7 +1810,9 @@ static int view_child(const mm_json_doc_t *d, int kind, uint32_t k, uint32_t val
   if (kind == K_MAP) {
     out->kind = R_AV;
   } else if (kind == K_REC) {
-    out->kind = mm_json_type(d, val) == MM_JSON_OBJ && key_is(d, k, "dynamodb", 8) ? R_DDB : R_JSON;
+    out->kind = mm_json_type(d, val) == MM_JSON_OBJ && mm_json_key_eq(d, k, "dynamodb", 8)
+                    ? R_DDB
+                    : R_JSON;
   } else if (!image_name(d, k)) {
     out->kind = R_JSON;
   } else {
@@ -1895,7 +1883,7 @@ int mm_conv_view_streq(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_
   if (r->where != MM_CONV_REF_TAPE || r->kind != R_JSON || !d || r->node >= d->count ||
       mm_json_type(d, r->node) != MM_JSON_STR)
     return 0;
-  return key_is(d, r->node, s, n);
+  return mm_json_key_eq(d, r->node, s, n);
 }
 
 int mm_conv_view_truthy(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r) {

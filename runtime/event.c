@@ -141,13 +141,6 @@ void mm_event_free(mm_event_t *ev) {
   memset(ev, 0, sizeof *ev);
 }
 
-/* 1 when STR node k's decoded text is s[0..n). */
-static inline int key_eq(const mm_json_doc_t *d, uint32_t k, const char *s, size_t n) {
-  const mm_json_node_t *nd = &d->nodes[k];
-  if (nd->tag & 8u) return mm_json_str_eq(d, k, s, n); /* escapes */
-  return nd->len == n && memcmp(d->src + (nd->tag >> 4), s, n) == 0;
-}
-
 /* The value nodes of members k1 and k2 (n1, n2 bytes) of object obj in one
  * pass, 0 when absent; the last duplicate wins, as in mm_json_get. */
 static void get2(const mm_json_doc_t *d, uint32_t obj, const char *k1, size_t n1,
@@ -155,8 +148,8 @@ static void get2(const mm_json_doc_t *d, uint32_t obj, const char *k1, size_t n1
   uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
   *v1 = *v2 = 0;
   for (uint32_t i = 0; i < cnt; i++) {
-    if (key_eq(d, k, k1, n1)) *v1 = k + 1;
-    else if (key_eq(d, k, k2, n2)) *v2 = k + 1;
+    if (mm_json_key_eq(d, k, k1, n1)) *v1 = k + 1;
+    else if (mm_json_key_eq(d, k, k2, n2)) *v2 = k + 1;
     k = mm_json_next(d, k + 1);
   }
 }

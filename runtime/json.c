@@ -832,13 +832,7 @@ uint32_t mm_json_get(const mm_json_doc_t *d, uint32_t obj, const char *key,
   if ((nodes[obj].tag & 7u) != MM_JSON_OBJ) return 0;
   uint32_t found = 0, k = obj + 1, end = nodes[obj].next;
   while (k < end) {
-    const mm_json_node_t *kn = &nodes[k];
-    if (kn->tag & TAG_ESC) {
-      if (mm_json_str_eq(d, k, key, klen)) found = k + 1;
-    } else if (kn->len == klen &&
-               memcmp(d->src + (kn->tag >> 4), key, klen) == 0) {
-      found = k + 1;
-    }
+    if (mm_json_key_eq(d, k, key, klen)) found = k + 1;
     k = nodes[k + 1].next;
   }
   return found;

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "buf.h"
 #include "err.h"
 
@@ -104,6 +105,20 @@ uint32_t mm_json_get(const mm_json_doc_t *d, uint32_t obj, const char *key,
 
 /* Compares STR node i's decoded text with s: 1 when equal. */
 int mm_json_str_eq(const mm_json_doc_t *d, uint32_t i, const char *s, size_t n);
+
+/* mm_json_str_eq with the unescaped case inline (no call, short names
+ * compared bytewise): member lookups run it for every member they pass. */
+static inline int mm_json_key_eq(const mm_json_doc_t *d, uint32_t i, const char *s,
+                                 size_t n) {
+  const mm_json_node_t *nd = &d->nodes[i];
+  if (nd->tag & 8u) return mm_json_str_eq(d, i, s, n); /* escapes */
+  if (nd->len != n) return 0;
+  const char *raw = d->src + (nd->tag >> 4);
+  if (n > 16) return memcmp(raw, s, n) == 0;
+  for (size_t j = 0; j < n; j++)
+    if (raw[j] != s[j]) return 0;
+  return 1;
+}
 
 /* Copies STR node i's decoded text into a malloc'd NUL-terminated string
  * (caller frees). NULL on allocation failure. */
