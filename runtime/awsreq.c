@@ -94,10 +94,7 @@ void mm_awsreq_clear(mm_awsreq_t *r) {
   r->status = 0;
   r->http_status = 0;
   r->type[0] = '\0';
-  if (r->resp) {
-    mm_buf_reset(r->resp);
-    r->resp->failed = 0;
-  }
+  if (r->resp) mm_buf_reset(r->resp); /* also clears its failure */
   mm_err_clear(&r->err);
 }
 

@@ -72,8 +72,7 @@ static void clear_outputs(mm_ddb_req_t *r) {
   r->cond_failed = 0;
   r->http_status = 0;
   r->type[0] = '\0';
-  mm_buf_reset(&r->resp);
-  r->resp.failed = 0;
+  mm_buf_reset(&r->resp); /* also clears its failure */
   mm_err_clear(&r->err);
 }
 
