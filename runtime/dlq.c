@@ -696,8 +696,7 @@ static int send_file(mm_dlq_t *d, mm_dlq_msg_t *msgs, size_t n, int64_t deadline
       d->stats.failed++;
       continue;
     }
-    mm_buf_reset(&line);
-    line.failed = 0;
+    mm_buf_reset(&line); /* also clears an earlier failure */
     if (mm_dlq_body(&line, m, 0, NULL) || mm_buf_addc(&line, '\n')) {
       m->status = mm_err_set(&m->err, MM_ERETRY, "dead-letter file %s: out of memory", d->target);
       d->stats.failed++;
@@ -942,6 +941,10 @@ int mm_dlq_receive(mm_dlq_t *d, size_t max, int wait_s, int visibility_s, int ma
       if (!p->body || !p->receipt) {
         /* Without a body or receipt it can neither be replayed nor
          * deleted; it becomes visible again after the timeout. */
+        mm_log(MM_LOG_WARN, NULL,
+               "ReceiveMessage on queue %s: message %s has no %s: left in the queue",
+               d->queue_name, p->message_id ? p->message_id : "?",
+               !p->body ? "Body" : "ReceiptHandle");
         mm_dlq_parked_free(p);
         continue;
       }

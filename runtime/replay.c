@@ -191,7 +191,10 @@ static long read_sqs(ctx_t *c, item_t *items, size_t max, int wait_s, int visibi
     size_t fresh = 0;
     for (size_t i = 0; i < k; i++) {
       int dup = got[i].message_id ? strset_add(&c->seen_ids, got[i].message_id) : 0;
-      if (dup < 0) {
+      if (dup < 0) { /* not lost: it reappears after the visibility timeout */
+        mm_log(MM_LOG_WARN, NULL,
+               "replay: out of memory: message %s left in the queue for a later run",
+               got[i].message_id);
         mm_dlq_parked_free(&got[i]);
         continue;
       }
