@@ -74,6 +74,7 @@ static void usage(FILE *f) {
         "                   [--script FILE | --aggregate NAME --granularity DURATION]\n"
         "  murmur-ddb check SCRIPT\n"
         "  murmur-ddb replay --from sqs://QUEUE_URL|FILE --script FILE [--store URL] [--dedup URL|off]\n"
+        "                    [--max N] [--batch N] [--wait S] [--visibility S]\n"
         "store URLs: sqlite://PATH (default sqlite://murmur.db), memory://, dynamodb://TABLE\n",
         f);
 }
