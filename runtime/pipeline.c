@@ -69,7 +69,6 @@ typedef struct op {
   mm_delta_t delta;        /* owned copy when coalesced */
   int coalesced;
   size_t first_ref, nrefs; /* into the refs array */
-  int attempts;
   int final;               /* 0 pending, 1 applied, else failure status - 1 */
 } op_t;
 
@@ -713,21 +712,18 @@ static void merge_all(mm_pipeline_t *p, rec_t *recs, merge_plan_t *pl, int64_t s
     int64_t t0 = mm_mono_ms();
     mm_store_merge(p->store, batch, nt, stop_at);
     mm_metrics_latency(&p->metrics, (double)(mm_mono_ms() - t0));
-    size_t again = 0;
+    size_t again = 0, first_again = 0;
     for (size_t i = 0; i < nt; i++) {
       op_t *o = &pl->ops[idx[i]];
       int st = batch[i].status;
-      o->attempts = attempt;
       /* A lost answer may have applied every contribution the (coalesced)
        * op carries, and each may be applied again: meter contributions. */
       if (st == MM_EUNKNOWN) p->metrics.unknown_outcomes += o->nrefs;
       if (st == 0) {
         o->final = 1;
       } else if ((st == MM_ERETRY || st == MM_EUNKNOWN) && attempt < p->retry.max_attempts) {
+        if (!again) first_again = i;
         idx[again++] = idx[i];
-        mm_log(MM_LOG_WARN, rec_id(p, &recs[pl->refs[o->first_ref].rec]),
-               "merge of '%s' failed (attempt %d of %d, will retry): %s", batch[i].key,
-               attempt, p->retry.max_attempts, batch[i].err.msg);
       } else {
         o->final = st - 1;
         mm_log(MM_LOG_ERROR, rec_id(p, &recs[pl->refs[o->first_ref].rec]),
@@ -736,10 +732,17 @@ static void merge_all(mm_pipeline_t *p, rec_t *recs, merge_plan_t *pl, int64_t s
       }
     }
     if (!again) break;
+    /* One line a round, not one per op: a throttled table fails many. */
+    mm_log(MM_LOG_WARN, NULL,
+           "%zu merges failed (attempt %d of %d, will retry), the first '%s': %s", again,
+           attempt, p->retry.max_attempts, batch[first_again].key,
+           batch[first_again].err.msg);
     int64_t wait = mm_retry_delay_ms(&p->retry, attempt);
     if (stop_at > 0 && mm_now_ms() + wait >= stop_at) {
       for (size_t i = 0; i < again; i++) pl->ops[idx[i]].final = MM_EDEADLINE - 1;
-      mm_log(MM_LOG_WARN, NULL, "deadline margin reached: %zu merges not retried", again);
+      mm_log(MM_LOG_WARN, NULL,
+             "deadline margin reached: %zu merges not retried (their records are "
+             "reported for redelivery)", again);
       break;
     }
     p->metrics.retries += again;
