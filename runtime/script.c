@@ -57,6 +57,7 @@
 #endif
 #endif
 
+#include "buf.h"
 #include "config.h"
 #include "conv.h"
 #include "ddb.h"
@@ -1135,36 +1136,27 @@ static int validate(lua_State *L) {
   return 0;
 }
 
-/* Reads a whole file into a malloc'd buffer. */
+/* Reads a whole file into a malloc'd buffer (never NULL on success). */
 static int read_file(const char *path, char **out, size_t *len, mm_err_t *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return mm_err_set(err, MM_EIO, "cannot open %s: %s", path, strerror(errno));
-  size_t cap = 8192, n = 0;
-  char *buf = malloc(cap);
+  mm_buf_t b = MM_BUF_INIT;
+  char chunk[8192];
+  size_t r;
+  while ((r = fread(chunk, 1, sizeof chunk, f)) > 0 && mm_buf_add(&b, chunk, r) == 0) {
+  }
+  if (!b.data) mm_buf_adds(&b, ""); /* an empty file */
   int rc = 0;
-  while (buf) {
-    if (n == cap) {
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) break;
-      buf = nb;
-      cap *= 2;
-    }
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (r == 0) break;
-  }
-  if (!buf || (n == cap && !feof(f))) {
+  if (mm_buf_failed(&b))
     rc = mm_err_set(err, MM_ENOMEM, "cannot read %s: out of memory", path);
-  } else if (ferror(f)) {
+  else if (ferror(f))
     rc = mm_err_set(err, MM_EIO, "cannot read %s: %s", path, strerror(errno));
-  }
   fclose(f);
   if (rc) {
-    free(buf);
+    mm_buf_free(&b);
     return rc;
   }
-  *out = buf;
-  *len = n;
+  *out = mm_buf_take(&b, len);
   return 0;
 }
 

@@ -304,6 +304,30 @@ START_TEST(load_chunk_not_returning_table) {
 }
 END_TEST
 
+START_TEST(load_empty_file_is_no_table) {
+  mm_err_t err;
+  int rc = load_fail("", &err);
+  ck_assert_int_eq(rc, MM_EINVAL);
+  ck_assert_msg(strstr(err.msg, "the script must return the pipeline table") &&
+                    strstr(err.msg, "got nil"),
+                "%s", err.msg);
+}
+END_TEST
+
+START_TEST(load_file_larger_than_a_read_chunk) {
+  /* the reader grows its buffer: a script of ~40 KB (comments first)
+   * loads whole, so its last line's pipeline table is seen */
+  static char text[48 * 1024];
+  size_t n = 0;
+  while (n < 40 * 1024) n += (size_t)snprintf(text + n, sizeof text - n, "-- padding %zu\n", n);
+  snprintf(text + n, sizeof text - n,
+           "return { name = 'big', aggregate = 'count', decode = function(r) return r end,\n"
+           "  key = function(v) return 'k' end }\n");
+  load_ok(text);
+  ck_assert_str_eq(mm_script_def(S)->name, "big");
+}
+END_TEST
+
 START_TEST(load_top_level_error_has_line) {
   mm_err_t err;
   int rc = load_fail("local x = 1\nerror('no config')\n", &err);
@@ -1544,6 +1568,8 @@ static Suite *script_suite(void) {
   tcase_add_test(tc, load_syntax_error_has_line);
   tcase_add_test(tc, load_missing_file);
   tcase_add_test(tc, load_chunk_not_returning_table);
+  tcase_add_test(tc, load_empty_file_is_no_table);
+  tcase_add_test(tc, load_file_larger_than_a_read_chunk);
   tcase_add_test(tc, load_top_level_error_has_line);
   tcase_add_test(tc, load_top_level_budget);
   tcase_add_test(tc, load_missing_decode);
