@@ -65,7 +65,9 @@ void mm_pipeline_destroy(mm_pipeline_t *p);
 
 /* Runs one invocation. 0: res->response is Lambda's answer (posted as the
  * invocation response, even when records failed). MM_EINVAL: the payload
- * is not a stream event: post an invocation error of res->error_type. */
+ * is not a stream event, or memory ran out before an answer could be built
+ * (error_type "Runtime.OutOfMemory"): post an invocation error of
+ * res->error_type, so Lambda delivers the whole batch again. */
 int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res);
 void mm_result_free(mm_result_t *res);
 
