@@ -1733,7 +1733,9 @@ START_TEST(faults_lose_nothing_and_double_count_only_unknowns) {
   snprintf(seed, sizeof seed, "%d", 12345);
   const char *args[] = {port, seed,
                         "{\"throttle\":0.08,\"error500\":0.05,\"drop_before\":0.05,"
-                        "\"drop_after\":0.12,\"unprocessed\":0.15}",
+                        "\"drop_after\":0.12,\"unprocessed\":0.15,"
+                        "\"every\":{\"unprocessed:BatchGetItem\":7,"
+                        "\"unprocessed:BatchWriteItem\":7}}",
                         log, NULL};
   server_t px = {-1, 0, -1};
   ck_assert_msg(start_node(&px, "fault-proxy.js", args) == 0, "%s", g_setup_err);

@@ -23,7 +23,9 @@
 //                is returned in UnprocessedItems
 // RATES is a JSON object of those names to probabilities, plus optionally
 // "every": {name: k}: every k-th request of an operation in OPS gets that
-// fault whatever the draw (so a short run sees each kind it names), and
+// fault whatever the draw (so a short run sees each kind it names); a name
+// written "name:Operation" counts only that operation's requests, so e.g.
+// "unprocessed:BatchWriteItem" is certain to hit a BatchWriteItem; and
 // "delay_ms": every request that is forwarded is answered only that many
 // milliseconds after dynalite answered (a slow store; its writes are
 // applied at once, so a client giving up early leaves them applied). Each
@@ -54,11 +56,17 @@ function rnd () {
 
 const every = rates.every || {}
 let counted = 0
+const countedFor = {} // "name:Operation" -> requests of that operation
 
 function pick (op) {
   if (!ops.has(op)) return null
   counted++
-  for (const [name, k] of Object.entries(every)) if (k > 0 && counted % k === 0) return applies(name, op)
+  for (const [key, k] of Object.entries(every)) {
+    const [name, only] = key.split(':')
+    if (only !== undefined && only !== op) continue
+    const c = only === undefined ? counted : (countedFor[key] = (countedFor[key] || 0) + 1)
+    if (k > 0 && c % k === 0) return applies(name, op)
+  }
   let x = rnd()
   for (const name of ['throttle', 'error500', 'drop_before', 'drop_after', 'hang_after', 'unprocessed']) {
     const p = rates[name] || 0
