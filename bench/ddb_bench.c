@@ -53,21 +53,13 @@ static double cpu_ms(void) {
 
 /* Reads a whole file (exits on failure: a benchmark driver). */
 static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "ddb_bench: cannot open %s\n", path);
+  char *data = NULL;
+  mm_err_t err;
+  if (mm_buf_read_file(path, &data, len, &err) != 0) {
+    fprintf(stderr, "ddb_bench: %s\n", err.msg);
     exit(2);
   }
-  mm_buf_t b = MM_BUF_INIT;
-  char chunk[65536];
-  size_t r;
-  while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) mm_buf_add(&b, chunk, r);
-  fclose(f);
-  if (mm_buf_failed(&b) || !b.data) {
-    fprintf(stderr, "ddb_bench: cannot read %s\n", path);
-    exit(2);
-  }
-  return mm_buf_take(&b, len);
+  return data;
 }
 
 /*

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "config.h"
 #include "log.h"
 #include "pipeline.h"
@@ -49,23 +50,13 @@ static double mono_ms(void) {
 }
 
 static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "mm_bench: cannot open %s\n", path);
+  char *data = NULL;
+  mm_err_t err;
+  if (mm_buf_read_file(path, &data, len, &err) != 0) {
+    fprintf(stderr, "mm_bench: %s\n", err.msg);
     exit(2);
   }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) {
-    fprintf(stderr, "mm_bench: cannot read %s\n", path);
-    exit(2);
-  }
-  b[n] = '\0';
-  fclose(f);
-  *len = (size_t)n;
-  return b;
+  return data;
 }
 
 static int bench_pipeline(const char *script, const char *event, int iter) {

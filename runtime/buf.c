@@ -3,6 +3,7 @@
  */
 #include "buf.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -156,4 +157,27 @@ char *mm_buf_take(mm_buf_t *b, size_t *len) {
   b->data = NULL;
   b->len = b->cap = 0;
   return d;
+}
+
+int mm_buf_read_file(const char *path, char **out, size_t *len, mm_err_t *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return mm_err_set(err, MM_EIO, "cannot open %s: %s", path, strerror(errno));
+  mm_buf_t b = MM_BUF_INIT;
+  char chunk[65536];
+  size_t r;
+  while ((r = fread(chunk, 1, sizeof chunk, f)) > 0 && mm_buf_add(&b, chunk, r) == 0) {
+  }
+  if (!b.data) mm_buf_adds(&b, ""); /* an empty file */
+  int rc = 0;
+  if (mm_buf_failed(&b))
+    rc = mm_err_set(err, MM_ENOMEM, "cannot read %s: out of memory", path);
+  else if (ferror(f))
+    rc = mm_err_set(err, MM_EIO, "cannot read %s: %s", path, strerror(errno));
+  fclose(f);
+  if (rc) {
+    mm_buf_free(&b);
+    return rc;
+  }
+  *out = mm_buf_take(&b, len);
+  return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "err.h"
 
 typedef struct mm_buf {
   char *data;    /* NUL-terminated when len > 0 or after any append */
@@ -44,5 +45,10 @@ void mm_buf_reset(mm_buf_t *b);          /* len = 0, keeps memory */
 void mm_buf_free(mm_buf_t *b);
 /* Hands the data to the caller (free()); the buffer becomes empty. */
 char *mm_buf_take(mm_buf_t *b, size_t *len);
+
+/* Reads the whole file at path into *out (NUL-terminated, owned by the
+ * caller: free()), its length in *len. Returns 0, MM_EIO (cannot open or
+ * read, naming the path and the reason) or MM_ENOMEM. */
+int mm_buf_read_file(const char *path, char **out, size_t *len, mm_err_t *err);
 
 #endif

@@ -79,26 +79,10 @@ static void usage(FILE *f) {
         f);
 }
 
-/* Reads a whole file into a malloc'd buffer. */
+/* Reads a whole file (mm_buf_read_file), NULL on error. */
 static char *slurp(const char *path, size_t *len, mm_err_t *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    mm_err_set(err, MM_EIO, "cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  mm_buf_t b = MM_BUF_INIT;
-  char chunk[65536];
-  size_t r;
-  while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) mm_buf_add(&b, chunk, r);
-  int bad = ferror(f);
-  fclose(f);
-  if (bad || mm_buf_failed(&b)) {
-    mm_buf_free(&b);
-    mm_err_set(err, MM_EIO, "cannot read %s", path);
-    return NULL;
-  }
-  if (!b.data) mm_buf_adds(&b, "");
-  return mm_buf_take(&b, len);
+  char *data = NULL;
+  return mm_buf_read_file(path, &data, len, err) == 0 ? data : NULL;
 }
 
 /* mm_config_lua_dir into a caller buffer, returned for convenience. */

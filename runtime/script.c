@@ -1136,30 +1136,6 @@ static int validate(lua_State *L) {
   return 0;
 }
 
-/* Reads a whole file into a malloc'd buffer (never NULL on success). */
-static int read_file(const char *path, char **out, size_t *len, mm_err_t *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return mm_err_set(err, MM_EIO, "cannot open %s: %s", path, strerror(errno));
-  mm_buf_t b = MM_BUF_INIT;
-  char chunk[8192];
-  size_t r;
-  while ((r = fread(chunk, 1, sizeof chunk, f)) > 0 && mm_buf_add(&b, chunk, r) == 0) {
-  }
-  if (!b.data) mm_buf_adds(&b, ""); /* an empty file */
-  int rc = 0;
-  if (mm_buf_failed(&b))
-    rc = mm_err_set(err, MM_ENOMEM, "cannot read %s: out of memory", path);
-  else if (ferror(f))
-    rc = mm_err_set(err, MM_EIO, "cannot read %s: %s", path, strerror(errno));
-  fclose(f);
-  if (rc) {
-    mm_buf_free(&b);
-    return rc;
-  }
-  *out = mm_buf_take(&b, len);
-  return 0;
-}
-
 /* Fills chunk (base name), dir (directory, "." when none) and the default
  * pipeline name (base name without .lua, limited to the name alphabet). */
 static int split_path(mm_script_t *s, const char *path) {
@@ -1216,7 +1192,7 @@ static mm_script_t *script_open(const char *path, const mm_script_opts_t *opts) 
     goto done;
   }
 
-  if (read_file(path, &src, &src_len, &e) != 0) {
+  if (mm_buf_read_file(path, &src, &src_len, &e) != 0) {
     add_raw_problem(s, &e);
     goto done;
   }

@@ -3,6 +3,8 @@
  */
 #include "testutil.h"
 
+#include "buf.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,28 +12,12 @@
 #include <unistd.h>
 
 char *tu_read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  for (;;) {
-    if (!buf) break;
-    if (n + 1 >= cap) {
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) { free(buf); buf = NULL; break; }
-      buf = nb;
-      cap *= 2;
-    }
-    size_t r = fread(buf + n, 1, cap - n - 1, f);
-    if (r == 0) break;
-    n += r;
-  }
-  fclose(f);
-  if (buf) {
-    buf[n] = '\0';
-    if (len) *len = n;
-  }
-  return buf;
+  char *data = NULL;
+  size_t n;
+  mm_err_t err;
+  if (mm_buf_read_file(path, &data, &n, &err) != 0) return NULL;
+  if (len) *len = n;
+  return data;
 }
 
 char *tu_fixture(const char *name, size_t *len) {
