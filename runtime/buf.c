@@ -181,3 +181,10 @@ int mm_buf_read_file(const char *path, char **out, size_t *len, mm_err_t *err) {
   *out = mm_buf_take(&b, len);
   return 0;
 }
+
+uint64_t mm_fnv1a(const void *p, size_t n) {
+  const unsigned char *b = p;
+  uint64_t h = 14695981039346656037ULL;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+  return h;
+}

@@ -51,4 +51,8 @@ char *mm_buf_take(mm_buf_t *b, size_t *len);
  * read, naming the path and the reason) or MM_ENOMEM. */
 int mm_buf_read_file(const char *path, char **out, size_t *len, mm_err_t *err);
 
+/* 64-bit FNV-1a of p[0..n): the hash of the in-process hash tables and the
+ * base of sketch.h's item hash (so its values are stored: never change it). */
+uint64_t mm_fnv1a(const void *p, size_t n);
+
 #endif

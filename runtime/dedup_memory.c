@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "dedup.h"
 #include "retry.h"
 #include "store_local.h"
@@ -132,7 +133,7 @@ static int memd_begin(mm_dedup_t *base, mm_claim_t *cs, size_t n, int64_t deadli
     mm_claim_t *c = &cs[i];
     int lost;
     if (claim_prologue(d, c, deadline_ms, &lost)) continue;
-    uint64_t h = mm_local_hash(c->id, c->id_len);
+    uint64_t h = mm_fnv1a(c->id, c->id_len);
     mclaim_t *e = find_claim(d, c->id, c->id_len, h);
     if (e && mm_local_expired(e->ttl, now_s)) {
       renew_claim(e, c->ttl);
@@ -165,7 +166,7 @@ static int memd_finish(mm_dedup_t *base, mm_claim_t *cs, size_t n, int64_t deadl
     mm_claim_t *c = &cs[i];
     int lost;
     if (claim_prologue(d, c, deadline_ms, &lost)) continue;
-    uint64_t h = mm_local_hash(c->id, c->id_len);
+    uint64_t h = mm_fnv1a(c->id, c->id_len);
     mclaim_t *e = find_claim(d, c->id, c->id_len, h);
     if (e && mm_local_expired(e->ttl, now_s)) renew_claim(e, c->ttl);
     if (!e && !(e = add_claim(d, c->id, c->id_len, h, c->ttl))) {

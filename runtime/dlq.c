@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "aws.h"
+#include "buf.h"
 #include "awsreq.h"
 #include "log.h"
 #include "retry.h"
@@ -143,12 +144,6 @@ static void fifo_id(char *out, const char *s) {
   out[j] = '\0';
 }
 
-/* FNV-1a (64 bits) of s[0..n). */
-static uint64_t fnv64(const char *s, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-  return h;
-}
 
 /* The length of the error's leading "file:LINE:" location ("decode.lua:7"),
  * 0 when it does not start with one. */
@@ -642,7 +637,7 @@ static int prepare(mm_dlq_t *d, const mm_dlq_msg_t *m, prep_t *p) {
     fifo_id(group, m->pipeline && *m->pipeline ? m->pipeline : "murmur");
     if (m->event_id && *m->event_id) fifo_id(dedup, m->event_id);
     else snprintf(dedup, sizeof dedup, "body-%016llx",
-                  (unsigned long long)fnv64(body.data ? body.data : "", body.len));
+                  (unsigned long long)mm_fnv1a(body.data ? body.data : "", body.len));
     if (!group[0]) snprintf(group, sizeof group, "murmur");
     mm_buf_adds(e, ",\"MessageGroupId\":");
     mm_buf_json_str(e, group, strlen(group));

@@ -84,11 +84,7 @@ typedef struct ctx {
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static uint64_t fnv(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
+static uint64_t fnv(const char *s) { return mm_fnv1a(s, strlen(s)); }
 
 /* Adds s to the set; returns 1 when it was already there, 0 when added,
  * -1 when out of memory. */

@@ -1455,12 +1455,6 @@ static void describe(lua_State *L, int idx, char *buf, size_t n) {
   }
 }
 
-/* FNV-1a, for the key de-duplication set. */
-static uint64_t fnv(const char *p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-  return h;
-}
 
 /* Appends a key (copied) unless already present. set/cap: open-addressing
  * table of index+1 (rebuilt as it fills); a NULL set (key()'s single key)
@@ -1475,7 +1469,7 @@ static int keyset_grow(keyset_t *ks, const mm_outcome_t *o) {
   size_t *slot = calloc(cap, sizeof *slot);
   if (!slot) return MM_ENOMEM;
   for (size_t i = 0; i < o->nkeys; i++) {
-    size_t h = (size_t)fnv(o->keys[i], o->key_lens[i]) & (cap - 1);
+    size_t h = (size_t)mm_fnv1a(o->keys[i], o->key_lens[i]) & (cap - 1);
     while (slot[h]) h = (h + 1) & (cap - 1);
     slot[h] = i + 1;
   }
@@ -1489,7 +1483,7 @@ static int add_key(mm_outcome_t *o, keyset_t *ks, size_t *cap, const char *p, si
   size_t h = 0;
   if (ks) { /* NULL: key()'s one key, nothing to compare with */
     if ((o->nkeys + 1) * 2 > ks->cap && keyset_grow(ks, o) != 0) return MM_ENOMEM;
-    h = (size_t)fnv(p, n) & (ks->cap - 1);
+    h = (size_t)mm_fnv1a(p, n) & (ks->cap - 1);
     while (ks->slot[h]) {
       size_t i = ks->slot[h] - 1;
       if (o->key_lens[i] == n && memcmp(o->keys[i], p, n) == 0) return 0;  /* seen */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 /* Size of the dense register area: 6 bits per register. */
 #define HLL_DENSE_BYTES (MM_HLL_REGISTERS * 6 / 8)
 #define HLL_HEAD 4
@@ -47,12 +49,7 @@ static uint64_t get_u64(const uint8_t *p) {
  * input bit. HLL needs exactly that: uniform leading bits and leading zeros.
  */
 uint64_t mm_sketch_hash(const void *item, size_t len) {
-  const uint8_t *p = item;
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (size_t i = 0; i < len; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL;
-  }
+  uint64_t h = mm_fnv1a(item, len);
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;

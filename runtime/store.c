@@ -106,14 +106,6 @@ void mm_store_destroy(mm_store_t *s) {
 
 int mm_local_expired(int64_t ttl, int64_t now_s) { return ttl != 0 && ttl < now_s; }
 
-uint64_t mm_local_hash(const char *k, size_t n) {
-  uint64_t h = 14695981039346656037ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)k[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
 
 /* Replaces key's queued failures, or queues a new entry (store_local.h). */
 void mm_local_inject_set(mm_local_inject_t **list, const char *key, int count, int status) {

@@ -37,9 +37,6 @@ enum { MM_URL_MEMORY = 1, MM_URL_SQLITE, MM_URL_DYNAMODB };
 int mm_local_url(const char *url, const char *what, int *kind, const char **loc,
                  mm_err_t *err);
 
-/* FNV-1a over n bytes: the memory backends' hash (short keys, no adversary:
- * the keys are the user's own). */
-uint64_t mm_local_hash(const char *k, size_t n);
 
 /* A memory backend's queued test failures (mm_store_memory_inject,
  * mm_dedup_memory_inject): per key, `count` more calls fail with status. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "retry.h"
 #include "store.h"
 #include "store_local.h"
@@ -114,7 +115,7 @@ static size_t find_row(const mkey_t *e, int64_t bucket, int *found) {
  * so a failed merge leaves no trace.
  */
 static void apply_op(mem_store_t *s, mm_merge_t *op) {
-  uint64_t h = mm_local_hash(op->key, op->key_len);
+  uint64_t h = mm_fnv1a(op->key, op->key_len);
   mkey_t *e = find_key(s, op->key, op->key_len, h);
   int found = 0;
   size_t at = find_row(e, op->bucket, &found);
@@ -204,7 +205,7 @@ static int mem_query(mm_store_t *base, const char *key, const int64_t *bucket,
                      mm_row_fn fn, void *ud, mm_err_t *err) {
   mem_store_t *s = (mem_store_t *)base;
   size_t n = strlen(key);
-  mkey_t *e = find_key(s, key, n, mm_local_hash(key, n));
+  mkey_t *e = find_key(s, key, n, mm_fnv1a(key, n));
   if (!e) return 0;
   int stop = 0;
   if (bucket) {
