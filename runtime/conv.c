@@ -39,6 +39,7 @@
  * explicit loop over the Lua stack.
  */
 #include "conv.h"
+#include "decimal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -525,12 +526,6 @@ static int digit_at(const char *ip, size_t ni, const char *fp, size_t i) {
   return (i < ni ? ip[i] : fp[i - ni]) - '0';
 }
 
-/* The powers of ten a double holds exactly. */
-static const double POW10[] = {
-  1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
-};
-
 /* Number text to Lua: integer when the value is integral and fits int64,
  * else the correctly rounded double (strtod). The common case, a plain
  * integer of at most 18 digits, takes the first loop only. */
@@ -611,7 +606,7 @@ int mm_conv_push_number(lua_State *L, const char *s, size_t n) {
     for (size_t i = first; i <= last; i++)
       u = u * 10 + (uint64_t)digit_at(ip, ni, fp, i);
     if (u <= (UINT64_C(1) << 53)) {
-      double v = scale >= 0 ? (double)u * POW10[scale] : (double)u / POW10[-scale];
+      double v = scale >= 0 ? (double)u * MM_POW10[scale] : (double)u / MM_POW10[-scale];
       lua_pushnumber(L, (lua_Number)(neg ? -v : v));
       return 0;
     }

@@ -173,6 +173,53 @@ bad:
   return mm_err_set(err, MM_EINVAL, "invalid number \"%s\": %s at offset %zu", q, why, i);
 }
 
+/* The powers of ten a double holds exactly (decimal.h). */
+const double MM_POW10[23] = {
+  1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
+/*
+ * mm_dec_from_double's fast path: its result, found without printf/strtod,
+ * for the values sums see most (amounts like 812.36): returns 1 when v, nonzero, has a
+ * decimal of at most 15 significant digits and at most 22 fraction digits
+ * that reads back as v. Such a decimal is the only one of at most 15
+ * digits that does (two of them differ by more than v's rounding), so it
+ * is exactly what the general path's "%.15g" finds. The smallest k
+ * whose m = round(|v| * 10^k) reads back (m / 10^k: both exact, one
+ * correctly rounded division, as strtod rounds) gives it. Returns 0 for
+ * everything else, which takes the general path.
+ */
+static int dec_from_double_fast(mm_dec_t *out, double v) {
+  double a = fabs(v);
+  if (!(a >= 1e-7 && a < 1e15)) return 0; /* also zero, NaN, inf */
+  for (int k = 0; k <= 22; k++) {
+    double x = a * MM_POW10[k];
+    if (x >= 1e15) return 0; /* 16 or more digits: not ours */
+    double r = nearbyint(x);
+    if (r / MM_POW10[k] != a) continue;
+    uint64_t m = (uint64_t)r;
+    int exp = -k;
+    while (m % 10 == 0) {
+      m /= 10;
+      exp++;
+    }
+    uint8_t rev[16];
+    int n = 0;
+    while (m) {
+      rev[n++] = (uint8_t)(m % 10);
+      m /= 10;
+    }
+    memset(out, 0, sizeof *out);
+    out->neg = v < 0;
+    out->exp = exp;
+    out->ndig = n;
+    for (int i = 0; i < n; i++) out->dig[i] = rev[n - 1 - i];
+    return 1;
+  }
+  return 0;
+}
+
 /*
  * The shortest "%.Ng" (N <= 17) that strtod reads back as v is the
  * shortest round-trip text; 17 digits always suffice for a double. That
@@ -190,6 +237,7 @@ int mm_dec_from_double(mm_dec_t *out, double v, mm_err_t *err) {
    * digits reads back as v, "%.15g" prints exactly that text: v lies within
    * 2^-53 |v| of it, less than half a unit of the 15th digit. Only values
    * that need more digits (0.1 + 0.2) try 16, then 17. */
+  if (dec_from_double_fast(out, v)) return 0;
   for (int prec = 15; prec <= 17; prec++) {
     snprintf(tmp, sizeof tmp, "%.*g", prec, v);
     if (strtod(tmp, NULL) == v) break;

@@ -41,6 +41,9 @@ int mm_dec_parse(mm_dec_t *out, const char *s, size_t len, mm_err_t *err);
  * infinities are MM_EINVAL. */
 int mm_dec_from_double(mm_dec_t *out, double v, mm_err_t *err);
 
+/* 10^0 .. 10^22: the powers of ten a double holds exactly. */
+extern const double MM_POW10[23];
+
 void mm_dec_from_int(mm_dec_t *out, int64_t v);
 
 /* out = a + b, exactly. A result needing more than 38 digits or out of

@@ -149,12 +149,6 @@ static int core_tonumber(lua_State *L) {
 /* Digits an int64 coefficient of a short decimal may have. */
 #define SMALL_DIGITS 18
 
-/* The powers of ten a double holds exactly (10^0 .. 10^22). */
-static const double POW10[] = {
-  1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
-};
-
 /* A short decimal: m * 10^-scale, |m| < 10^18, 0 <= scale <= 18. */
 typedef struct small_dec {
   int64_t m;
@@ -247,7 +241,7 @@ static int small_sub_push(lua_State *L, const small_dec_t *a, const small_dec_t 
   uint64_t u = r < 0 ? (uint64_t)0 - (uint64_t)r : (uint64_t)r;
   if (u > (UINT64_C(1) << 53)) return 0;
   /* both operands exact: one division rounds correctly, as strtod does */
-  double v = (double)u / POW10[scale];
+  double v = (double)u / MM_POW10[scale];
   lua_pushnumber(L, (lua_Number)(r < 0 ? -v : v));
   return 1;
 }

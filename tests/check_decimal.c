@@ -570,6 +570,39 @@ START_TEST(test_property_38_digits) {
 }
 END_TEST
 
+/* mm_dec_from_double's fast path (amounts, m / 10^k) gives exactly what the
+ * general path gives: the shortest "%.Ng" text that reads back, parsed.
+ * The reference is that loop, written out here. */
+START_TEST(test_from_double_fast_path_vs_shortest) {
+  rng_state = 77;
+  int compared = 0;
+  for (int i = 0; i < 20000; i++) {
+    uint64_t r = rnd();
+    double x;
+    switch (i % 4) {
+    case 0: x = (double)(r % 100000000) / (i % 8 ? 100.0 : 1.0); break;
+    case 1: x = (double)(r % 1000000000000000ull) / pow(10, (double)(rnd() % 23)); break;
+    case 2: x = (r % 2 ? 1e15 : 1e-7) * (1 + ((double)(rnd() % 2001) - 1000) * 1e-16); break;
+    default: x = (double)(r % 1000) / 10 + (double)(rnd() % 1000) / 100; break;
+    }
+    if (r % 3 == 0) x = -x;
+    char tmp[40];
+    for (int prec = 15; prec <= 17; prec++) {
+      snprintf(tmp, sizeof tmp, "%.*g", prec, x);
+      if (strtod(tmp, NULL) == x) break;
+    }
+    mm_dec_t want, got;
+    ck_assert_int_eq(mm_dec_parse(&want, tmp, strlen(tmp), NULL), 0);
+    ck_assert_int_eq(mm_dec_from_double(&got, x, NULL), 0);
+    ck_assert_msg(got.neg == want.neg && got.exp == want.exp && got.ndig == want.ndig &&
+                      memcmp(got.dig, want.dig, (size_t)want.ndig) == 0,
+                  "%.17g: fast path differs from \"%s\"", x, tmp);
+    compared++;
+  }
+  ck_assert_int_eq(compared, 20000);
+}
+END_TEST
+
 Suite *decimal_suite(void) {
   Suite *s = suite_create("decimal");
   TCase *tc = tcase_create("parse_format");
@@ -589,6 +622,7 @@ Suite *decimal_suite(void) {
   tcase_add_test(tc, test_cmp);
   suite_add_tcase(s, tc);
   tc = tcase_create("conversions");
+  tcase_add_test(tc, test_from_double_fast_path_vs_shortest);
   tcase_add_test(tc, test_from_double);
   tcase_add_test(tc, test_from_double_shortest_property);
   tcase_add_test(tc, test_from_int_and_to_int64);
