@@ -35,6 +35,10 @@ typedef enum {
   MM_AGG_TOPK
 } mm_agg_t;
 
+/* Every aggregate's name, in the enum's order, for messages that list
+ * them (mm_agg_name gives one; check_agg holds the two together). */
+#define MM_AGG_NAMES "sum, count, min, max, first, last, set, hll, topk"
+
 /* A scalar value from the script: a number (exact decimal) or a string. */
 typedef struct mm_scalar {
   int is_num;

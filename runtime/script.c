@@ -914,9 +914,6 @@ static void add_raw_problem(mm_script_t *s, const mm_err_t *e) {
   push_problem(s, e->msg);
 }
 
-static const char *const agg_names =
-    "sum, count, min, max, first, last, set, hll, topk";
-
 /* Pushes t[name] (raw) and returns its type. [-0, +1, m] */
 static int raw_field(lua_State *L, int t, const char *name) {
   lua_pushstring(L, name);
@@ -1047,14 +1044,14 @@ static int validate(lua_State *L) {
   ty = raw_field(L, t, "aggregate");
   if (ty == LUA_TNIL) {
     add_problem(s, MM_EINVAL, 0, "pipeline field 'aggregate' is missing (one of %s)",
-                agg_names);
+                MM_AGG_NAMES);
   } else if (ty != LUA_TSTRING) {
     add_problem(s, MM_EINVAL, 0,
-                "pipeline field 'aggregate' must be one of %s (got a %s)", agg_names,
+                "pipeline field 'aggregate' must be one of %s (got a %s)", MM_AGG_NAMES,
                 lua_typename(L, ty));
   } else if (mm_agg_parse(lua_tostring(L, -1), &d->agg) != 0) {
     add_problem(s, MM_EINVAL, 0, "pipeline field 'aggregate' must be one of %s (got \"%s\")",
-                agg_names, lua_tostring(L, -1));
+                MM_AGG_NAMES, lua_tostring(L, -1));
   } else {
     agg_ok = 1;
   }

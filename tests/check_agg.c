@@ -172,6 +172,12 @@ START_TEST(test_kinds) {
   ck_assert_int_eq(mm_agg_parse(NULL, &a), MM_EINVAL);
   ck_assert_int_eq((int)a, MM_AGG_MAX);
   ck_assert_str_eq(mm_agg_name((mm_agg_t)42), "unknown");
+  /* the list messages print is the names in order */
+  char list[128] = "";
+  for (int i = 0; i < 9; i++)
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+             mm_agg_name((mm_agg_t)i));
+  ck_assert_str_eq(list, MM_AGG_NAMES);
 }
 END_TEST
 
