@@ -964,7 +964,13 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
     goto done;
   }
   p->metrics.records = n;
-  mm_script_set_doc(p->script, &ev.doc);
+  if (mm_script_set_doc(p->script, &ev.doc) != 0) {
+    /* every record would be poison though none is at fault: the whole
+     * batch comes back instead */
+    rc = mm_err_set(&res->err, MM_ENOMEM, "out of memory making the records readable from Lua");
+    res->error_type = "Runtime.OutOfMemory";
+    goto done;
+  }
   mm_script_set_deadline(p->script, stop_at);
 
   /* Phase 1: decode, in order, while time allows. */

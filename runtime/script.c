@@ -1355,7 +1355,7 @@ static int pl_set_doc(lua_State *L) {
 /* Switches conv to doc under lua_pcall. A failure (only a real
  * out-of-memory: the ceiling is lifted meanwhile) is logged and makes every
  * record of this document poison instead of reading a stale one. */
-void mm_script_set_doc(mm_script_t *s, const mm_json_doc_t *doc) {
+int mm_script_set_doc(mm_script_t *s, const mm_json_doc_t *doc) {
   lua_State *L = s->L;
   int top = lua_gettop(L);
   size_t limit = s->limit;
@@ -1371,6 +1371,7 @@ void mm_script_set_doc(mm_script_t *s, const mm_json_doc_t *doc) {
   }
   s->limit = limit;
   lua_settop(L, top);
+  return s->doc_failed ? MM_ENOMEM : 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -67,8 +67,11 @@ int mm_script_check(const char *path, const mm_script_opts_t *opts,
                     void (*report)(void *ud, const char *problem), void *ud);
 
 /* Sets the document whose records the following runs read (borrowed until
- * the next call; NULL at the end of an invocation). */
-void mm_script_set_doc(mm_script_t *s, const mm_json_doc_t *doc);
+ * the next call; NULL at the end of an invocation). Returns 0, or MM_ENOMEM
+ * when Lua ran out of memory switching (logged): then every record of this
+ * document is poison if run anyway, so the caller should fail the whole
+ * invocation instead (its records are not at fault and must come back). */
+int mm_script_set_doc(mm_script_t *s, const mm_json_doc_t *doc);
 
 typedef enum {
   MM_OUT_VALUE = 0,  /* keys and delta are set (nkeys may be 0) */

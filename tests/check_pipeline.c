@@ -471,6 +471,34 @@ START_TEST(deadline_stops_retries) {
 }
 END_TEST
 
+extern long mm_script_fail_countdown; /* script.c's allocation-failure knob */
+
+/* Lua out of memory while making the batch's records readable: none of them
+ * is at fault, so the invocation fails (Lambda retries the whole batch)
+ * instead of every record becoming a poison pill; the next batch runs. */
+START_TEST(document_switch_out_of_memory_fails_the_invocation) {
+  make(SUM_SCRIPT, 0);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  add_rec(&b, 1, "a", "5", 1000);
+  mm_buf_adds(&b, "]}");
+  mm_result_t res;
+  mm_invoke_t inv = {.event = b.data, .len = b.len, .request_id = "oom"};
+  mm_script_fail_countdown = 1;
+  int rc = mm_pipeline_run(pl, &inv, &res);
+  int reached = mm_script_fail_countdown < 0;
+  mm_script_fail_countdown = 0;
+  ck_assert(reached);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_str_eq(res.error_type, "Runtime.OutOfMemory");
+  ck_assert_int_eq(mm_pipeline_metrics(pl)->decode_errors, 0);
+  mm_result_free(&res);
+  ck_assert_str_eq(run(b.data), "{\"batchItemFailures\":[]}");
+  ck_assert_str_eq(rows("c#a"), "0=5;");
+  mm_buf_free(&b);
+}
+END_TEST
+
 START_TEST(not_json_is_an_invocation_error) {
   make(SUM_SCRIPT, 0);
   const char *bad[] = {"not json", "{\"Records\":[", "[1,2]", "{\"foo\":1}",
@@ -692,6 +720,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, deadline_stops_retries);
   tcase_add_test(tc, slow_decode_stopped_at_the_deadline_margin);
   tcase_add_test(tc, not_json_is_an_invocation_error);
+  tcase_add_test(tc, document_switch_out_of_memory_fails_the_invocation);
   tcase_add_test(tc, record_without_ids_is_a_poison_pill);
   tcase_add_test(tc, tumbling_window_state_is_returned);
   tcase_add_test(tc, duplicate_event_ids_in_one_batch_apply_once_with_dedup);

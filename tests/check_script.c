@@ -1541,10 +1541,11 @@ START_TEST(alloc_failure_switching_document_is_named) {
   event("INSERT", "\"x\":{\"S\":\"v\"}");
   mm_outcome_t out;
   mm_script_fail_countdown = 1;
-  mm_script_set_doc(S, &ev_doc);
+  int set_rc = mm_script_set_doc(S, &ev_doc);
   int reached = mm_script_fail_countdown < 0;
   mm_script_fail_countdown = 0;
   ck_assert(reached);
+  ck_assert_int_eq(set_rc, MM_ENOMEM);
   run_poison(0, "out of memory making this invocation's records readable", &out);
   ck_assert_int_eq(out.err.code, MM_ENOMEM);
   mm_outcome_free(&out);
