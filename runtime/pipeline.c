@@ -973,7 +973,10 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
   }
   mm_script_set_deadline(p->script, stop_at);
 
-  /* Phase 1: decode, in order, while time allows. */
+  /* Phase 1: decode, in order, while time allows. No I/O but log lines,
+   * so the script's CPU-time watchdog can stand in for counting every
+   * instruction (script.h). */
+  mm_script_watch_begin(p->script);
   uint32_t node = n ? mm_json_first(&ev.doc, ev.records) : 0;
   for (size_t i = 0; i < n; i++, node = mm_json_next(&ev.doc, node)) {
     rec_t *r = &recs[i];
@@ -996,6 +999,7 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
     decode_one(p, &ev, r, &out);
     mm_outcome_free(&out);
   }
+  mm_script_watch_end(p->script);
   if (p->arena.failed) {
     rc = mm_err_set(&res->err, MM_ENOMEM, "out of memory for record identifiers");
     res->error_type = "Runtime.OutOfMemory";

@@ -30,7 +30,9 @@
  *     search, changing it has no effect.
  *
  * Limits: the instruction budget counts one record (decode + keys/key +
- * value) or one on_decode_error call or the script's top level. The heap
+ * value) or one on_decode_error call or the script's top level; between
+ * mm_script_watch_begin and _end only calls that outlive a CPU-time tick
+ * are counted (section 2, "the watchdog"). The heap
  * ceiling counts the whole Lua heap, including the ~20 KB the libraries
  * take at setup; it is enforced once setup is done. Neither limit can
  * interrupt a single C function: a pathological string pattern
@@ -41,6 +43,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +67,7 @@
 #include "log.h"
 #include "murmur_lua.h"
 #include "retry.h"
+#include "watch.h"
 
 /* lua-cjson's entry points (static library, no usable header). */
 int luaopen_cjson(lua_State *L);
@@ -71,6 +75,10 @@ int luaopen_cjson_safe(lua_State *L);
 
 /* Instructions between two budget checks. */
 #define HOOK_EVERY 1000
+/* The watchdog (mm_script_watch_begin): its CPU-time period, and the
+ * smallest budget it serves (smaller ones are counted exactly). */
+#define WATCH_PERIOD_US 1000
+#define WATCH_MIN_BUDGET 10000000L
 /* Longest partition key DynamoDB accepts, in bytes. */
 #define MAX_KEY_BYTES 2048
 /* Longest pipeline name. */
@@ -128,6 +136,20 @@ struct mm_script {
   int64_t stop_at;          /* epoch ms after which calls stop; 0 = none */
   int deadline_hit;         /* the current call ran into stop_at */
 
+  /* the watchdog (section 2): between mm_script_watch_begin and _end,
+   * the main thread runs without a hook until a call outlives a tick.
+   * The fields the signal handler reads or writes are volatile. */
+  mm_watch_t watch;
+  int watch_ok;             /* the budget allows watching (0 or large) */
+  int watching;             /* between watch_begin and watch_end */
+  volatile sig_atomic_t in_call;   /* a watched call is running */
+  volatile sig_atomic_t call_seq;  /* bumped by every watched call */
+  volatile sig_atomic_t tick_seq;  /* call_seq at the previous tick */
+  volatile sig_atomic_t counting;  /* the main thread's hook counts this call */
+  volatile sig_atomic_t in_hook;   /* our own lua_sethook is under way */
+  int gc_armed;             /* l_alloc armed the hook for a GC */
+  long watched_calls;       /* watched calls that outlived a tick */
+
   /* the current call */
   const char *phase;        /* "decode", "keys", ... for messages */
   char pos_chunk[LUA_IDSIZE];  /* position the message handler found */
@@ -165,6 +187,19 @@ static void ceiling_hit(mm_script_t *s) {
  * ceiling. */
 static void set_gc_mark(mm_script_t *s) {
   s->gc_mark = s->used < s->limit ? s->used + (s->limit - s->used) / 2 : s->limit;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Sets the main thread's hook while the watchdog's handler keeps off it
+ * (a tick landing inside lua_sethook could mix the two settings). */
+static void set_main_hook(mm_script_t *s, lua_Hook f, int count) {
+  s->in_hook = 1;
+  if (f)
+    lua_sethook(s->L, f, LUA_MASKCOUNT, count);
+  else
+    lua_sethook(s->L, NULL, 0, 0);
+  s->in_hook = 0;
 }
 
 /* Allocation-failure injection for the Check suite (the idea of ltests.c's
@@ -297,6 +332,12 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (!p) return NULL;
   s->used += nsize - old;
   if (s->used > s->peak) s->peak = s->used;
+  if (s->in_call && s->limit && s->used > s->gc_mark && !s->gc_armed) {
+    /* watched call without a counting hook: the hook's GC (see
+     * budget_hook) must still run, on the next instruction */
+    s->gc_armed = 1;
+    set_main_hook(s, budget_hook, 1);
+  }
   return p;
 }
 
@@ -326,37 +367,51 @@ static int l_panic(lua_State *L) {
  * re-arms itself on this thread and the main thread to fire on every
  * instruction and raises each time, so no pcall inside the script can
  * absorb the abort: the first instruction after the pcall raises again,
- * until control is back in C. [-0, +1, v]
+ * until control is back in C.
+ *
+ * Under the watchdog (below) the main thread has this hook only once a
+ * call has outlived a tick (counting), or for one instruction when l_alloc
+ * passed gc_mark; after such a one-shot it takes itself off again. Other
+ * threads (coroutines) always count. [-0, +1, v]
  */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   mm_script_t *s = script_of(L);
   int every = lua_gethookcount(L);
+  int main = L == s->L;
   if (s->limit && s->used > s->gc_mark && !s->ceiling_hit) {
     lua_gc(L, LUA_GCCOLLECT);
     set_gc_mark(s);
   }
+  s->gc_armed = 0;
   if (s->stop_at && !s->deadline_hit && !s->budget_hit && mm_now_ms() >= s->stop_at) {
     s->deadline_hit = 1;
     mm_log(MM_LOG_WARN, NULL, "%s: deadline margin reached in %s: record stopped", s->chunk,
            s->phase ? s->phase : "script");
   }
   if (s->deadline_hit) goto abort;
-  if (s->budget <= 0) return;
-  if (!s->budget_hit) {
+  if (s->budget > 0 && !s->budget_hit && (!s->watching || !main || s->counting)) {
     s->counted += every;
-    if (s->counted < s->budget) {
-      /* a coroutine re-armed by an earlier abort goes back to normal */
-      if (every != s->hook_every)
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, s->hook_every);
-      return;
+    if (s->counted >= s->budget) {
+      s->budget_hit = 1;
+      mm_log(MM_LOG_WARN, NULL, "%s: Lua instruction budget of %ld exceeded in %s",
+             s->chunk, s->budget, s->phase ? s->phase : "script");
     }
-    s->budget_hit = 1;
-    mm_log(MM_LOG_WARN, NULL, "%s: Lua instruction budget of %ld exceeded in %s",
-           s->chunk, s->budget, s->phase ? s->phase : "script");
   }
+  if (s->budget_hit) goto abort;
+  if (main && s->watching && !s->counting) {
+    set_main_hook(s, NULL, 0); /* a one-shot for the GC: done */
+  } else if (every != s->hook_every) {
+    /* back to the normal period: after a one-shot, or a coroutine re-armed
+     * by an earlier abort */
+    if (main)
+      set_main_hook(s, budget_hook, s->hook_every);
+    else
+      lua_sethook(L, budget_hook, LUA_MASKCOUNT, s->hook_every);
+  }
+  return;
 abort:
   if (every != 1) lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-  if (L != s->L) lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, 1);
+  if (!main) set_main_hook(s, budget_hook, 1);
   if (s->deadline_hit) {
     lua_pushliteral(L, "deadline margin reached");
     lua_error(L);
@@ -368,6 +423,63 @@ abort:
     lua_pushfstring(L, "instruction budget of %I exceeded", (lua_Integer)s->budget);
   lua_error(L);
 }
+
+/*
+ * The watchdog. Counting every instruction costs a decoder 15-20% of its
+ * time (Lua 5.4 runs luaG_traceexec on every VM instruction once a count
+ * hook is set, whatever the count), while nearly every call ends after a
+ * few hundred instructions. So between mm_script_watch_begin and _end
+ * (the pipeline's decode phase) the main thread runs without a hook, and
+ * a per-thread CPU-time timer (watch.h) ticks every WATCH_PERIOD_US of
+ * CPU: a tick that finds the same call running as the tick before sets
+ * the counting hook, and the budget is counted from there. So no call
+ * under its budget is stopped, and a call over it is stopped at the
+ * latest after its budget plus about two ticks of CPU (a few ms; the
+ * kernel's CPU timers have the scheduler tick's granularity). The
+ * deadline check and the heap's GC ride on the same hook (l_alloc arms it
+ * for one instruction when the heap passes gc_mark). Budgets under
+ * WATCH_MIN_BUDGET, where those ms would matter, are counted exactly from
+ * the first instruction, as outside the watched phase.
+ *
+ * Runs in a signal handler: flags and lua_sethook only.
+ */
+static void watch_tick(void *ud) {
+  mm_script_t *s = ud;
+  if (!s->in_call || s->in_hook || s->counting || s->budget_hit || s->deadline_hit) return;
+  if (s->call_seq != s->tick_seq) {
+    s->tick_seq = s->call_seq; /* a new call since the last tick */
+    return;
+  }
+  s->counting = 1;
+  lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, s->hook_every);
+}
+
+int mm_script_watch_begin(mm_script_t *s) {
+  if (!s->L || !s->watch_ok || s->watching) return 0;
+  mm_err_t e;
+  if (mm_watch_start(&s->watch, WATCH_PERIOD_US, watch_tick, s, &e) != 0) {
+    mm_log(MM_LOG_WARN, NULL, "%s: %s; the instruction budget is counted exactly", s->chunk,
+           e.msg);
+    s->watch_ok = 0; /* do not try again every invocation */
+    return 0;
+  }
+  s->watching = 1;
+  s->in_call = 0;
+  set_main_hook(s, NULL, 0);
+  return 1;
+}
+
+void mm_script_watch_end(mm_script_t *s) {
+  if (!s->watching) return;
+  s->in_call = 0;
+  mm_watch_stop(&s->watch);
+  s->watching = 0;
+  s->counting = 0;
+  if (s->budget > 0 || s->limit || s->stop_at)
+    set_main_hook(s, budget_hook, s->hook_every);
+}
+
+long mm_script_watched_calls(const mm_script_t *s) { return s->watched_calls; }
 
 /*
  * Message handler of every call into the script: records the innermost
@@ -403,7 +515,8 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-/* Starts a call into the script: full budget, clean flags. */
+/* Starts a call into the script: full budget, clean flags. A watched
+ * call starts without a hook (end_call took it off). */
 static void begin_call(mm_script_t *s, const char *phase) {
   s->counted = 0;
   s->budget_hit = 0;
@@ -415,6 +528,12 @@ static void begin_call(mm_script_t *s, const char *phase) {
   s->hit_phase = NULL;
   s->pos_chunk[0] = '\0';
   s->pos_line = 0;
+  if (s->watching) {
+    s->counting = 0;
+    s->gc_armed = 0;
+    s->call_seq++;
+    s->in_call = 1; /* last: the tick looks at nothing before it */
+  }
 }
 
 /*
@@ -425,8 +544,14 @@ static void begin_call(mm_script_t *s, const char *phase) {
 static void end_call(mm_script_t *s) {
   if (s->pending) ceiling_hit(s);
   s->pending = 0;
-  if (s->budget > 0 || s->limit || s->stop_at)
+  if (s->watching) {
+    s->in_call = 0; /* first: no tick touches the hook after this */
+    if (s->counting) s->watched_calls++;
+    s->counting = 0;
+    if (lua_gethook(s->L)) lua_sethook(s->L, NULL, 0, 0);
+  } else if (s->budget > 0 || s->limit || s->stop_at) {
     lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, s->hook_every);
+  }
   if (s->ceiling_hit) {
     size_t before = s->used;
     lua_gc(s->L, LUA_GCCOLLECT);
@@ -603,6 +728,22 @@ static int l_setmetatable(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* coroutine.create and coroutine.wrap: a new thread inherits its
+ * creator's hook, and under the watchdog the main thread usually has
+ * none, so the creation runs with the counting hook set (coroutines are
+ * always counted; see budget_hook). The original is upvalue 1.
+ * [-0, +1, e] */
+static int l_co_new(lua_State *L) {
+  mm_script_t *s = script_of(L);
+  int lend = L == s->L && !lua_gethook(L) && (s->budget > 0 || s->limit || s->stop_at);
+  if (lend) set_main_hook(s, budget_hook, s->hook_every);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  if (lend) set_main_hook(s, NULL, 0);
   return lua_gettop(L);
 }
 
@@ -797,6 +938,16 @@ static int open_sandbox(lua_State *L) {
   lua_setglobal(L, "collectgarbage");
   lua_pushcfunction(L, l_print);
   lua_setglobal(L, "print");
+
+  /* coroutine: new threads get the budget hook (l_co_new) */
+  lua_getglobal(L, LUA_COLIBNAME);
+  static const char *const co_new[] = {"create", "wrap", NULL};
+  for (int i = 0; co_new[i]; i++) {
+    lua_getfield(L, -1, co_new[i]);
+    lua_pushcclosure(L, l_co_new, 1);
+    lua_setfield(L, -2, co_new[i]);
+  }
+  lua_pop(L, 1);
 
   /* os: time functions and getenv only */
   static const char *const os_keep[] = {"clock", "time", "date", "difftime", NULL};
@@ -1182,6 +1333,7 @@ static mm_script_t *script_open(const char *path, const mm_script_opts_t *opts) 
   if (opts) o = *opts;
   s->budget = o.budget > 0 ? o.budget : 0;
   s->hook_every = s->budget > 0 && s->budget < HOOK_EVERY ? (int)s->budget : HOOK_EVERY;
+  s->watch_ok = s->budget == 0 || s->budget >= WATCH_MIN_BUDGET;
   s->limit_cfg = o.mem_limit;
   s->max_depth = o.max_depth > 0 ? o.max_depth : MM_DEF_MAX_DEPTH;
   if (split_path(s, path) != 0 || (o.lua_dir && !(s->lua_dir = strdup(o.lua_dir)))) {
@@ -1282,8 +1434,10 @@ void mm_script_destroy(mm_script_t *s) {
   if (s->L) {
     mm_log(MM_LOG_DEBUG, NULL, "%s: Lua heap peak %zu bytes", s->chunk, s->peak);
     s->limit = 0;
+    mm_script_watch_end(s);
     lua_close(s->L);
   }
+  mm_watch_free(&s->watch);
   pool_release(&s->pool);
   for (size_t i = 0; i < s->nproblems; i++) free(s->problems[i]);
   free(s->problems);
@@ -1942,6 +2096,7 @@ void mm_script_on_decode_error(mm_script_t *s, uint32_t node, const char *msg) {
 
 void mm_script_set_deadline(mm_script_t *s, int64_t stop_at_ms) {
   s->stop_at = stop_at_ms;
-  /* the hook must run to see the clock, whatever the budget */
-  lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, s->hook_every);
+  /* the hook must run to see the clock, whatever the budget (a watched
+   * call gets it from the watchdog's tick) */
+  if (!s->watching) set_main_hook(s, budget_hook, s->hook_every);
 }

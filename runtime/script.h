@@ -12,7 +12,12 @@
  *
  * Limits: the budget is enforced by a count hook; once exceeded the hook
  * re-arms itself every instruction, so a script's own pcall cannot swallow
- * the abort. The heap ceiling is an allocator limit applied after setup;
+ * the abort. Between mm_script_watch_begin and mm_script_watch_end the
+ * hook is set only on calls that outlive a tick of a CPU-time watchdog
+ * (watch.h): such a call is counted from that tick, so it is stopped at the
+ * latest a few ms of CPU after its budget ran out, and no call is slowed
+ * by counting every instruction (budgets below 10,000,000 are always
+ * counted exactly). The heap ceiling is an allocator limit applied after setup;
  * the abort is an ordinary memory error that the record's call sees, and
  * the next record runs with a full budget after a full GC.
  *
@@ -96,6 +101,18 @@ typedef struct mm_outcome {
  * instruction hook checks the clock every few thousand instructions, so a
  * slow decode cannot carry the batch past Lambda's deadline); 0 = none. */
 void mm_script_set_deadline(mm_script_t *s, int64_t stop_at_ms);
+
+/* Starts watching (see Limits above) for a run of calls with no I/O
+ * between them beyond log lines: arms a CPU-time timer whose signal
+ * (SIGVTALRM, SA_RESTART) this thread receives until mm_script_watch_end.
+ * Returns 1 when watching, 0 when the calls are counted exactly instead
+ * (a small budget, or no timer: logged once). One script watches at a
+ * time per process. */
+int mm_script_watch_begin(mm_script_t *s);
+void mm_script_watch_end(mm_script_t *s);
+
+/* Watched calls so far that outlived a tick and were counted. */
+long mm_script_watched_calls(const mm_script_t *s);
 
 /* Runs the pipeline on record `node` of the current document. Never
  * raises; returns 0 (the outcome says what happened) or MM_ENOMEM when the

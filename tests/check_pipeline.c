@@ -695,6 +695,29 @@ START_TEST(slow_decode_stopped_at_the_deadline_margin) {
 }
 END_TEST
 
+START_TEST(runaway_decode_is_poison_under_the_watchdog) {
+  /* the default budget: the decode phase runs watched (script.h), so the
+   * loop is counted only once it outlives a CPU-time tick, and stopped */
+  test_budget = MM_DEF_LUA_BUDGET;
+  make("return { aggregate='count',\n"
+       "  decode=function(r) local o=r.dynamodb.NewImage\n"
+       "    if o.cust=='loop' then while true do end end\n"
+       "    return o end,\n"
+       "  key=function(o) return o.cust end }\n",
+       0);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  add_rec(&b, 1, "a", "1", 100);
+  add_rec(&b, 2, "loop", "1", 100);
+  add_rec(&b, 3, "a", "1", 100);
+  ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->decode_errors, 1);
+  ck_assert_str_eq(rows("a"), "0=2;");
+  ck_assert_int_eq(mm_script_watched_calls(sc), 1);
+  mm_buf_free(&b);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("pipeline");
   TCase *tc = tcase_create("semantics");
@@ -719,6 +742,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, deadline_margin_reports_unstarted_records);
   tcase_add_test(tc, deadline_stops_retries);
   tcase_add_test(tc, slow_decode_stopped_at_the_deadline_margin);
+  tcase_add_test(tc, runaway_decode_is_poison_under_the_watchdog);
   tcase_add_test(tc, not_json_is_an_invocation_error);
   tcase_add_test(tc, document_switch_out_of_memory_fails_the_invocation);
   tcase_add_test(tc, record_without_ids_is_a_poison_pill);

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "retry.h"
 #include "script.h"
 #include "testutil.h"
 
@@ -1170,6 +1171,169 @@ START_TEST(heap_garbage_near_ceiling_is_not_poison) {
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* The watchdog (mm_script_watch_begin): calls run without a hook until  */
+/* one outlives a CPU-time tick; the budget still stops every runaway.   */
+/* ------------------------------------------------------------------ */
+
+#define WATCH_BUDGET 10000000L /* the smallest budget that is watched */
+
+/* loop_pipeline with a watched budget; asserts that watching started. */
+static void watched_loop_pipeline(const char *how, long budget) {
+  mm_script_opts_t o = opts();
+  o.budget = budget;
+  char src[1024];
+  snprintf(src, sizeof src,
+           "local co_at_load = coroutine.create(function() while true do end end)\n"
+           "return { aggregate = 'count',\n"
+           "  decode = function(rec)\n"
+           "    if rec.eventName == 'LOOP' then %s end\n"
+           "    return rec.eventName\n"
+           "  end,\n"
+           "  key = function(v) return v end }\n",
+           how);
+  load_ok_with(src, &o);
+  event("LOOP,INSERT,LOOP,MODIFY", "\"x\":{\"S\":\"y\"}");
+  ck_assert_int_eq(mm_script_watch_begin(S), 1);
+}
+
+/* A watched runaway: poison with the budget's message, the next record
+ * fine, and (when `again`) the same once more. */
+static void watched_runaway(const char *how, const char *want, int again) {
+  watched_loop_pipeline(how, WATCH_BUDGET);
+  mm_outcome_t out;
+  run_poison(0, want, &out);
+  ck_assert_int_eq(out.err.code, MM_ELIMIT);
+  mm_outcome_free(&out);
+  next_record_works(1, "INSERT");
+  if (again) {
+    run_poison(2, want, &out);
+    mm_outcome_free(&out);
+  }
+  next_record_works(3, "MODIFY");
+  mm_script_watch_end(S);
+  ck_assert_int_eq(lua_gettop(mm_script_state(S)), 0);
+}
+
+START_TEST(watch_infinite_loop) {
+  watched_runaway("while true do end", "decode.lua:4: instruction budget of 10000000 exceeded",
+                  1);
+  /* the main thread's loops were counted once the watchdog saw them */
+  ck_assert_int_eq(mm_script_watched_calls(S), 2);
+}
+END_TEST
+
+START_TEST(watch_not_swallowed_by_pcall) {
+  watched_runaway("pcall(function() while true do end end)\n"
+                  "    pcall(function() while true do end end)\n"
+                  "    return 'escaped'",
+                  "instruction budget of 10000000 exceeded", 1);
+}
+END_TEST
+
+START_TEST(watch_coroutine_made_in_the_call) {
+  /* made while the main thread has no hook: l_co_new lends it one */
+  watched_runaway("local co = coroutine.wrap(function() while true do end end)\n"
+                  "    pcall(co)\n"
+                  "    return 'escaped'",
+                  "instruction budget of 10000000 exceeded", 1);
+}
+END_TEST
+
+START_TEST(watch_coroutine_made_at_load) {
+  /* made by the top level (counted exactly then), resumed in a watched
+   * call that never outlives a tick on the main thread */
+  watched_runaway("coroutine.resume(co_at_load)\n    return 'escaped'",
+                  "instruction budget of 10000000 exceeded", 0); /* then it is dead */
+}
+END_TEST
+
+START_TEST(watch_long_call_under_budget) {
+  /* ~4 M instructions, several ms: watched, counted, not stopped */
+  watched_loop_pipeline("local n = 0 for i = 1, 2000000 do n = n + i end", WATCH_BUDGET);
+  mm_outcome_t out;
+  for (int i = 0; i < 4; i++) {
+    run_value(i, &out);
+    mm_outcome_free(&out);
+  }
+  mm_script_watch_end(S);
+}
+END_TEST
+
+START_TEST(watch_small_budget_is_exact) {
+  mm_script_opts_t o = opts(); /* 200,000: counted from the first instruction */
+  load_ok_with("return { aggregate = 'count', decode = function(r) return r.eventName end,\n"
+               "  key = function(v) return v end }\n",
+               &o);
+  ck_assert_int_eq(mm_script_watch_begin(S), 0);
+  mm_script_watch_end(S); /* harmless */
+}
+END_TEST
+
+START_TEST(watch_deadline_stops_a_call) {
+  /* no budget at all: only the deadline can stop the loop */
+  watched_loop_pipeline("while true do end", 0);
+  mm_script_set_deadline(S, mm_now_ms() + 50);
+  mm_outcome_t out;
+  run(0, &out);
+  ck_assert_int_eq(out.kind, MM_OUT_DEADLINE);
+  mm_outcome_free(&out);
+  mm_script_set_deadline(S, 0);
+  next_record_works(1, "INSERT");
+  mm_script_watch_end(S);
+}
+END_TEST
+
+START_TEST(watch_heap_garbage_near_ceiling_is_not_poison) {
+  /* heap_garbage_near_ceiling_is_not_poison, watched: the collection at
+   * gc_mark comes from l_alloc arming the hook for one instruction */
+  mm_script_opts_t o = opts();
+  o.budget = MM_DEF_LUA_BUDGET;
+  o.mem_limit = 8 * 1024 * 1024;
+  load_ok_with("local keep = {}\n"
+               "return { aggregate = 'count',\n"
+               "  decode = function(rec)\n"
+               "    for i = 1, 1250 do keep[i] = string.rep('k', 4000) .. i end\n"
+               "    for i = 1, 2000 do local s = string.rep('y', 4000) .. i end\n"
+               "    return rec.eventName\n"
+               "  end,\n"
+               "  key = function(v) return v end }\n",
+               &o);
+  event("INSERT,MODIFY,REMOVE", "\"x\":{\"S\":\"y\"}");
+  ck_assert_int_eq(mm_script_watch_begin(S), 1);
+  mm_outcome_t out;
+  for (int i = 0; i < 3; i++) {
+    run_value(i, &out);
+    mm_outcome_free(&out);
+  }
+  mm_script_watch_end(S);
+}
+END_TEST
+
+START_TEST(watch_heap_ceiling) {
+  mm_script_opts_t o = opts();
+  o.budget = MM_DEF_LUA_BUDGET;
+  o.mem_limit = 8 * 1024 * 1024;
+  char src[1024];
+  snprintf(src, sizeof src,
+           "return { aggregate = 'count',\n"
+           "  decode = function(rec)\n"
+           "    if rec.eventName == 'LOOP' then pcall(function() %s end) end\n"
+           "    return rec.eventName\n"
+           "  end,\n"
+           "  key = function(v) return v end }\n",
+           heap_loop);
+  load_ok_with(src, &o);
+  event("LOOP,INSERT", "\"x\":{\"S\":\"y\"}");
+  ck_assert_int_eq(mm_script_watch_begin(S), 1);
+  mm_outcome_t out;
+  run_poison(0, "Lua heap ceiling of 8 MB exceeded", &out);
+  mm_outcome_free(&out);
+  next_record_works(1, "INSERT");
+  mm_script_watch_end(S);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Sandbox                                                              */
 /* ------------------------------------------------------------------ */
 
@@ -1657,6 +1821,20 @@ static Suite *script_suite(void) {
   tcase_add_test(tc, heap_abort_not_swallowed_by_pcall);
   tcase_add_test(tc, heap_single_huge_string);
   tcase_add_test(tc, heap_garbage_near_ceiling_is_not_poison);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("watch");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, watch_infinite_loop);
+  tcase_add_test(tc, watch_not_swallowed_by_pcall);
+  tcase_add_test(tc, watch_coroutine_made_in_the_call);
+  tcase_add_test(tc, watch_coroutine_made_at_load);
+  tcase_add_test(tc, watch_long_call_under_budget);
+  tcase_add_test(tc, watch_small_budget_is_exact);
+  tcase_add_test(tc, watch_deadline_stops_a_call);
+  tcase_add_test(tc, watch_heap_garbage_near_ceiling_is_not_poison);
+  tcase_add_test(tc, watch_heap_ceiling);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("alloc");
