@@ -720,11 +720,36 @@ value: /* white space allowed before it */
 
 open_obj: /* p is at '{' */
   if (depth_left == 0) goto too_deep;
-  depth_left--;
   PUSH(MM_JSON_OBJ, p - base, 0, cur);
-  cur = count - 1;
   p++;
-  if (LIKELY(p < end) && LIKELY(*p == '"')) goto key;
+  if (LIKELY(p < end) && LIKELY(*p == '"')) {
+    /* Most objects of an event are attribute values, {"S":"..."}: one
+     * member with a string value. They are read here straight through,
+     * without making the object `cur` and then closing it (parent link,
+     * depth counter, the close path's loads). Anything else joins the
+     * general states at the same byte with the same tape, so what is
+     * accepted and every error message stay the same. */
+    STRING_NODE();
+    if (LIKELY(end - p >= 2) && LIKELY(p[0] == ':') && LIKELY(p[1] == '"')) {
+      p++;
+      STRING_NODE();
+      mm_json_node_t *o = &nodes[count - 3];
+      o->len = 1;
+      if (LIKELY(p < end) && LIKELY(*p == '}')) {
+        o->next = count; /* closed: `cur` and the depth never changed */
+        p++;
+        goto after;
+      }
+      cur = count - 3; /* more members: the object is open after all */
+      depth_left--;
+      goto obj_next;
+    }
+    cur = count - 2; /* the first member's value is not a string */
+    depth_left--;
+    goto key_colon;
+  }
+  cur = count - 1;
+  depth_left--;
   SKIP_WS();
   if (p < end && *p == '}') {
     p++;
@@ -739,6 +764,7 @@ open_obj: /* p is at '{' */
 key: /* p is at the opening quote of a member name */
   {
     STRING_NODE();
+  key_colon: /* p is after the member name */
     if (LIKELY(p < end) && LIKELY(*p == ':')) {
       p++;
     } else {
@@ -775,7 +801,7 @@ close: /* the container `cur` just ended at p */
     goto arr_next;
   }
 
-after: /* a scalar just ended at p */
+after: /* a scalar (or a container closed in open_obj) just ended at p */
   if (cur == NO_PARENT) goto done;
   nodes[cur].len++;
   if ((nodes[cur].tag & 7u) != MM_JSON_OBJ) goto arr_next;
