@@ -360,7 +360,7 @@ static inline unsigned ctz64(uint64_t x) {
 #endif
 }
 
-#ifdef MM_SWAR
+#if defined(MM_SWAR) && !defined(MM_SSE2)
 /* High bit set in each byte of x that str_stop flags, exactly (unlike
  * str_special no borrow crosses a byte: each test adds at most 0x7F to a
  * 7-bit value). (y & 0x7F) + 0x7F has its high bit clear only for a zero
