@@ -789,6 +789,39 @@ START_TEST(tape_grows) {
 }
 END_TEST
 
+/* The same growth through open_obj's one-member path and its ways out:
+ * a 6 MB array of attribute objects, where the tape is reallocated
+ * between the pushes of one object's nodes. */
+START_TEST(tape_grows_objects) {
+  static const char *const parts[] = {"{\"S\":\"x\"}", "{\"a\":{\"N\":\"1\"},\"b\":\"c\"}",
+                                      "{\"S\":\"\"}", "{\"BOOL\":true}", "{}"};
+  static const uint32_t nodes[] = {3, 7, 3, 3, 1};
+  size_t cap = (6u << 20) + 64, n = 0, k = 0;
+  uint32_t want = 1;
+  char *s = malloc(cap);
+  ck_assert_ptr_nonnull(s);
+  s[n++] = '[';
+  while (n < (6u << 20)) {
+    size_t pl = strlen(parts[k % 5]);
+    memcpy(s + n, parts[k % 5], pl);
+    n += pl;
+    s[n++] = ',';
+    want += nodes[k % 5];
+    k++;
+  }
+  s[n - 1] = ']';
+  mm_json_doc_t d;
+  mm_err_t e;
+  ck_assert_msg(mm_json_parse(&d, s, n, 0, &e) == 0, "%s", e.msg);
+  ck_assert_uint_eq(d.count, want);
+  ck_assert_uint_eq(mm_json_len(&d, 0), k);
+  ck_assert_uint_gt(d.count, n / 4 + 16); /* more than the first tape held */
+  check_tape(&d);
+  mm_json_free(&d);
+  free(s);
+}
+END_TEST
+
 /* String bodies are scanned 16, 8 and 1 byte at a time depending on how
  * much input is left: a stop byte (control character, bad UTF-8 lead,
  * bad escape) at every position of bodies up to 36 bytes, with 0 to 17
@@ -1130,6 +1163,7 @@ static Suite *json_suite(void) {
   tc = tcase_create("big");
   tcase_add_test(tc, huge_string);
   tcase_add_test(tc, tape_grows);
+  tcase_add_test(tc, tape_grows_objects);
   tcase_add_test(tc, string_scan_boundaries);
   tcase_add_test(tc, input_size_limit);
   tcase_add_test(tc, string_block_boundaries);
