@@ -5,6 +5,9 @@
  *                                         + decode + aggregate (memory store)
  *   mm_bench cjson EVENT ITER             CPU ms per batch of a bare
  *                                         cjson.decode of the same bytes
+ *   mm_bench json EVENT ITER              CPU ms per mm_json_parse of the
+ *                                         event alone (the parser's own
+ *                                         figure, without Lua or the store)
  *   mm_bench coldstart BOOTSTRAP TASKROOT ITER
  *                                         ms from exec to the first GET next
  *   mm_bench rss PROGRAM ARGS...          peak RSS (KiB) of one run
@@ -32,6 +35,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "json.h"
 #include "log.h"
 #include "pipeline.h"
 
@@ -122,6 +126,29 @@ static int bench_cjson(const char *event, int iter) {
   double per = (cpu_ms() - t0) / iter;
   printf("{\"mode\":\"cjson.decode\",\"bytes\":%zu,\"cpu_ms_per_batch\":%.4f}\n", len, per);
   lua_close(L);
+  free(body);
+  return 0;
+}
+
+static int bench_json(const char *event, int iter) {
+  size_t len;
+  char *body = slurp(event, &len);
+  double t0 = 0;
+  uint32_t nodes = 0;
+  for (int i = -3; i < iter; i++) {
+    if (i == 0) t0 = cpu_ms();
+    mm_json_doc_t d;
+    mm_err_t err;
+    if (mm_json_parse(&d, body, len, 0, &err)) {
+      fprintf(stderr, "mm_bench: %s\n", err.msg);
+      return 1;
+    }
+    nodes = d.count;
+    mm_json_free(&d);
+  }
+  double per = (cpu_ms() - t0) / iter;
+  printf("{\"mode\":\"mm_json_parse\",\"bytes\":%zu,\"nodes\":%u,\"cpu_ms_per_parse\":%.4f,"
+         "\"mb_per_s\":%.1f}\n", len, nodes, per, len / 1e3 / per);
   free(body);
   return 0;
 }
@@ -220,10 +247,12 @@ static int bench_rss(char **argv) {
 int main(int argc, char **argv) {
   if (argc >= 5 && !strcmp(argv[1], "pipeline")) return bench_pipeline(argv[2], argv[3], atoi(argv[4]));
   if (argc >= 4 && !strcmp(argv[1], "cjson")) return bench_cjson(argv[2], atoi(argv[3]));
+  if (argc >= 4 && !strcmp(argv[1], "json")) return bench_json(argv[2], atoi(argv[3]));
   if (argc >= 5 && !strcmp(argv[1], "coldstart"))
     return bench_coldstart(argv[2], argv[3], atoi(argv[4]));
   if (argc >= 3 && !strcmp(argv[1], "rss")) return bench_rss(argv + 2);
   fprintf(stderr, "usage: mm_bench pipeline SCRIPT EVENT ITER | cjson EVENT ITER |"
+                  " json EVENT ITER |"
                   " coldstart BOOTSTRAP TASKROOT ITER | rss PROGRAM ARGS...\n");
   return 2;
 }

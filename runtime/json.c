@@ -5,20 +5,20 @@
  * is expected, a member name is being read, a container closed, an element
  * just ended). There is no recursion and no separate stack: while a
  * container is open its tape node's `next` field holds the index of the
- * enclosing container (the parent link) and its `len` the enclosing
- * container's element count so far; both are overwritten with the real
- * values when the container closes. So nesting costs nothing but the
- * depth counter, and a 100000-deep input fails at the limit without
- * touching the C stack.
+ * enclosing container (the parent link), and its `len` counts its elements
+ * as they end; `next` gets its real value when the container closes. So
+ * nesting costs nothing but the depth counter, and a 100000-deep input
+ * fails at the limit without touching the C stack.
  *
- * Hot paths: plain string bytes are skipped 16 at a time with SSE2 (x86-64)
- * or 8 at a time with a SWAR word test elsewhere, for '"', '\\', control
- * characters and non-ASCII bytes at once; only non-ASCII bytes go through
- * the UTF-8 checks (out of line, with escapes and errors). Member names,
- * string and object member values and compact separators have their own
- * paths without the general dispatch, the open container's element count
- * stays in a register, and the tape is usually allocated once at the most
- * nodes the input can need, so pushes check no capacity.
+ * Hot paths: string ends come from a 64-byte block's mask of the bytes a
+ * string body cannot skip ('"', '\\', control characters, non-ASCII),
+ * computed once per block (SSE2 on x86-64, a SWAR word test elsewhere), so
+ * finding a string's end is a shift and a count of trailing zeros; only
+ * non-ASCII bytes go through the UTF-8 checks (out of line, with escapes
+ * and errors, 16 or 8 bytes at a time between them). Member names, string
+ * and object member values and compact separators have their own paths
+ * without the general dispatch, and the tape is usually allocated once at
+ * the most nodes the input can need, so pushes check no capacity.
  *
  * Error codes: MM_EINVAL for malformed input, MM_ELIMIT for the nesting
  * limit and oversized input, MM_ENOMEM when the tape cannot grow. Messages
@@ -224,6 +224,34 @@ static inline const uchar *skip_ws(const uchar *p, const uchar *end) {
   return p;
 }
 
+/* Skips white space where compact JSON has none (after '{', ':' and ','
+ * in objects): out of line and cold, so that the hot paths around it do
+ * not set up skip_ws's constants on the way past. */
+static __attribute__((noinline, cold)) const uchar *
+skip_ws_cold(const uchar *p, const uchar *end) {
+  return skip_ws(p, end);
+}
+
+/* Skips ASCII digits, 8 at a time with a SWAR test (epoch times are 10
+ * digits): a byte is a digit when its high nibble is 3 and its low nibble
+ * plus 6 stays below 16; neither sum carries out of its byte, so the
+ * first flagged byte is exact. */
+static inline const uchar *skip_digits(const uchar *p, const uchar *end) {
+#ifdef MM_SWAR
+  while (end - p >= 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t bad = ((x & (ONES * 0xF0)) ^ (ONES * 0x30)) |
+                   (((x & (ONES * 0x0F)) + ONES * 6) & (ONES * 0x10));
+    uint64_t m = (((bad & (ONES * 0x7F)) + ONES * 0x7F) | bad) & HIGH;
+    if (m) return p + ((unsigned)__builtin_ctzll(m) >> 3);
+    p += 8;
+  }
+#endif
+  while (p < end && is_digit(*p)) p++;
+  return p;
+}
+
 /* ------------------------------------------------------------------ */
 /* String bodies                                                        */
 /* ------------------------------------------------------------------ */
@@ -288,6 +316,174 @@ find_stop(const uchar *p, const uchar *end
 #define FIND_STOP(p_, end_) find_stop(p_, end_)
 #endif
 
+#ifdef MM_SWAR
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#else
+#define UNLIKELY(x) (x)
+#define LIKELY(x) (x)
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Block stop masks                                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Where a string ends is the one thing the parser cannot guess: every
+ * token after a string waits for it. Scanning each string with its own
+ * 16-byte loads put load, compare, movemask and tzcnt (some 15 cycles) on
+ * that path once per string, and a compact event has a string every 11
+ * bytes. Instead the input is cut into 64-byte blocks (at offsets from the
+ * buffer's start that are multiples of 64) and the parser keeps one
+ * block's stop mask: bit i set when byte i is one str_stop flags. A
+ * string's first stop is then a shift and a tzcnt of a register; the next
+ * block's mask is loaded from an address known long before (the block
+ * after the current one), so the out-of-order core computes it off that
+ * path. The last, partial block is copied into a zero-padded buffer: the
+ * padding reads as control characters, so the bits from `end` on are set
+ * and a scan always stops at `end` at the latest.
+ */
+#define BLOCK 64
+
+typedef struct {
+  const uchar *at; /* the block's first byte: buffer start + 64 k */
+  uint64_t stop;   /* bit i: at[i] is a stop byte, or at + i >= end */
+} block_t;
+
+static inline unsigned ctz64(uint64_t x) {
+#if defined(__GNUC__) || defined(__clang__)
+  return (unsigned)__builtin_ctzll(x);
+#else
+  unsigned n = 0;
+  while (!(x & 1)) x >>= 1, n++;
+  return n;
+#endif
+}
+
+#if defined(MM_SWAR) && !defined(MM_SSE2)
+/* High bit set in each byte of x that str_stop flags, exactly (unlike
+ * str_special no borrow crosses a byte: each test adds at most 0x7F to a
+ * 7-bit value). (y & 0x7F) + 0x7F has its high bit clear only for a zero
+ * byte of y; (x & 0x7F) + 0x60 has it set from 0x20 up. */
+static inline uint64_t str_stop_bytes(uint64_t x) {
+  const uint64_t low7 = ONES * 0x7F;
+  uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+  uint64_t not_q = ((q & low7) + low7) | q;
+  uint64_t not_b = ((b & low7) + low7) | b;
+  uint64_t ge_20 = (x & low7) + ONES * 0x60;
+  return (x | ~(not_q & not_b & ge_20)) & HIGH;
+}
+#endif
+
+/* The stop mask of the 64 bytes at p (all readable). */
+static inline __attribute__((always_inline)) uint64_t stop_mask64(const uchar *p
+#ifdef MM_SSE2
+                                   , stop_vec_t v
+#endif
+) {
+  uint64_t m = 0;
+#if defined(MM_SSE2)
+  /* written out: GCC keeps a 4-step loop and its mask in memory */
+#define STOP16(k)                                                           \
+  do {                                                                      \
+    __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k)); \
+    __m128i s = _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(x, v.two), v.lim), \
+                             _mm_cmpeq_epi8(x, v.bslash));                  \
+    m |= (uint64_t)(unsigned)_mm_movemask_epi8(s) << (16 * k);              \
+  } while (0)
+  STOP16(0);
+  STOP16(1);
+  STOP16(2);
+  STOP16(3);
+#undef STOP16
+#elif defined(MM_SWAR)
+  for (int k = 0; k < 8; k++) {
+    uint64_t x;
+    memcpy(&x, p + 8 * k, 8);
+    /* gather the 8 high bits into one byte: the products of distinct
+     * bits land on distinct bit positions, so nothing carries */
+    uint64_t h = str_stop_bytes(x) >> 7;
+    m |= ((h * 0x0102040810204080ULL) >> 56) << (8 * k);
+  }
+#else
+  for (int k = 0; k < BLOCK; k++) m |= (uint64_t)str_stop(p[k]) << k;
+#endif
+  return m;
+}
+
+/* The stop mask of the last block, at..end (fewer than 64 bytes). */
+static __attribute__((noinline)) uint64_t stop_mask_tail(const uchar *at,
+                                                         const uchar *end) {
+  uchar pad[BLOCK] = {0};
+  memcpy(pad, at, (size_t)(end - at));
+#ifdef MM_SSE2
+  const stop_vec_t sv = STOP_VEC_INIT;
+  return stop_mask64(pad, sv);
+#else
+  return stop_mask64(pad);
+#endif
+}
+
+#ifdef MM_SSE2
+#define STOP_MASK64(p_) stop_mask64(p_, sv)
+#else
+#define STOP_MASK64(p_) stop_mask64(p_)
+#endif
+
+/* Moves block b forward to the first block at or after t's that holds a
+ * stop byte at or after t (t at most end): the slow part of BLOCK_FIND,
+ * taken about once per block, out of line so that the parser's registers
+ * stay put. */
+static __attribute__((noinline)) block_t block_seek(const uchar *t, block_t b,
+                                                    const uchar *base,
+                                                    const uchar *end) {
+#ifdef MM_SSE2
+  const stop_vec_t sv = STOP_VEC_INIT;
+#endif
+  for (;;) {
+    size_t o = (size_t)(t - b.at);
+    if (o < BLOCK) {
+      if (b.stop >> o) return b;
+      t = b.at + BLOCK; /* the string goes on in the next block */
+      b.at = t;
+    } else if (o < 2 * BLOCK) {
+      b.at += BLOCK;
+    } else {
+      b.at = base + ((size_t)(t - base) & ~(size_t)(BLOCK - 1));
+    }
+    b.stop = end - b.at >= BLOCK ? STOP_MASK64(b.at) : stop_mask_tail(b.at, end);
+  }
+}
+
+/* The first stop byte at or after s_in (at or after blk.at, at most end)
+ * into q_out. The usual case, a string that ends in the current block, is
+ * a shift and a tzcnt; a string that starts in or runs into the next
+ * block loads that block's mask here (its address is known early);
+ * anything else goes through block_seek. */
+#define BLOCK_FIND(s_in, q_out)                                             \
+  do {                                                                      \
+    const uchar *t_ = (s_in);                                               \
+    size_t o_ = (size_t)(t_ - blk.at);                                      \
+    uint64_t m_;                                                            \
+    if (UNLIKELY(o_ >= BLOCK) || UNLIKELY((m_ = blk.stop >> o_) == 0)) {    \
+      if (o_ < 2 * BLOCK && end - blk.at >= 2 * BLOCK) {                    \
+        blk.at += BLOCK;                                                    \
+        blk.stop = STOP_MASK64(blk.at);                                     \
+        o_ = o_ >= BLOCK ? o_ - BLOCK : 0;                                  \
+        t_ = blk.at + o_;                                                   \
+        m_ = blk.stop >> o_;                                                \
+      } else {                                                              \
+        m_ = 0;                                                             \
+      }                                                                     \
+      if (UNLIKELY(m_ == 0)) {                                              \
+        blk = block_seek(t_, blk, base, end);                               \
+        if (t_ < blk.at) t_ = blk.at;                                       \
+        m_ = blk.stop >> (t_ - blk.at);                                     \
+      }                                                                     \
+    }                                                                       \
+    (q_out) = t_ + ctz64(m_);                                               \
+  } while (0)
+
 /* Result of the slow string path: the closing quote (NULL after an error,
  * already written to err) and TAG_ESC when the body holds escapes. */
 typedef struct {
@@ -295,7 +491,7 @@ typedef struct {
   uint32_t esc;
 } str_end_t;
 
-/* Finishes a string body from p, the first byte find_stop stopped at that
+/* Finishes a string body from p, the first stop byte (BLOCK_FIND) that
  * is not the closing quote (or end): checks escapes, UTF-8 sequences and
  * control characters in order, so the first bad byte is the one named.
  * Kept out of line: compact events rarely get here. */
@@ -336,7 +532,7 @@ static str_end_t string_rest(const uchar *p, const uchar *end,
       }
       p += n;
     } else {
-      p++; /* not reached: find_stop stops only on flagged bytes */
+      p++; /* not reached: the scans stop only on flagged bytes */
     }
     p = FIND_STOP(p, end);
   }
@@ -345,12 +541,6 @@ static str_end_t string_rest(const uchar *p, const uchar *end,
 /* ------------------------------------------------------------------ */
 /* The parser                                                           */
 /* ------------------------------------------------------------------ */
-
-#ifdef MM_SWAR
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define UNLIKELY(x) (x)
-#endif
 
 /* A tape and its capacity in nodes. */
 typedef struct {
@@ -395,7 +585,8 @@ static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
  * else (escapes, UTF-8, errors) goes through string_rest. */
 #define STRING_NODE()                                                       \
   do {                                                                      \
-    const uchar *s_ = p + 1, *q_ = FIND_STOP(s_, end);                      \
+    const uchar *s_ = p + 1, *q_;                                           \
+    BLOCK_FIND(s_, q_);                                                     \
     if (q_ < end && *q_ == '"') {                                           \
       PUSH(MM_JSON_STR, s_ - base, q_ - s_, count + 1);                     \
     } else {                                                                \
@@ -415,9 +606,10 @@ static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
  * `open_obj`, `close` (container `cur` just ended), `after` (a scalar just
  * ended) and `obj_next`/`arr_next` (a container's element just ended).
  * While a container is open its node's `next` holds the parent link and
- * its `len` the parent's element count so far; the open container's own
- * count lives in `clen`. Both are put right when it closes, so nesting
- * costs no memory beyond the tape.
+ * its `len` its element count so far (bumped in memory as each element
+ * ends: a register for it made GCC spill the block mask instead); `next`
+ * is put right when it closes, so nesting costs no memory beyond the
+ * tape.
  *
  * Tape size: a node is pushed once its first byte is read, and every node
  * but the root was preceded by a byte of its own (',' or ':'), except a
@@ -451,16 +643,16 @@ parse_tape(mm_json_doc_t *doc, const char *buf, size_t len, const uchar *p,
   const uchar *base = (const uchar *)buf, *end = base + len;
   uint32_t count = 0;       /* nodes written */
   uint32_t cur = NO_PARENT; /* innermost open container */
-  uint32_t clen = 0;        /* elements of `cur` so far */
   unsigned depth_left = max_depth; /* containers that may still open */
   int rc = MM_OK;
 #ifdef MM_SSE2
   stop_vec_t sv = STOP_VEC_INIT;
-  const uintptr_t lim16 = len >= 16 ? (uintptr_t)(end - 16) : 0;
   /* hide the constants from the compiler, which would otherwise reload
-   * them from memory before every string */
+   * them from memory before every block */
   __asm__("" : "+x"(sv.two), "+x"(sv.lim), "+x"(sv.bslash));
 #endif
+  block_t blk = {base, 0}; /* the block holding the next string's body */
+  blk.stop = len >= BLOCK ? STOP_MASK64(base) : stop_mask_tail(base, end);
 
 value: /* white space allowed before it */
   if (p >= end) {
@@ -479,9 +671,8 @@ value: /* white space allowed before it */
   case '[':
     if (depth_left == 0) goto too_deep;
     depth_left--;
-    PUSH(MM_JSON_ARR, p - base, clen, cur);
+    PUSH(MM_JSON_ARR, p - base, 0, cur);
     cur = count - 1;
-    clen = 0;
     p++;
     SKIP_WS();
     if (p < end && *p == ']') {
@@ -524,8 +715,7 @@ value: /* white space allowed before it */
         goto fail;
       }
     } else if (p < end && is_digit(*p)) {
-      p++;
-      while (p < end && is_digit(*p)) p++;
+      p = skip_digits(p + 1, end);
     } else {
       rc = fail_expect(err, base, p, end, "a digit after '-'");
       goto fail;
@@ -536,7 +726,7 @@ value: /* white space allowed before it */
         rc = fail_expect(err, base, p, end, "a digit after '.'");
         goto fail;
       }
-      while (p < end && is_digit(*p)) p++;
+      p = skip_digits(p, end);
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
       p++;
@@ -545,7 +735,7 @@ value: /* white space allowed before it */
         rc = fail_expect(err, base, p, end, "a digit in the exponent");
         goto fail;
       }
-      while (p < end && is_digit(*p)) p++;
+      p = skip_digits(p, end);
     }
     PUSH(MM_JSON_NUM, s - base, p - s, count + 1);
     goto after;
@@ -557,13 +747,37 @@ value: /* white space allowed before it */
 
 open_obj: /* p is at '{' */
   if (depth_left == 0) goto too_deep;
-  depth_left--;
-  PUSH(MM_JSON_OBJ, p - base, clen, cur);
-  cur = count - 1;
-  clen = 0;
+  PUSH(MM_JSON_OBJ, p - base, 0, cur);
   p++;
-  if (p < end && *p == '"') goto key;
-  SKIP_WS();
+  if (LIKELY(p < end) && LIKELY(*p == '"')) {
+    /* Most objects of an event are attribute values, {"S":"..."}: one
+     * member with a string value. They are read here straight through,
+     * without making the object `cur` and then closing it (parent link,
+     * depth counter, the close path's loads). Anything else joins the
+     * general states at the same byte with the same tape, so what is
+     * accepted and every error message stay the same. */
+    STRING_NODE();
+    if (LIKELY(end - p >= 2) && LIKELY(p[0] == ':') && LIKELY(p[1] == '"')) {
+      p++;
+      STRING_NODE();
+      mm_json_node_t *o = &nodes[count - 3];
+      o->len = 1;
+      if (LIKELY(p < end) && LIKELY(*p == '}')) {
+        o->next = count; /* closed: `cur` and the depth never changed */
+        p++;
+        goto after;
+      }
+      cur = count - 3; /* more members: the object is open after all */
+      depth_left--;
+      goto obj_next;
+    }
+    cur = count - 2; /* the first member's value is not a string */
+    depth_left--;
+    goto key_colon;
+  }
+  cur = count - 1;
+  depth_left--;
+  p = skip_ws_cold(p, end);
   if (p < end && *p == '}') {
     p++;
     goto close;
@@ -577,10 +791,11 @@ open_obj: /* p is at '{' */
 key: /* p is at the opening quote of a member name */
   {
     STRING_NODE();
-    if (p < end && *p == ':') {
+  key_colon: /* p is after the member name */
+    if (LIKELY(p < end) && LIKELY(*p == ':')) {
       p++;
     } else {
-      SKIP_WS();
+      p = skip_ws_cold(p, end);
       if (p >= end || *p != ':') {
         rc = fail_expect(err, base, p, end, "':'");
         goto fail;
@@ -592,7 +807,7 @@ key: /* p is at the opening quote of a member name */
     if (p < end) {
       if (*p == '"') {
         STRING_NODE();
-        clen++;
+        nodes[cur].len++;
         goto obj_next;
       }
       if (*p == '{') goto open_obj;
@@ -603,20 +818,19 @@ key: /* p is at the opening quote of a member name */
 close: /* the container `cur` just ended at p */
   {
     mm_json_node_t *c = &nodes[cur];
-    uint32_t parent = c->next, plen = c->len;
-    c->len = clen;
+    uint32_t parent = c->next;
     c->next = count;
     cur = parent;
-    clen = plen + 1;
     depth_left++;
     if (cur == NO_PARENT) goto done;
+    nodes[cur].len++;
     if ((nodes[cur].tag & 7u) == MM_JSON_OBJ) goto obj_next;
     goto arr_next;
   }
 
-after: /* a scalar just ended at p */
+after: /* a scalar (or a container closed in open_obj) just ended at p */
   if (cur == NO_PARENT) goto done;
-  clen++;
+  nodes[cur].len++;
   if ((nodes[cur].tag & 7u) != MM_JSON_OBJ) goto arr_next;
   /* fall through */
 
@@ -636,8 +850,8 @@ obj_next: /* a member of object `cur` just ended at p */
   goto fail;
 obj_comma:
   p++;
-  if (p < end && *p == '"') goto key;
-  SKIP_WS();
+  if (LIKELY(p < end) && LIKELY(*p == '"')) goto key;
+  p = skip_ws_cold(p, end);
   if (p >= end || *p != '"') {
     rc = fail_expect(err, base, p, end, "a string key");
     goto fail;

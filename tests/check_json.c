@@ -789,6 +789,39 @@ START_TEST(tape_grows) {
 }
 END_TEST
 
+/* The same growth through open_obj's one-member path and its ways out:
+ * a 6 MB array of attribute objects, where the tape is reallocated
+ * between the pushes of one object's nodes. */
+START_TEST(tape_grows_objects) {
+  static const char *const parts[] = {"{\"S\":\"x\"}", "{\"a\":{\"N\":\"1\"},\"b\":\"c\"}",
+                                      "{\"S\":\"\"}", "{\"BOOL\":true}", "{}"};
+  static const uint32_t nodes[] = {3, 7, 3, 3, 1};
+  size_t cap = (6u << 20) + 64, n = 0, k = 0;
+  uint32_t want = 1;
+  char *s = malloc(cap);
+  ck_assert_ptr_nonnull(s);
+  s[n++] = '[';
+  while (n < (6u << 20)) {
+    size_t pl = strlen(parts[k % 5]);
+    memcpy(s + n, parts[k % 5], pl);
+    n += pl;
+    s[n++] = ',';
+    want += nodes[k % 5];
+    k++;
+  }
+  s[n - 1] = ']';
+  mm_json_doc_t d;
+  mm_err_t e;
+  ck_assert_msg(mm_json_parse(&d, s, n, 0, &e) == 0, "%s", e.msg);
+  ck_assert_uint_eq(d.count, want);
+  ck_assert_uint_eq(mm_json_len(&d, 0), k);
+  ck_assert_uint_gt(d.count, n / 4 + 16); /* more than the first tape held */
+  check_tape(&d);
+  mm_json_free(&d);
+  free(s);
+}
+END_TEST
+
 /* String bodies are scanned 16, 8 and 1 byte at a time depending on how
  * much input is left: a stop byte (control character, bad UTF-8 lead,
  * bad escape) at every position of bodies up to 36 bytes, with 0 to 17
@@ -840,6 +873,167 @@ START_TEST(string_scan_boundaries) {
       }
     }
   }
+}
+END_TEST
+
+/* String ends come from 64-byte block masks: strings of 0 to 70 bytes
+ * starting at every offset from 0 to 140 (so crossing one or two block
+ * boundaries, and ending at or near the end of the buffer), in an
+ * exact-size heap copy so ASan sees any read past the end; then the same
+ * with a control character at every position of the string, and with the
+ * input cut inside the string. */
+START_TEST(string_block_boundaries) {
+  char s[256], want[96];
+  for (size_t pad = 0; pad <= 140; pad++) {
+    for (size_t body = 0; body <= 70; body++) {
+      size_t n = 0;
+      s[n++] = '[';
+      /* pad bytes before the string: white space keeps the tape small */
+      memset(s + n, ' ', pad);
+      n += pad;
+      size_t q = n;
+      s[n++] = '"';
+      for (size_t k = 0; k < body; k++) s[n++] = (char)('a' + k % 26);
+      s[n++] = '"';
+      s[n++] = ']';
+      char *heap = malloc(n);
+      memcpy(heap, s, n);
+      mm_json_doc_t d;
+      mm_err_t e;
+      ck_assert_msg(mm_json_parse(&d, heap, n, 0, &e) == 0, "pad %zu body %zu: %s",
+                    pad, body, e.msg);
+      ck_assert_uint_eq(d.count, 2);
+      ck_assert_uint_eq(mm_json_len(&d, 1), body);
+      ck_assert_uint_eq(d.nodes[1].tag >> 4, q + 1);
+      mm_json_free(&d);
+      if (body > 0 && pad % 7 == 0) {
+        for (size_t at = 0; at < body; at++) {
+          heap[q + 1 + at] = '\x1f';
+          snprintf(want, sizeof want, "byte %zu: control character", q + 1 + at);
+          const char *msg = parse_fail(heap, n, 0, NULL);
+          ck_assert_msg(strncmp(msg, want, strlen(want)) == 0, "pad %zu body %zu: %s",
+                        pad, body, msg);
+          heap[q + 1 + at] = (char)('a' + at % 26);
+        }
+      }
+      /* cut inside the string (or right after its opening quote) */
+      snprintf(want, sizeof want, "byte %zu: unterminated string", q + 1 + body / 2);
+      ck_assert_str_eq(parse_fail(heap, q + 1 + body / 2, 0, NULL), want);
+      free(heap);
+    }
+  }
+}
+END_TEST
+
+/* Number digits are skipped 8 at a time: integer, fraction and exponent
+ * parts of 1 to 20 digits, followed by every kind of byte that ends them
+ * (or by the end of the input), keep their exact length and errors. */
+START_TEST(number_digit_runs) {
+  static const char *const forms[] = {"%s", "-%s", "1.%s", "%s.5", "1e%s",
+                                      "1E-%s", "0.%se+%s"};
+  static const char enders[] = {',', ']', ' ', ':', '/', '.', 'e', 'x', '\x80',
+                                (char)0xC3, '\x01'};
+  char digits[24], num[80], in[96];
+  for (size_t nd = 1; nd <= 20; nd++) {
+    for (size_t k = 0; k < nd; k++) digits[k] = (char)('1' + (k * 7) % 9);
+    digits[nd] = '\0';
+    for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
+      int nl = snprintf(num, sizeof num, forms[f], digits, digits);
+      /* in an array, then alone at the end of an exact-size buffer */
+      int n = snprintf(in, sizeof in, "[%s]", num);
+      mm_json_doc_t d;
+      mm_err_t e;
+      ck_assert_msg(mm_json_parse(&d, in, (size_t)n, 0, &e) == 0, "%s: %s", in, e.msg);
+      ck_assert_uint_eq(mm_json_type(&d, 1), MM_JSON_NUM);
+      ck_assert_uint_eq(mm_json_len(&d, 1), (uint32_t)nl);
+      mm_json_free(&d);
+      char *heap = malloc((size_t)nl);
+      memcpy(heap, num, (size_t)nl);
+      ck_assert_msg(mm_json_parse(&d, heap, (size_t)nl, 0, &e) == 0, "%s: %s", num, e.msg);
+      ck_assert_uint_eq(mm_json_len(&d, 0), (uint32_t)nl);
+      mm_json_free(&d);
+      free(heap);
+      /* followed by a byte that is not part of it, then ']' */
+      for (size_t x = 0; x < sizeof enders; x++) {
+        n = snprintf(in, sizeof in, "[%s%c]", num, enders[x]);
+        if (mm_json_parse(&d, in, (size_t)n, 0, &e) == 0) {
+          ck_assert_msg(enders[x] == ' ', "%s accepted", in);
+          ck_assert_uint_eq(mm_json_len(&d, 1), (uint32_t)nl);
+          mm_json_free(&d);
+          continue;
+        }
+        size_t at;
+        ck_assert_msg(sscanf(e.msg, "byte %zu:", &at) == 1, "%s", e.msg);
+        /* the error is at the byte after the number, or at the ']' when
+         * that byte was a ',', a '.' or an 'e' waiting for more */
+        ck_assert_msg(at == 1 + (size_t)nl || at == 2 + (size_t)nl, "%s: %s", num, e.msg);
+      }
+    }
+  }
+}
+END_TEST
+
+/* Objects of one member with a string value are read straight through;
+ * every way of leaving that path gives the same tape and errors as the
+ * general one. */
+static const struct {
+  const char *rule, *in, *compact;
+} attr_cases[] = {
+    {"attribute value", "{\"S\":\"x\"}", "{\"S\":\"x\"}"},
+    {"nested attribute values", "{\"a\":{\"S\":\"x\"},\"b\":{\"N\":\"1\"}}",
+     "{\"a\":{\"S\":\"x\"},\"b\":{\"N\":\"1\"}}"},
+    {"in an array", "[{\"S\":\"\"},{\"S\":\"y\"}]", "[{\"S\":\"\"},{\"S\":\"y\"}]"},
+    {"second member", "{\"S\":\"x\",\"T\":1}", "{\"S\":\"x\",\"T\":1}"},
+    {"second string member", "{\"a\":{\"S\":\"x\",\"T\":\"y\"}}",
+     "{\"a\":{\"S\":\"x\",\"T\":\"y\"}}"},
+    {"white space before the brace", "{\"S\":\"x\" }", "{\"S\":\"x\"}"},
+    {"white space before the colon", "{\"S\" :\"x\"}", "{\"S\":\"x\"}"},
+    {"white space after the colon", "{\"S\": \"x\"}", "{\"S\":\"x\"}"},
+    {"non-string value", "{\"BOOL\":true}", "{\"BOOL\":true}"},
+    {"object value", "{\"M\":{\"a\":{\"S\":\"b\"}}}", "{\"M\":{\"a\":{\"S\":\"b\"}}}"},
+    {"escapes in both", "{\"\\u0053\":\"\\n\"}", "{\"\\u0053\":\"\\n\"}"},
+};
+
+START_TEST(attr_value_objects) {
+  const char *in = attr_cases[_i].in;
+  mm_json_doc_t d;
+  mm_err_t e;
+  ck_assert_msg(mm_json_parse(&d, in, strlen(in), 0, &e) == 0, "%s: %s",
+                attr_cases[_i].rule, e.msg);
+  check_tape(&d);
+  char out[256];
+  size_t pos = 0;
+  render(&d, 0, out, &pos, sizeof out);
+  out[pos] = '\0';
+  ck_assert_msg(strcmp(out, attr_cases[_i].compact) == 0, "%s: %s",
+                attr_cases[_i].rule, out);
+  mm_json_free(&d);
+}
+END_TEST
+
+static const struct {
+  const char *rule, *in, *msg;
+  unsigned depth;
+} attr_invalid[] = {
+    {"unclosed after the value", "{\"S\":\"x\"", "byte 8: expected ',' or '}' but the input ended", 0},
+    {"bracket after the value", "{\"S\":\"x\"]", "byte 8: expected ',' or '}', found ']'", 0},
+    {"colon then the end", "{\"S\":", "byte 5: expected a value but the input ended", 0},
+    {"no colon", "{\"S\"\"x\"}", "byte 4: expected ':', found '\"'", 0},
+    {"unterminated value", "{\"S\":\"x", "byte 7: unterminated string", 0},
+    {"control character in the value", "{\"S\":\"\x01\"}", "byte 6: control character", 0},
+    {"bad escape in the key", "{\"\\q\":\"x\"}", "byte 2: invalid escape", 0},
+    {"trailing comma", "{\"S\":\"x\",}", "byte 9: expected a string key, found '}'", 0},
+    {"at the depth limit", "[{\"S\":\"x\"}]", "byte 1: nesting deeper than 1 levels", 1},
+    {"inside an attribute at the limit", "{\"a\":{\"S\":\"x\"}}",
+     "byte 5: nesting deeper than 1 levels", 1},
+};
+
+START_TEST(attr_value_objects_rejected) {
+  int code;
+  const char *msg = parse_fail(attr_invalid[_i].in, 0, attr_invalid[_i].depth, &code);
+  ck_assert_msg(strncmp(msg, attr_invalid[_i].msg, strlen(attr_invalid[_i].msg)) == 0,
+                "%s: got \"%s\"", attr_invalid[_i].rule, msg);
+  ck_assert_int_eq(code, attr_invalid[_i].depth ? MM_ELIMIT : MM_EINVAL);
 }
 END_TEST
 
@@ -957,6 +1151,9 @@ static Suite *json_suite(void) {
 
   tc = tcase_create("tape");
   tcase_add_test(tc, tape_layout);
+  tcase_add_loop_test(tc, attr_value_objects, 0, sizeof attr_cases / sizeof *attr_cases);
+  tcase_add_loop_test(tc, attr_value_objects_rejected, 0,
+                      sizeof attr_invalid / sizeof *attr_invalid);
   tcase_add_loop_test(tc, member_lookup, 0,
                       sizeof lookup_cases / sizeof *lookup_cases);
   tcase_add_loop_test(tc, double_values, 0,
@@ -966,8 +1163,11 @@ static Suite *json_suite(void) {
   tc = tcase_create("big");
   tcase_add_test(tc, huge_string);
   tcase_add_test(tc, tape_grows);
+  tcase_add_test(tc, tape_grows_objects);
   tcase_add_test(tc, string_scan_boundaries);
   tcase_add_test(tc, input_size_limit);
+  tcase_add_test(tc, string_block_boundaries);
+  tcase_add_test(tc, number_digit_runs);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("fixtures");
