@@ -2,18 +2,17 @@
  * conv.c - AttributeValue -> Lua, lazily (see conv.h).
  *
  * Registry entries (keys are addresses of the statics below):
- *   STATE_KEY  a userdata holding the current document and max_depth; its
- *              user value 1 is the weak-keyed table that maps converted
- *              containers to their origins (see "Origins"; lazy ones are
- *              in the origin map), 2 the metatable below, 3 and 4 the
- *              strings "dynamodb" and "NewImage" (see prefill).
- *              mm_conv_set_doc replaces that table, which is what makes
- *              lazy tables of an earlier document stale: they are simply
- *              no longer found;
+ *   STATE_KEY  a userdata holding the current document, max_depth and the
+ *              origin map's bookkeeping; its user value 1 is the
+ *              weak-keyed table holding the bitmaps of large lazy maps
+ *              (see "Origins"), replaced by every mm_conv_set_doc, 2 the
+ *              metatable below, 3 and 4 the strings "dynamodb" and
+ *              "NewImage" (see prefill). Its metatable's __gc hands the
+ *              state's allocator back (see "The origin map");
  *   MT_KEY     the one metatable every lazy table shares (__index,
  *              __newindex, __pairs, __len, __metatable = false);
- *   MAP_KEY    the memory of the origin map, where lazy tables keep their
- *              origins instead (see "The origin map").
+ *   MAP_KEY    the memory of the origin map, where every converted
+ *              container keeps its origin (see "The origin map").
  *
  * Lazy maps (an image or an M, the record, its "dynamodb" object) are
  * converted member by member: __index(t, k) finds member k on the tape,
@@ -80,8 +79,8 @@ enum { UV_REG = 1, UV_MT, UV_DYNAMODB, UV_NEWIMAGE, UV_COUNT = UV_NEWIMAGE };
  * in the weak table (a large map partly converted) */
 #define OMAP_BIG ((lua_Integer)-1)
 
-/* One origin map entry: the packed origin (mask included) of the lazy
- * table at address t, valid while gen is the state's. */
+/* One origin map entry: the packed origin (mask included) of the table
+ * at address t, valid while gen is the state's. */
 typedef struct omap_ent {
   const void *t;
   lua_Integer packed;
@@ -91,10 +90,14 @@ typedef struct omap_ent {
 typedef struct conv_state {
   const mm_json_doc_t *doc; /* borrowed; NULL between invocations */
   int max_depth;
-  uint32_t gen;             /* bumped by mm_conv_set_doc */
+  uint32_t gen;             /* bumped by mm_conv_set_doc; never 0 */
   omap_ent_t *map;          /* the origin map: a userdata in the registry */
   uint32_t cap, used;       /* its slots; entries of this gen */
   const void *mtp;          /* the lazy metatable (anchored in the registry) */
+  size_t tsize;             /* the size Lua allocates a table with */
+  lua_Alloc f;              /* the allocator conv_alloc wraps, and its ud */
+  void *fud;
+  int wrapping;             /* conv_alloc (or probe_alloc) is installed */
 } conv_state_t;
 
 /* AttributeValue types; indices into TYPE_NAMES. */
@@ -106,7 +109,7 @@ static const char *const TYPE_NAMES[] = {
   "", "S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS", "?"
 };
 
-/* Container kinds recorded in the weak table: the DynamoDB ones, then the
+/* Container kinds recorded in the origin map: the DynamoDB ones, then the
  * record object and its "dynamodb" object (plain JSON members, except the
  * record's dynamodb and the images in it). */
 enum { K_MAP = 1, K_LIST, K_SS, K_NS, K_BS, K_REC, K_DDB };
@@ -119,7 +122,7 @@ typedef struct ctx {
   lua_State *L;
   conv_state_t *st;
   const mm_json_doc_t *doc;
-  int reg;               /* absolute index of the weak table */
+  int reg;               /* absolute index of the weak table (bitmaps) */
   int mt;                /* absolute index of the lazy metatable; 0: eager */
   int max_depth;
   const char *base_name; /* NULL: find the image holding the failing node */
@@ -133,12 +136,14 @@ typedef struct ctx {
 /* ------------------------------------------------------------------ */
 
 /*
- * The weak table maps a converted container to its origin, packed into
- * one Lua integer: kind in bits 0-2, nesting level in bits 3-12, tape node
- * in bits 13-40 (a tape has fewer than 2^28 nodes: the input is below
- * 2^28 bytes), and, for a lazy map of at most MASK_BITS members, which
- * members are done in bits 41-62. A larger map that is partly converted
- * maps to a bigmask_t userdata instead (the packed origin plus a bitmap).
+ * The origin map (below) maps a converted container to its origin, packed
+ * into one Lua integer: kind in bits 0-2, nesting level in bits 3-12,
+ * tape node in bits 13-40 (a tape has fewer than 2^28 nodes: the input is
+ * below 2^28 bytes), and, for a lazy map of at most MASK_BITS members,
+ * which members are done in bits 41-62. A larger map that is partly
+ * converted has OMAP_BIG there instead, and the weak table maps it to a
+ * bigmask_t userdata (the packed origin plus a bitmap), which dies with
+ * it.
  */
 #define MASK_SHIFT 41
 
@@ -172,42 +177,46 @@ static void unpack(lua_Integer p, origin_t *o) {
   o->big = NULL;
 }
 
-/* Reads the origin of the table at absolute index t from the weak table
- * at absolute index reg. Returns 0 when t is not known there.
+/* Reads the bitmap of the partly converted large map at absolute index t
+ * from the weak table at absolute index reg. Returns 0 when t has none.
  * [-0, +0, -] */
-static int origin_get(lua_State *L, int reg, int t, origin_t *o) {
+static int origin_get_big(lua_State *L, int reg, int t, origin_t *o) {
   lua_pushvalue(L, t);
-  switch (lua_rawget(L, reg)) {
-  case LUA_TNUMBER:
-    unpack(lua_tointeger(L, -1), o);
-    break;
-  case LUA_TUSERDATA: {
-    bigmask_t *b = (bigmask_t *)lua_touserdata(L, -1);
-    unpack(b->packed, o);
-    o->big = b; /* stays alive: the weak table holds it while t lives */
-    break;
-  }
-  default:
+  if (lua_rawget(L, reg) != LUA_TUSERDATA) {
     lua_pop(L, 1);
     return 0;
   }
+  bigmask_t *b = (bigmask_t *)lua_touserdata(L, -1);
+  unpack(b->packed, o);
+  o->big = b; /* stays alive: the weak table holds it while t lives */
   lua_pop(L, 1);
   return 1;
 }
 
 /*
- * The origin map: where lazy tables keep their origins. The weak table
- * holds the origins of the other converted containers (and the bitmaps of
- * large lazy maps), but a lazy table is made and read far more often, so
- * its origin lives in an open-addressing hash table in C (linear probing,
- * at most half full, no deletions), keyed by the table's address. An
- * address can be reused once its table is collected, so an entry is only
- * trusted for a table known to be lazy right now (it has the lazy
- * metatable, which only this file sets, always together with a fresh
- * entry): a live lazy table's address is its own. A table that becomes
- * complete gets its origin in the weak table. mm_conv_set_doc starts a new
- * generation: older entries count as free slots, so lazy tables of an
- * earlier document are not found.
+ * The origin map: an open-addressing hash table in C (linear probing, at
+ * most half full, backward-shift deletion) from a converted container's
+ * address to its packed origin, for lazy and complete tables alike.
+ *
+ * Entries are exact: conv_alloc, which mm_conv_open puts in front of the
+ * state's allocator, sees every block Lua frees, and a freed block of a
+ * table's size (Lua frees a table with osize sizeof(Table), learned by
+ * probe_alloc) drops that address's entry. So an address in the map is
+ * always that of the live table recorded there, never of a table that
+ * merely reuses a collected one's memory. Other blocks of that size
+ * (strings, closures) have no entry and cost one failed lookup.
+ *
+ * mm_conv_set_doc starts a new generation: older entries count as free
+ * slots, so containers of an earlier document are not found (lazy ones
+ * are stale). The map grows with the tables of the current document that
+ * are alive (or garbage not yet freed), and mm_conv_set_doc gives a map
+ * grown beyond OMAP_KEEP slots back. lua_close runs conv_gc, which hands
+ * the allocator back before any object is freed (nothing is collected
+ * while finalizers run at close), so conv_alloc never touches a freed map.
+ *
+ * An entry can move when another is deleted, and any allocation can
+ * collect (and so delete): a pointer to an entry is only good until the
+ * next allocation.
  */
 static inline uint32_t omap_hash(const void *t, uint32_t cap) {
   uint64_t a = (uint64_t)(uintptr_t)t;
@@ -225,6 +234,46 @@ static inline omap_ent_t *omap_find(const conv_state_t *st, const void *t) {
     if (e->t == t) return e;
     i = (i + 1) & (st->cap - 1);
   }
+}
+
+/* Drops the entry of t, if any: later entries of its probe run that
+ * would no longer be found move back into the hole. Called from the
+ * allocator: no Lua calls. */
+static void omap_forget(conv_state_t *st, const void *t) {
+  omap_ent_t *m = st->map;
+  uint32_t mask = st->cap - 1, i = omap_hash(t, st->cap);
+  for (;;) {
+    if (m[i].gen != st->gen) return;
+    if (m[i].t == t) break;
+    i = (i + 1) & mask;
+  }
+  for (uint32_t j = (i + 1) & mask; m[j].gen == st->gen; j = (j + 1) & mask) {
+    /* m[j] moves to the hole when the hole lies on its probe path, i.e.
+     * between its home slot h and j (cyclically) */
+    uint32_t h = omap_hash(m[j].t, st->cap);
+    if (((j - h) & mask) >= ((j - i) & mask)) {
+      m[i] = m[j];
+      i = j;
+    }
+  }
+  m[i].gen = 0; /* a free slot: no generation is 0 */
+  st->used--;
+}
+
+/* The allocator conv puts in front of the state's own (see above): a
+ * freed block of a table's size loses its origin map entry. */
+static void *conv_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  conv_state_t *st = (conv_state_t *)ud;
+  if (nsize == 0 && osize == st->tsize && st->used > 0) omap_forget(st, ptr);
+  return st->f(st->fud, ptr, osize, nsize);
+}
+
+/* The allocator during mm_conv_open's probe: learns the size of a table
+ * (Lua allocates one with ptr NULL and osize LUA_TTABLE). */
+static void *probe_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  conv_state_t *st = (conv_state_t *)ud;
+  if (!ptr && osize == LUA_TTABLE && nsize > 0) st->tsize = nsize;
+  return st->f(st->fud, ptr, osize, nsize);
 }
 
 /* Allocates a cleared map of cap slots (a userdata stored in the registry,
@@ -246,8 +295,8 @@ static void omap_alloc(lua_State *L, conv_state_t *st, uint32_t cap, int move) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &MAP_KEY); /* the old one is garbage now */
 }
 
-/* Records packed origin p of lazy table t (new, or an update).
- * [-0, +0, m] */
+/* Records packed origin p of table t (new, or an update: then nothing
+ * is allocated). [-0, +0, m] */
 static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer p) {
   omap_ent_t *e = omap_find(st, t);
   if (!e) {
@@ -262,13 +311,13 @@ static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer 
   e->packed = p;
 }
 
-/* Reads the origin of lazy table t (absolute index) from the origin map
- * (a bitmap: from the weak table at reg). Returns 0 when t is not of the
- * current document. [-0, +0, -] */
-static int origin_lazy(lua_State *L, const conv_state_t *st, int reg, int t, origin_t *o) {
+/* Reads the origin of table t (absolute index) from the origin map (a
+ * bitmap: from the weak table at reg). Returns 0 when t was not converted
+ * from the current document. [-0, +0, -] */
+static int origin_find(lua_State *L, const conv_state_t *st, int reg, int t, origin_t *o) {
   const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
   if (!e) return 0;
-  if (e->packed == OMAP_BIG) return origin_get(L, reg, t, o);
+  if (e->packed == OMAP_BIG) return origin_get_big(L, reg, t, o);
   unpack(e->packed, o);
   return 1;
 }
@@ -786,13 +835,9 @@ static int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
   return T_NONE; /* not reached */
 }
 
-/* Records container t's origin in the weak table (mask: members already
- * done). [-0, +0, m] */
-static void remember(ctx_t *c, int t, int kind, int level, uint32_t node,
-                     uint64_t mask) {
-  lua_pushvalue(c->L, t);
-  lua_pushinteger(c->L, pack(kind, level, node) | (lua_Integer)(mask << MASK_SHIFT));
-  lua_rawset(c->L, c->reg);
+/* Records the origin of new complete container t. [-0, +0, m] */
+static void remember(ctx_t *c, int t, int kind, int level, uint32_t node) {
+  omap_put(c->L, c->st, lua_topointer(c->L, t), pack(kind, level, node));
 }
 
 static void push_value(ctx_t *c, uint32_t av, int level);
@@ -847,7 +892,7 @@ static void new_container(ctx_t *c, int kind, uint32_t node, int level,
     lua_setmetatable(L, t);
     return;
   }
-  remember(c, t, kind, level, node, 0);
+  remember(c, t, kind, level, node);
   if (cnt > 0) fill(c, t, kind, node, level);
 }
 
@@ -860,7 +905,7 @@ static void push_set(ctx_t *c, int type, uint32_t arr) {
   luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
   lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
   int t = lua_gettop(L);
-  remember(c, t, type == T_SS ? K_SS : type == T_NS ? K_NS : K_BS, 0, arr, 0);
+  remember(c, t, type == T_SS ? K_SS : type == T_NS ? K_NS : K_BS, 0, arr);
   for (uint32_t i = 0; i < cnt; i++) {
     mm_json_type_t jt = mm_json_type(d, e);
     if (type == T_NS) {
@@ -1128,7 +1173,7 @@ static void ctx_meta(lua_State *L, ctx_t *c) {
 /* Reads the origin of lazy table t (absolute index); raises the
  * stale-data error when t is not of the current document. [-0, +0, v] */
 static void origin_of(ctx_t *c, int t, origin_t *o) {
-  if (!c->doc || !origin_lazy(c->L, c->st, c->reg, t, o) || o->node >= c->doc->count) {
+  if (!c->doc || !origin_find(c->L, c->st, c->reg, t, o) || o->node >= c->doc->count) {
     push_where(c->L);
     lua_pushliteral(c->L,
                     "record data from an earlier invocation is no longer "
@@ -1165,13 +1210,18 @@ static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
   o->big = b;
 }
 
-/* Makes lazy table t ordinary: its plain origin goes to the weak table
- * (replacing a bitmap), then its metatable goes. [-0, +0, m] */
+/* Makes lazy table t ordinary: its entry keeps the plain origin (a
+ * bitmap is dropped), then its metatable goes. [-0, +0, -]: the entry is
+ * there, and removing a key allocates nothing. */
 static void set_complete(ctx_t *c, int t, const origin_t *o) {
   lua_State *L = c->L;
-  lua_pushvalue(L, t);
-  lua_pushinteger(L, o->packed);
-  lua_rawset(L, c->reg);
+  omap_ent_t *e = omap_find(c->st, lua_topointer(L, t));
+  if (e) e->packed = o->packed;
+  if (o->big) {
+    lua_pushvalue(L, t);
+    lua_pushnil(L);
+    lua_rawset(L, c->reg);
+  }
   lua_pushnil(L);
   lua_setmetatable(L, t);
 }
@@ -1440,6 +1490,53 @@ static int conv_setmetatable(lua_State *L) {
 /* Public functions                                                     */
 /* ------------------------------------------------------------------ */
 
+/* Starts a new generation of the origin map: every entry is older. */
+static void omap_next_gen(conv_state_t *st) {
+  st->used = 0;
+  if (++st->gen == 0) { /* every entry is older now: start afresh */
+    if (st->map) memset(st->map, 0, (size_t)st->cap * sizeof *st->map);
+    st->gen = 1;
+  }
+}
+
+/* __gc of the state userdata, run by lua_close before any object is freed
+ * (or once an mm_conv_open that failed half-way left it unreachable):
+ * hands the allocator back and forgets every origin, which the allocator
+ * no longer keeps exact. */
+static int conv_gc(lua_State *L) {
+  conv_state_t *st = (conv_state_t *)lua_touserdata(L, 1);
+  if (st && st->wrapping) {
+    lua_setallocf(L, st->f, st->fud);
+    st->wrapping = 0;
+  }
+  if (st) {
+    st->doc = NULL;
+    omap_next_gen(st);
+  }
+  return 0;
+}
+
+/* Puts conv_alloc in front of L's allocator (see "The origin map"), once
+ * probe_alloc has learned the size of a table. st must have conv_gc
+ * already. [-0, +0, m] */
+static void wrap_allocator(lua_State *L, conv_state_t *st) {
+  void *fud;
+  lua_Alloc f = lua_getallocf(L, &fud);
+  if (f == conv_alloc || f == probe_alloc) { /* an mm_conv_open that failed */
+    conv_state_t *old = (conv_state_t *)fud;
+    f = old->f;
+    fud = old->fud;
+    old->wrapping = 0;
+  }
+  st->f = f;
+  st->fud = fud;
+  st->wrapping = 1; /* from here on conv_gc gives f back */
+  lua_setallocf(L, probe_alloc, st);
+  lua_createtable(L, 0, 0);
+  lua_pop(L, 1);
+  lua_setallocf(L, conv_alloc, st);
+}
+
 /* Pushes a new weak-keyed table. [-0, +1, m] */
 static void push_weak_table(lua_State *L) {
   lua_createtable(L, 0, 0);
@@ -1461,8 +1558,13 @@ void mm_conv_open(lua_State *L) {
   st->doc = NULL;
   st->max_depth = MM_CONV_DEFAULT_DEPTH;
   st->gen = 1;
-  omap_alloc(L, st, OMAP_MIN, 0);
   int sti = lua_gettop(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, conv_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, sti);
+  omap_alloc(L, st, OMAP_MIN, 0);
+  wrap_allocator(L, st);
   push_weak_table(L);
   lua_setiuservalue(L, sti, 1);
   lua_createtable(L, 0, 5); /* st mt */
@@ -1517,11 +1619,7 @@ void mm_conv_set_doc(lua_State *L, const mm_json_doc_t *doc, int max_depth) {
   lua_pop(L, 1);
   st->doc = doc;
   st->max_depth = max_depth;
-  st->used = 0;
-  if (++st->gen == 0) { /* every entry is older now: start afresh */
-    memset(st->map, 0, (size_t)st->cap * sizeof *st->map);
-    st->gen = 1;
-  }
+  omap_next_gen(st);
 }
 
 void mm_conv_push_record(lua_State *L, uint32_t node) {
@@ -1614,8 +1712,7 @@ void mm_conv_push_decimal(lua_State *L, int t, int k) {
   const conv_state_t *st = push_reg(L);
   if (!st || !st->doc) goto none;
   const mm_json_doc_t *d = st->doc;
-  int known = mm_conv_is_lazy(L, t) ? origin_lazy(L, st, top + 1, t, &o)
-                                    : origin_get(L, top + 1, t, &o);
+  int known = origin_find(L, st, top + 1, t, &o);
   lua_settop(L, top);
   if (!known || o.node >= d->count) goto none;
   uint32_t text = decimal_node(L, d, k, &o, &done);
@@ -1671,7 +1768,7 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
   const conv_state_t *st = push_reg(L);
   if (!st || !st->doc) goto out;
   const mm_json_doc_t *d = st->doc;
-  if (!origin_lazy(L, st, top + 1, t, &o)) goto out;
+  if (!origin_find(L, st, top + 1, t, &o)) goto out;
   if (o.node >= d->count || o.kind != K_MAP) goto out;
   lua_pushvalue(L, k);
   if (lua_rawget(L, t) != LUA_TNIL) goto out; /* converted: read it */
@@ -1754,8 +1851,7 @@ const char *mm_conv_kind(lua_State *L, int idx) {
   if (!lua_istable(L, idx) || !lua_checkstack(L, 3)) return NULL;
   const conv_state_t *st = push_reg(L);
   if (!st) return NULL;
-  int known = mm_conv_is_lazy(L, idx) ? origin_lazy(L, st, lua_gettop(L), idx, &o)
-                                      : origin_get(L, lua_gettop(L), idx, &o);
+  int known = origin_find(L, st, lua_gettop(L), idx, &o);
   lua_pop(L, 1);
   if (!known) return NULL;
   return o.kind >= K_MAP && o.kind <= K_BS ? KINDS[o.kind] : NULL;
@@ -1778,7 +1874,7 @@ int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v) {
   return 1;
 }
 
-/* origin_lazy for a view, which holds no weak table: it is fetched only
+/* origin_find for a view, which holds no weak table: it is fetched only
  * for the origin of a partly converted large map. [-0, +0, -] */
 static int view_origin(lua_State *L, const conv_state_t *st, int t, origin_t *o) {
   const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
@@ -1789,7 +1885,7 @@ static int view_origin(lua_State *L, const conv_state_t *st, int t, origin_t *o)
   }
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
   lua_getiuservalue(L, -1, 1);
-  int r = origin_get(L, lua_gettop(L), t, o);
+  int r = origin_get_big(L, lua_gettop(L), t, o);
   lua_pop(L, 2); /* the bitmap stays alive: the weak table holds it while t lives */
   return r;
 }

@@ -50,16 +50,21 @@
  * mm_conv_push_av) is level 1; a container deeper than max_depth is an
  * error, raised when its member of the parent is converted.
  *
- * Every converted container remembers where it came from (a weak table), so
- * murmur.decimal(t, k) can return the exact N text of t[k]. Lazy tables are
- * tied to the current document: reading a member not converted yet (or
- * any name it lacks), writing, pairs or # after its invocation raises
- * "record data from an earlier invocation is no longer available". (Each
- * mm_conv_set_doc starts a fresh weak table, so older containers are simply
- * not found; complete tables stay ordinary, readable tables, and so do the
- * members a lazy one already holds.) That includes the record table: a
- * script that keeps records beyond their invocation should materialise
- * them (murmur.materialize) first.
+ * Every converted container remembers where it came from, so
+ * murmur.decimal(t, k) can return the exact N text of t[k]: an origin map
+ * in C keyed by the table's address, lazy and complete tables alike. It
+ * is exact because conv hears of every table Lua frees (mm_conv_open puts
+ * an allocator of its own in front of L's): a collected table's entry
+ * goes with it, so a table that later gets its memory is not taken for
+ * it. Lazy tables are tied to the current document: reading a member not
+ * converted yet (or any name it lacks), writing, pairs or # after its
+ * invocation raises "record data from an earlier invocation is no longer
+ * available". (Each mm_conv_set_doc starts a new generation of the map,
+ * so older containers are simply not found; complete tables stay
+ * ordinary, readable tables, and so do the members a lazy one already
+ * holds.) That includes the record table: a script that keeps records
+ * beyond their invocation should materialise them (murmur.materialize)
+ * first.
  *
  * Errors in the data (unknown type, invalid base64, nesting deeper than
  * max_depth, a set member of the wrong type) are raised as Lua errors naming
@@ -69,8 +74,9 @@
  * the chunk:line of the nearest Lua function on the call stack.
  *
  * Relies on json.h and lua-cjson's null (cjson.null, a lightuserdata NULL).
- * Everything it creates lives in the Lua state; no C memory is held across
- * a call that can raise.
+ * Everything it creates lives in the Lua state (the origin map is a
+ * userdata, so it counts against whatever limit L's allocator enforces);
+ * no C memory is held across a call that can raise.
  */
 #ifndef MM_CONV_H
 #define MM_CONV_H
@@ -88,8 +94,12 @@
 /* Longest attribute path written into an error message. */
 #define MM_CONV_PATH_MAX 384
 
-/* Installs the metatables and weak tables in L's registry, and wraps the
- * global setmetatable (see above). Call once per state, in protected
+/* Installs conv's state, metatable and origin map in L's registry, wraps
+ * the global setmetatable (see above), and puts conv's allocator in front
+ * of L's (lua_setallocf: every request goes on to L's allocator
+ * unchanged; conv only looks at frees). Change L's allocator no more
+ * after this; lua_close gives the original back before it frees any
+ * object (a __gc of conv's state). Call once per state, in protected
  * mode. [-0, +0, m] */
 void mm_conv_open(lua_State *L);
 

@@ -690,6 +690,14 @@ static void add_test_globals(lua_State *L) {
   lua_register(L, "decimal", l_decimal);
 }
 
+/* Pushes a fresh record table for the first record of the current
+ * document (global fresh() for the origin map tests). */
+static int l_fresh(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, lua_upvalueindex(1));
+  mm_conv_push_record(L, mm_json_get(doc, 0, "Records", 7) + 1);
+  return 1;
+}
+
 static const char *ORDER_EVENT =
     "{\"Records\":[{\"eventID\":\"e1\",\"eventName\":\"MODIFY\",\"eventVersion\":\"1.1\","
     "\"eventSource\":\"aws:dynamodb\",\"awsRegion\":\"eu-west-1\","
@@ -1192,12 +1200,15 @@ START_TEST(test_lazy_big_map) {
           "local m = rec.dynamodb.NewImage\n"
           "assert(m.k65 == 65.5 and m.k3 == 3.5 and is_lazy(m))\n"
           "assert(rawget(m, 'k4') == nil and decimal(m, 'k4') == '4.5')\n"
+          "assert(decimal(m, 'k65') == '65.5' and kind(m) == 'M')\n"
           "m.k3 = nil\n"
           "m.k70 = 'w'\n"
           "assert(m.k3 == nil and m.k70 == 'w' and m.k71 == nil)\n"
+          "assert(decimal(m, 'k3') == nil and decimal(m, 'k70') == nil)\n"
           "for i = 1, 69 do local _ = m['k' .. i] end\n"
           "assert(not is_lazy(m))             -- every member done\n"
           "assert(m.k3 == nil and m.k70 == 'w' and m.k69 == 69.5)\n"
+          "assert(decimal(m, 'k4') == '4.5' and decimal(m, 'k3') == nil and kind(m) == 'M')\n"
           "local c = 0\n"
           "for _ in pairs(m) do c = c + 1 end\n"
           "assert(c == 69)\n"
@@ -1212,6 +1223,30 @@ START_TEST(test_lazy_big_map) {
           "local c = 0\n"
           "for _ in pairs(m) do c = c + 1 end\n"
           "assert(c == 69 and not is_lazy(m) and m.k31 == nil and m.k1 == 1.5)\n");
+  /* many of them, partly converted or complete, then collected: tables
+   * that get their memory are not taken for them */
+  lua_pushlightuserdata(L, &ld.doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
+  LUA_OK_(L,
+          "local keep = {}\n"
+          "for i = 1, 300 do\n"
+          "  local m = fresh().dynamodb.NewImage\n"
+          "  assert(m.k5 == 5.5)\n"
+          "  if i % 2 == 0 then m.k6 = nil; for _ in pairs(m) do end end\n"
+          "  keep[i] = m\n"
+          "end\n"
+          "for i = 1, 300 do\n"
+          "  local m = keep[i]\n"
+          "  assert(decimal(m, 'k7') == '7.5' and kind(m) == 'M' and is_lazy(m) == (i % 2 == 1))\n"
+          "  assert(decimal(m, 'k6') == (i % 2 == 1 and '6.5' or nil))\n"
+          "end\n"
+          "keep = nil\n"
+          "collectgarbage(); collectgarbage()\n"
+          "for i = 1, 3000 do\n"
+          "  local t = {k7 = 7.5, k5 = 5.5}\n"
+          "  assert(kind(t) == nil and decimal(t, 'k7') == nil and decimal(t, 'k5') == nil)\n"
+          "end\n");
   unload(L, &ld);
   lua_close(L);
 }
@@ -1304,16 +1339,6 @@ START_TEST(test_lazy_writes) {
 }
 END_TEST
 
-/* Lazy tables of an earlier document raise a clear error; filled ones
- * stay readable. */
-/* Pushes a fresh record table for the first record of the current
- * document (global fresh() for the origin cache test). */
-static int l_fresh(lua_State *L) {
-  const mm_json_doc_t *doc = lua_touserdata(L, lua_upvalueindex(1));
-  mm_conv_push_record(L, mm_json_get(doc, 0, "Records", 7) + 1);
-  return 1;
-}
-
 /* Many lazy tables alive at once (the origin map grows several times)
  * and tables collected and their addresses reused: every table keeps its
  * own done members, deletions and writes. */
@@ -1395,6 +1420,60 @@ START_TEST(test_origin_map_shrinks) {
 }
 END_TEST
 
+/* Origins are exact: a converted table that is collected takes its
+ * origin with it, so a table that later gets its memory (the allocator
+ * hands freed blocks out again at once) is not taken for it. Each round
+ * converts lazy and complete containers of every kind, drops them, and
+ * then plain tables holding the event's numbers must be unknown to conv;
+ * so must a converted one of the other document, and new converted ones
+ * must have their own origins. */
+START_TEST(test_reused_addresses) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  lua_pushlightuserdata(L, &ld.doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
+  static const char *const ROUND =
+      "local keep = {}\n"
+      "for i = 1, 500 do\n"
+      "  local r = fresh()\n"
+      "  local n = r.dynamodb.NewImage\n"
+      "  local items, addr = n.items, n.address\n"
+      "  keep[#keep + 1] = r\n"
+      "  keep[#keep + 1] = items[1]\n"
+      "  keep[#keep + 1] = addr.geo\n"
+      "  if i % 2 == 0 then materialize(r) end  -- complete, or left lazy\n"
+      "end\n"
+      "keep = nil\n"
+      "collectgarbage(); collectgarbage()\n"
+      "local plain = {}\n"
+      "for i = 1, 20000 do\n"
+      "  local t = {total = 19.99, qty = 2, 1.1, 59.9}\n"
+      "  if kind(t) ~= nil or decimal(t, 'total') ~= nil or decimal(t, 'qty') ~= nil\n"
+      "     or decimal(t, 1) ~= nil or decimal(t, 2) ~= nil then\n"
+      "    error('plain table ' .. i .. ' taken for ' .. tostring(kind(t)))\n"
+      "  end\n"
+      "  plain[i] = t\n"
+      "end\n"
+      "plain = nil\n"
+      "collectgarbage()\n"
+      "for i = 1, 200 do\n"
+      "  local n = fresh().dynamodb.NewImage\n"
+      "  assert(kind(n) == 'M' and decimal(n, 'total') == '19.99')\n"
+      "  assert(kind(n.nums) == 'NS' and decimal(n.nums, 1) == '1.10')\n"
+      "  assert(kind(n.address.geo) == 'L' and decimal(n.address.geo, 1) == '59.9')\n"
+      "  assert(decimal(n.items[2], 'qty') == '1' and kind(n.tags) == 'SS')\n"
+      "end\n";
+  for (int round = 0; round < 3; round++) LUA_OK_(L, ROUND);
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* Lazy tables of an earlier document raise a clear error; filled ones
+ * stay readable. */
 START_TEST(test_stale) {
   lua_State *L = new_state(NULL);
   add_test_globals(L);
@@ -1779,6 +1858,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_stale);
   tcase_add_test(tc, test_lazy_many_tables);
   tcase_add_test(tc, test_origin_map_shrinks);
+  tcase_add_test(tc, test_reused_addresses);
   tcase_add_test(tc, test_decimal);
   tcase_add_test(tc, test_kind);
   suite_add_tcase(s, tc);
