@@ -98,6 +98,7 @@ typedef struct conv_state {
   lua_Alloc f;              /* the allocator conv_alloc wraps, and its ud */
   void *fud;
   int wrapping;             /* conv_alloc (or probe_alloc) is installed */
+  mm_conv_frees_t *frees;   /* or L's allocator reports frees there */
 } conv_state_t;
 
 /* AttributeValue types; indices into TYPE_NAMES. */
@@ -199,9 +200,10 @@ static int origin_get_big(lua_State *L, int reg, int t, origin_t *o) {
  * address to its packed origin, for lazy and complete tables alike.
  *
  * Entries are exact: conv_alloc, which mm_conv_open puts in front of the
- * state's allocator, sees every block Lua frees, and a freed block of a
- * table's size (Lua frees a table with osize sizeof(Table), learned by
- * probe_alloc) drops that address's entry. So an address in the map is
+ * state's allocator (or the allocator itself, through mm_conv_freed),
+ * sees every block Lua frees, and a freed block of a table's size (Lua
+ * frees a table with osize sizeof(Table), learned by probe_alloc) drops
+ * that address's entry. So an address in the map is
  * always that of the live table recorded there, never of a table that
  * merely reuses a collected one's memory. Other blocks of that size
  * (strings, closures) have no entry and cost one failed lookup.
@@ -211,8 +213,9 @@ static int origin_get_big(lua_State *L, int reg, int t, origin_t *o) {
  * are stale). The map grows with the tables of the current document that
  * are alive (or garbage not yet freed), and mm_conv_set_doc gives a map
  * grown beyond OMAP_KEEP slots back. lua_close runs conv_gc, which hands
- * the allocator back before any object is freed (nothing is collected
- * while finalizers run at close), so conv_alloc never touches a freed map.
+ * the allocator back (or detaches the frees the allocator reports to)
+ * before any object is freed (nothing is collected while finalizers run
+ * at close), so nothing touches a freed map.
  *
  * An entry can move when another is deleted, and any allocation can
  * collect (and so delete): a pointer to an entry is only good until the
@@ -258,6 +261,11 @@ static void omap_forget(conv_state_t *st, const void *t) {
   }
   m[i].gen = 0; /* a free slot: no generation is 0 */
   st->used--;
+}
+
+void mm_conv_forget(void *st_, const void *ptr) {
+  conv_state_t *st = (conv_state_t *)st_;
+  if (st->used > 0) omap_forget(st, ptr);
 }
 
 /* The allocator conv puts in front of the state's own (see above): a
@@ -1509,6 +1517,7 @@ static int conv_gc(lua_State *L) {
     lua_setallocf(L, st->f, st->fud);
     st->wrapping = 0;
   }
+  if (st && st->frees && st->frees->st == st) st->frees->st = NULL;
   if (st) {
     st->doc = NULL;
     omap_next_gen(st);
@@ -1516,10 +1525,11 @@ static int conv_gc(lua_State *L) {
   return 0;
 }
 
-/* Puts conv_alloc in front of L's allocator (see "The origin map"), once
- * probe_alloc has learned the size of a table. st must have conv_gc
- * already. [-0, +0, m] */
-static void wrap_allocator(lua_State *L, conv_state_t *st) {
+/* Makes the origin map hear of freed tables (see "The origin map"): once
+ * probe_alloc has learned the size of a table, puts conv_alloc in front
+ * of L's allocator, or (frees not NULL) has L's allocator report to
+ * frees. st must have conv_gc already. [-0, +0, m] */
+static void hear_frees(lua_State *L, conv_state_t *st, mm_conv_frees_t *frees) {
   void *fud;
   lua_Alloc f = lua_getallocf(L, &fud);
   if (f == conv_alloc || f == probe_alloc) { /* an mm_conv_open that failed */
@@ -1534,7 +1544,15 @@ static void wrap_allocator(lua_State *L, conv_state_t *st) {
   lua_setallocf(L, probe_alloc, st);
   lua_createtable(L, 0, 0);
   lua_pop(L, 1);
-  lua_setallocf(L, conv_alloc, st);
+  if (!frees) {
+    lua_setallocf(L, conv_alloc, st);
+    return;
+  }
+  lua_setallocf(L, f, fud);
+  st->wrapping = 0;
+  st->frees = frees;
+  frees->tsize = st->tsize;
+  frees->st = st;
 }
 
 /* Pushes a new weak-keyed table. [-0, +1, m] */
@@ -1546,7 +1564,7 @@ static void push_weak_table(lua_State *L) {
   lua_setmetatable(L, -2);
 }
 
-void mm_conv_open(lua_State *L) {
+void mm_conv_open(lua_State *L, mm_conv_frees_t *frees) {
   static const struct { const char *name; lua_CFunction fn; } MM[] = {
     {"__index", lazy_index}, {"__newindex", lazy_newindex},
     {"__pairs", lazy_pairs}, {"__len", lazy_len},
@@ -1564,7 +1582,7 @@ void mm_conv_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, sti);
   omap_alloc(L, st, OMAP_MIN, 0);
-  wrap_allocator(L, st);
+  hear_frees(L, st, frees);
   push_weak_table(L);
   lua_setiuservalue(L, sti, 1);
   lua_createtable(L, 0, 5); /* st mt */

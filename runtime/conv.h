@@ -53,18 +53,18 @@
  * Every converted container remembers where it came from, so
  * murmur.decimal(t, k) can return the exact N text of t[k]: an origin map
  * in C keyed by the table's address, lazy and complete tables alike. It
- * is exact because conv hears of every table Lua frees (mm_conv_open puts
- * an allocator of its own in front of L's): a collected table's entry
- * goes with it, so a table that later gets its memory is not taken for
- * it. Lazy tables are tied to the current document: reading a member not
- * converted yet (or any name it lacks), writing, pairs or # after its
- * invocation raises "record data from an earlier invocation is no longer
- * available". (Each mm_conv_set_doc starts a new generation of the map,
- * so older containers are simply not found; complete tables stay
- * ordinary, readable tables, and so do the members a lazy one already
- * holds.) That includes the record table: a script that keeps records
- * beyond their invocation should materialise them (murmur.materialize)
- * first.
+ * is exact because conv hears of every table Lua frees (from L's
+ * allocator, or from an allocator mm_conv_open puts in front of it; see
+ * mm_conv_frees_t): a collected table's entry goes with it, so a table
+ * that later gets its memory is not taken for it. Lazy tables are tied to
+ * the current document: reading a member not converted yet (or any name
+ * it lacks), writing, pairs or # after its invocation raises "record
+ * data from an earlier invocation is no longer available". (Each
+ * mm_conv_set_doc starts a new generation of the map, so older
+ * containers are simply not found; complete tables stay ordinary,
+ * readable tables, and so do the members a lazy one already holds.) That
+ * includes the record table: a script that keeps records beyond their
+ * invocation should materialise them (murmur.materialize) first.
  *
  * Errors in the data (unknown type, invalid base64, nesting deeper than
  * max_depth, a set member of the wrong type) are raised as Lua errors naming
@@ -94,14 +94,35 @@
 /* Longest attribute path written into an error message. */
 #define MM_CONV_PATH_MAX 384
 
-/* Installs conv's state, metatable and origin map in L's registry, wraps
- * the global setmetatable (see above), and puts conv's allocator in front
- * of L's (lua_setallocf: every request goes on to L's allocator
- * unchanged; conv only looks at frees). Change L's allocator no more
- * after this; lua_close gives the original back before it frees any
- * object (a __gc of conv's state). Call once per state, in protected
- * mode. [-0, +0, m] */
-void mm_conv_open(lua_State *L);
+/*
+ * Freed tables. The origin map must hear of every table Lua frees. An
+ * allocator can report frees itself: its owner keeps an mm_conv_frees_t
+ * (zeroed, alive until lua_close returns), passes it to mm_conv_open,
+ * and the allocator calls mm_conv_freed for every block it frees (nsize
+ * 0), with the osize Lua gave. Otherwise conv puts an allocator of its
+ * own in front of L's, which costs one more call per allocation.
+ */
+typedef struct mm_conv_frees {
+  size_t tsize; /* private: the size of a table's block */
+  void *st;     /* private: conv's state while L is open, else NULL */
+} mm_conv_frees_t;
+
+/* Called by an allocator that reports frees (see above). [-0, +0, -]:
+ * no Lua calls. */
+void mm_conv_forget(void *st, const void *ptr);
+static inline void mm_conv_freed(const mm_conv_frees_t *f, const void *ptr, size_t osize) {
+  if (osize == f->tsize && f->st) mm_conv_forget(f->st, ptr);
+}
+
+/* Installs conv's state, metatable and origin map in L's registry and
+ * wraps the global setmetatable (see above). Freed tables: with frees
+ * NULL, puts conv's allocator in front of L's (lua_setallocf: every
+ * request goes on to L's allocator unchanged; conv only looks at frees);
+ * else L's allocator reports them to frees (see mm_conv_frees_t). Change
+ * L's allocator no more after this; lua_close hands the original back
+ * (or detaches frees) before it frees any object, through a __gc of
+ * conv's state. Call once per state, in protected mode. [-0, +0, m] */
+void mm_conv_open(lua_State *L, mm_conv_frees_t *frees);
 
 /* Makes doc the document that following pushes read (borrowed until the
  * next call), and invalidates lazy tables of earlier documents. doc NULL

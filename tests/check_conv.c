@@ -161,7 +161,7 @@ static int setup_state(lua_State *L) {
   luaL_openlibs(L);
   luaL_requiref(L, "cjson", luaopen_cjson, 1);
   lua_pop(L, 1);
-  mm_conv_open(L);
+  mm_conv_open(L, NULL);
   if (luaL_dostring(L, HELPERS_LUA) != LUA_OK) lua_error(L);
   return 0;
 }

@@ -44,7 +44,7 @@ static int setup_state(lua_State *L) {
   lua_pushstring(L, MM_SOURCE_LUA_DIR "/?.lua");
   lua_setfield(L, -2, "path");
   lua_pop(L, 1);
-  mm_conv_open(L);
+  mm_conv_open(L, NULL);
   if (luaL_dostring(L, "murmur = require 'murmur'; core = require 'murmur.core'") != LUA_OK)
     lua_error(L);
   return 0;
