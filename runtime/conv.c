@@ -24,8 +24,8 @@
  * converted whole on first touch (finding element i on the tape means
  * walking i - 1 siblings).
  *
- * A conversion carries a ctx_t: the document, the absolute stack indices of
- * the weak table and (in lazy mode) the metatable, and where error paths
+ * A conversion carries a ctx_t: the document, the stack indices of the
+ * state userdata and (in lazy mode) the metatable, and where error paths
  * start. Error paths are not tracked while converting (that would cost on
  * every member); when something fails, the path is rebuilt by walking the
  * tape from the image (or the value given to mm_conv_push_av) down to the
@@ -123,7 +123,6 @@ typedef struct ctx {
   lua_State *L;
   conv_state_t *st;
   const mm_json_doc_t *doc;
-  int reg;               /* absolute index of the weak table (bitmaps) */
   int mt;                /* absolute index of the lazy metatable; 0: eager */
   int max_depth;
   const char *base_name; /* NULL: find the image holding the failing node */
@@ -179,19 +178,20 @@ static void unpack(lua_Integer p, origin_t *o) {
 }
 
 /* Reads the bitmap of the partly converted large map at absolute index t
- * from the weak table at absolute index reg. Returns 0 when t has none.
- * [-0, +0, -] */
-static int origin_get_big(lua_State *L, int reg, int t, origin_t *o) {
+ * from the weak table. Returns 0 when t has none. Needs 3 free stack
+ * slots. [-0, +0, -] */
+static __attribute__((noinline)) int origin_get_big(lua_State *L, int t, origin_t *o) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  lua_getiuservalue(L, -1, UV_REG);
   lua_pushvalue(L, t);
-  if (lua_rawget(L, reg) != LUA_TUSERDATA) {
-    lua_pop(L, 1);
-    return 0;
+  int found = lua_rawget(L, -2) == LUA_TUSERDATA;
+  if (found) {
+    bigmask_t *b = (bigmask_t *)lua_touserdata(L, -1);
+    unpack(b->packed, o);
+    o->big = b; /* stays alive: the weak table holds it while t lives */
   }
-  bigmask_t *b = (bigmask_t *)lua_touserdata(L, -1);
-  unpack(b->packed, o);
-  o->big = b; /* stays alive: the weak table holds it while t lives */
-  lua_pop(L, 1);
-  return 1;
+  lua_pop(L, 3);
+  return found;
 }
 
 /*
@@ -320,12 +320,12 @@ static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer 
 }
 
 /* Reads the origin of table t (absolute index) from the origin map (a
- * bitmap: from the weak table at reg). Returns 0 when t was not converted
- * from the current document. [-0, +0, -] */
-static int origin_find(lua_State *L, const conv_state_t *st, int reg, int t, origin_t *o) {
+ * bitmap: from the weak table). Returns 0 when t was not converted from
+ * the current document. Needs 3 free stack slots. [-0, +0, -] */
+static inline int origin_find(lua_State *L, const conv_state_t *st, int t, origin_t *o) {
   const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
   if (!e) return 0;
-  if (e->packed == OMAP_BIG) return origin_get_big(L, reg, t, o);
+  if (e->packed == OMAP_BIG) return origin_get_big(L, t, o);
   unpack(e->packed, o);
   return 1;
 }
@@ -1151,8 +1151,8 @@ static void ctx_fill(ctx_t *c, lua_State *L, conv_state_t *st) {
   c->base_kind = BASE_MAP;
 }
 
-/* Starts a conversion: pushes the state, the weak table and the metatable
- * and fills c (lazy: nested containers come out lazy). [-0, +3, e] */
+/* Starts a conversion: pushes the state and the metatable and fills c
+ * (lazy: nested containers come out lazy). [-0, +2, e] */
 static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
   luaL_checkstack(L, STACK_NEED, NULL);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
@@ -1160,33 +1160,30 @@ static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
   if (!st) luaL_error(L, "murmur: mm_conv_open was not called");
   ctx_fill(c, L, st);
   c->sti = lua_gettop(L);
-  lua_getiuservalue(L, c->sti, UV_REG); /* st reg */
-  c->reg = lua_gettop(L);
-  lua_getiuservalue(L, c->sti, UV_MT);  /* st reg mt */
+  lua_getiuservalue(L, c->sti, UV_MT);  /* st mt */
   c->mt = lazy ? lua_gettop(L) : 0;
 }
 
 /* ctx_begin for the metamethods and setmetatable, whose upvalues are the
- * state (1) and the metatable (2, used in place). [-0, +1, e] */
+ * state (1) and the metatable (2), both used in place. [-0, +0, e] */
 static void ctx_meta(lua_State *L, ctx_t *c) {
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
   luaL_checkstack(L, STACK_NEED, NULL);
   ctx_fill(c, L, st);
   c->sti = lua_upvalueindex(1);
-  lua_getiuservalue(L, lua_upvalueindex(1), UV_REG);
-  c->reg = lua_gettop(L);
-  c->mt = lua_upvalueindex(2); /* a pseudo-index: nothing pushed */
+  c->mt = lua_upvalueindex(2); /* pseudo-indices: nothing pushed */
 }
 
 /* Reads the origin of lazy table t (absolute index); raises the
  * stale-data error when t is not of the current document. [-0, +0, v] */
 static void origin_of(ctx_t *c, int t, origin_t *o) {
-  if (!c->doc || !origin_find(c->L, c->st, c->reg, t, o) || o->node >= c->doc->count) {
+  if (!c->doc || !origin_find(c->L, c->st, t, o) || o->node >= c->doc->count) {
     push_where(c->L);
     lua_pushliteral(c->L,
                     "record data from an earlier invocation is no longer "
                     "available");
     lua_concat(c->L, 2);
+    memset(o, 0, sizeof *o); /* not reached: lua_error does not return */
     lua_error(c->L);
   }
 }
@@ -1197,6 +1194,17 @@ static void origin_store(ctx_t *c, int t, const origin_t *o) {
   if (o->big) return;
   omap_ent_t *e = omap_find(c->st, lua_topointer(c->L, t));
   if (e) e->packed = o->packed | (lua_Integer)(o->mask << MASK_SHIFT);
+}
+
+/* Sets the weak table's entry for table t (absolute index) to the value
+ * on top, popping it. [-1, +0, m] */
+static void weak_set(ctx_t *c, int t) {
+  lua_State *L = c->L;
+  lua_getiuservalue(L, c->sti, UV_REG); /* v reg */
+  lua_pushvalue(L, t);                  /* v reg t */
+  lua_rotate(L, -3, -1);                /* reg t v */
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 }
 
 /* Gives a map of more than MASK_BITS members its bitmap before a first
@@ -1210,9 +1218,7 @@ static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
   b->cnt = cnt;
   b->ndone = 0;
   memset(b->bits, 0, words * sizeof b->bits[0]);
-  lua_pushvalue(L, t);
-  lua_insert(L, -2);
-  lua_rawset(L, c->reg);
+  weak_set(c, t);
   omap_ent_t *e = omap_find(c->st, lua_topointer(L, t));
   if (e) e->packed = OMAP_BIG;
   o->big = b;
@@ -1226,9 +1232,8 @@ static void set_complete(ctx_t *c, int t, const origin_t *o) {
   omap_ent_t *e = omap_find(c->st, lua_topointer(L, t));
   if (e) e->packed = o->packed;
   if (o->big) {
-    lua_pushvalue(L, t);
     lua_pushnil(L);
-    lua_rawset(L, c->reg);
+    weak_set(c, t);
   }
   lua_pushnil(L);
   lua_setmetatable(L, t);
@@ -1370,7 +1375,7 @@ static int lazy_index(lua_State *L) {
   match_t m;
   size_t klen;
   lua_settop(L, 2);
-  ctx_meta(L, &c); /* t k reg */
+  ctx_meta(L, &c); /* t k */
   origin_of(&c, 1, &o);
   if (o.kind == K_LIST) {
     finish(&c, 1, &o);
@@ -1393,7 +1398,7 @@ static int lazy_index(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  push_member(&c, o.kind, o.level, m.k, m.v); /* t k reg mt v */
+  push_member(&c, o.kind, o.level, m.k, m.v); /* t k v */
   lua_pushvalue(L, 2);
   lua_pushvalue(L, -2);
   lua_rawset(L, 1);
@@ -1414,7 +1419,7 @@ static int lazy_newindex(lua_State *L) {
   match_t m;
   size_t klen;
   lua_settop(L, 3);
-  ctx_meta(L, &c); /* t k v reg */
+  ctx_meta(L, &c); /* t k v */
   origin_of(&c, 1, &o);
   if (o.kind == K_LIST || lua_type(L, 2) != LUA_TSTRING) {
     if (o.kind == K_LIST) finish(&c, 1, &o);
@@ -1643,12 +1648,12 @@ void mm_conv_set_doc(lua_State *L, const mm_json_doc_t *doc, int max_depth) {
 void mm_conv_push_record(lua_State *L, uint32_t node) {
   ctx_t c;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 1); /* st reg mt */
+  ctx_begin(L, &c, 1); /* st mt */
   if (!c.doc) luaL_error(L, "no event document is current");
   if (node >= c.doc->count || mm_json_type(c.doc, node) != MM_JSON_OBJ)
     luaL_error(L, "record is not an object");
   check_images(&c, node);
-  new_record_table(&c, K_REC, node); /* reg mt rec */
+  new_record_table(&c, K_REC, node); /* st mt rec */
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
 }
@@ -1656,30 +1661,15 @@ void mm_conv_push_record(lua_State *L, uint32_t node) {
 void mm_conv_push_av(lua_State *L, uint32_t av, const char *path) {
   ctx_t c;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 0); /* st reg mt */
+  ctx_begin(L, &c, 0); /* st mt */
   if (!c.doc) luaL_error(L, "no event document is current");
   if (av >= c.doc->count) luaL_error(L, "no such tape node");
   c.base_name = path ? path : "";
   c.base = av;
   c.base_kind = BASE_AV;
-  push_value(&c, av, 0); /* reg mt value */
+  push_value(&c, av, 0); /* st mt value */
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
-}
-
-/* Pushes the weak table of the current document and returns the state,
- * or pushes nothing and returns NULL when conv is not open.
- * [-0, +(0|1), -] */
-static const conv_state_t *push_reg(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
-  const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, -1);
-  if (!st) {
-    lua_pop(L, 1);
-    return NULL;
-  }
-  lua_getiuservalue(L, -1, 1);
-  lua_remove(L, -2);
-  return st;
 }
 
 /*
@@ -1727,12 +1717,10 @@ void mm_conv_push_decimal(lua_State *L, int t, int k) {
   luaL_checkstack(L, STACK_NEED, NULL);
   int top = lua_gettop(L);
   if (!lua_istable(L, t)) goto none;
-  const conv_state_t *st = push_reg(L);
+  const conv_state_t *st = get_state(L);
   if (!st || !st->doc) goto none;
   const mm_json_doc_t *d = st->doc;
-  int known = origin_find(L, st, top + 1, t, &o);
-  lua_settop(L, top);
-  if (!known || o.node >= d->count) goto none;
+  if (!origin_find(L, st, t, &o) || o.node >= d->count) goto none;
   uint32_t text = decimal_node(L, d, k, &o, &done);
   if (!text) goto none;
   if (mm_json_type(d, text) == MM_JSON_STR)
@@ -1783,10 +1771,10 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
   if (!lua_checkstack(L, 4) || lua_type(L, k) != LUA_TSTRING || !mm_conv_is_lazy(L, t))
     return r;
   int top = lua_gettop(L);
-  const conv_state_t *st = push_reg(L);
+  const conv_state_t *st = get_state(L);
   if (!st || !st->doc) goto out;
   const mm_json_doc_t *d = st->doc;
-  if (!origin_find(L, st, top + 1, t, &o)) goto out;
+  if (!origin_find(L, st, t, &o)) goto out;
   if (o.node >= d->count || o.kind != K_MAP) goto out;
   lua_pushvalue(L, k);
   if (lua_rawget(L, t) != LUA_TNIL) goto out; /* converted: read it */
@@ -1812,8 +1800,8 @@ void mm_conv_materialize(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   if (!lua_istable(L, idx)) return;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 1); /* st reg mt */
-  lua_createtable(L, 0, 0); /* reg mt visited */
+  ctx_begin(L, &c, 1); /* st mt */
+  lua_createtable(L, 0, 0); /* st mt visited */
   int visited = lua_gettop(L);
 
   /* Stack from here: pairs (table, key) per level; lua_next replaces the
@@ -1867,11 +1855,8 @@ const char *mm_conv_kind(lua_State *L, int idx) {
   origin_t o;
   idx = lua_absindex(L, idx);
   if (!lua_istable(L, idx) || !lua_checkstack(L, 3)) return NULL;
-  const conv_state_t *st = push_reg(L);
-  if (!st) return NULL;
-  int known = origin_find(L, st, lua_gettop(L), idx, &o);
-  lua_pop(L, 1);
-  if (!known) return NULL;
+  const conv_state_t *st = get_state(L);
+  if (!st || !origin_find(L, st, idx, &o)) return NULL;
   return o.kind >= K_MAP && o.kind <= K_BS ? KINDS[o.kind] : NULL;
 }
 
@@ -1890,22 +1875,6 @@ int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v) {
   if (!st || !st->doc) return 0;
   v->st = st;
   return 1;
-}
-
-/* origin_find for a view, which holds no weak table: it is fetched only
- * for the origin of a partly converted large map. [-0, +0, -] */
-static int view_origin(lua_State *L, const conv_state_t *st, int t, origin_t *o) {
-  const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
-  if (!e) return 0;
-  if (e->packed != OMAP_BIG) {
-    unpack(e->packed, o);
-    return 1;
-  }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
-  lua_getiuservalue(L, -1, 1);
-  int r = origin_get_big(L, lua_gettop(L), t, o);
-  lua_pop(L, 2); /* the bitmap stays alive: the weak table holds it while t lives */
-  return r;
 }
 
 /* *out for member (k, v) of a map-like container of `kind` (K_REC, K_DDB
@@ -1963,7 +1932,7 @@ int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t 
     int lazy = lua_topointer(L, -1) == st->mtp;
     lua_pop(L, 1);
     if (!lazy) return -1;
-    if (!view_origin(L, st, ti, &o)) return -1; /* of an earlier invocation: __index raises */
+    if (!origin_find(L, st, ti, &o)) return -1; /* of an earlier invocation: __index raises */
     if (o.node >= d->count || o.kind == K_LIST) return -1;
   } else {
     o.kind = 0; /* an ordinary table */
