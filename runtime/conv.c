@@ -80,11 +80,14 @@ enum { UV_REG = 1, UV_MT, UV_DYNAMODB, UV_NEWIMAGE, UV_COUNT = UV_NEWIMAGE };
 #define OMAP_BIG ((lua_Integer)-1)
 
 /* One origin map entry: the packed origin (mask included) of the table
- * at address t, valid while gen is the state's. */
+ * at address t, valid while gen is the state's; lazy while the table has
+ * the lazy metatable (which only this file sets and removes, together
+ * with this flag). */
 typedef struct omap_ent {
   const void *t;
   lua_Integer packed;
   uint32_t gen;
+  uint32_t lazy;
 } omap_ent_t;
 
 typedef struct conv_state {
@@ -303,9 +306,9 @@ static void omap_alloc(lua_State *L, conv_state_t *st, uint32_t cap, int move) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &MAP_KEY); /* the old one is garbage now */
 }
 
-/* Records packed origin p of table t (new, or an update: then nothing
- * is allocated). [-0, +0, m] */
-static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer p) {
+/* Records packed origin p of table t, lazy or not (new, or an update:
+ * then nothing is allocated). [-0, +0, m] */
+static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer p, int lazy) {
   omap_ent_t *e = omap_find(st, t);
   if (!e) {
     if ((st->used + 1) * 2 > st->cap) omap_alloc(L, st, st->cap * 2, 1);
@@ -317,6 +320,14 @@ static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer 
     st->used++;
   }
   e->packed = p;
+  e->lazy = (uint32_t)lazy;
+}
+
+/* Reads the origin in entry e of table t (absolute index). [-0, +0, -] */
+static inline int origin_entry(lua_State *L, const omap_ent_t *e, int t, origin_t *o) {
+  if (e->packed == OMAP_BIG) return origin_get_big(L, t, o);
+  unpack(e->packed, o);
+  return 1;
 }
 
 /* Reads the origin of table t (absolute index) from the origin map (a
@@ -325,9 +336,7 @@ static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer 
 static inline int origin_find(lua_State *L, const conv_state_t *st, int t, origin_t *o) {
   const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
   if (!e) return 0;
-  if (e->packed == OMAP_BIG) return origin_get_big(L, t, o);
-  unpack(e->packed, o);
-  return 1;
+  return origin_entry(L, e, t, o);
 }
 
 static int member_done(const origin_t *o, uint32_t j) {
@@ -845,7 +854,7 @@ static int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
 
 /* Records the origin of new complete container t. [-0, +0, m] */
 static void remember(ctx_t *c, int t, int kind, int level, uint32_t node) {
-  omap_put(c->L, c->st, lua_topointer(c->L, t), pack(kind, level, node));
+  omap_put(c->L, c->st, lua_topointer(c->L, t), pack(kind, level, node), 0);
 }
 
 static void push_value(ctx_t *c, uint32_t av, int level);
@@ -895,7 +904,7 @@ static void new_container(ctx_t *c, int kind, uint32_t node, int level,
     lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
   int t = lua_gettop(L);
   if (c->mt && cnt > 0) {
-    omap_put(L, c->st, lua_topointer(L, t), pack(kind, level, node));
+    omap_put(L, c->st, lua_topointer(L, t), pack(kind, level, node), 1);
     lua_pushvalue(L, c->mt);
     lua_setmetatable(L, t);
     return;
@@ -1077,7 +1086,7 @@ static void new_record_table(ctx_t *c, int kind, uint32_t obj) {
     }
   }
   omap_put(L, c->st, lua_topointer(L, t),
-           pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT));
+           pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT), 1);
   lua_pushvalue(L, c->mt);
   lua_setmetatable(L, t);
   prefill(c, t);
@@ -1230,7 +1239,10 @@ static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
 static void set_complete(ctx_t *c, int t, const origin_t *o) {
   lua_State *L = c->L;
   omap_ent_t *e = omap_find(c->st, lua_topointer(L, t));
-  if (e) e->packed = o->packed;
+  if (e) {
+    e->packed = o->packed;
+    e->lazy = 0;
+  }
   if (o->big) {
     lua_pushnil(L);
     weak_set(c, t);
@@ -1928,12 +1940,12 @@ int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t 
   }
   if (t->where != MM_CONV_REF_LUA || !lua_istable(L, t->idx)) return -1;
   int ti = t->idx;
-  if (lua_getmetatable(L, ti)) {
-    int lazy = lua_topointer(L, -1) == st->mtp;
-    lua_pop(L, 1);
-    if (!lazy) return -1;
-    if (!origin_find(L, st, ti, &o)) return -1; /* of an earlier invocation: __index raises */
-    if (o.node >= d->count || o.kind == K_LIST) return -1;
+  const omap_ent_t *e = omap_find(st, lua_topointer(L, ti));
+  if (e && e->lazy) { /* a lazy table of this document */
+    if (!origin_entry(L, e, ti, &o) || o.node >= d->count || o.kind == K_LIST) return -1;
+  } else if (lua_getmetatable(L, ti)) {
+    lua_pop(L, 1); /* the script's, or a lazy table of an earlier invocation */
+    return -1;
   } else {
     o.kind = 0; /* an ordinary table */
   }

@@ -1045,6 +1045,9 @@ START_TEST(test_view) {
           "assert(view_is(rec, 'eventName', 'REMOVE'))\n"
           "assert(view(n.l, 1) == 'fail' and view(n, 'l', 'x') == 'fail')  -- a list\n"
           "assert(view(setmetatable({}, {}), 'x') == 'fail')      -- a metatable of its own\n"
+          "local full = setmetatable(n, {__index = function() return 'dflt' end})\n"
+          "assert(not is_lazy(full) and kind(full) == 'M')\n"
+          "assert(view(full, 'nope') == 'fail')                   -- converted, then given one\n"
           "w, a = view({x = 5}, 'x'); assert(w == 'lua' and a == 5)\n"
           "assert(view({}, 'x') == 'nil' and view('s', 'x') == 'fail' and view({}, 1) == 'fail')\n"
           "keep = d.Keys\n");
