@@ -1458,24 +1458,38 @@ static int lazy_newindex(lua_State *L) {
   return 0;
 }
 
-/* For __pairs, __len and setmetatable: converts the rest of the table at
- * index 1 when it is lazy. [-0, +0, e] */
+/* For __pairs, __len and setmetatable: converts the rest of the value at
+ * index 1 when it is a lazy table. A lazy table of this document is known
+ * from its origin map entry; anything else is lazy when it has the lazy
+ * metatable (of an earlier invocation: fill_lazy raises). [-0, +0, e] */
 static void touch_arg1(lua_State *L) {
-  if (!lua_getmetatable(L, 1)) return;
-  int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
-  lua_pop(L, 1);
-  if (!lazy) return;
   ctx_t c;
-  int top = lua_gettop(L);
-  ctx_meta(L, &c);
+  origin_t o;
+  const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
+  const omap_ent_t *e = lua_type(L, 1) == LUA_TTABLE ? omap_find(st, lua_topointer(L, 1)) : NULL;
+  if (e && e->lazy) {
+    ctx_meta(L, &c);
+    if (st->doc && origin_entry(L, e, 1, &o) && o.node < st->doc->count) {
+      finish(&c, 1, &o);
+      return;
+    }
+  } else {
+    if (!lua_getmetatable(L, 1)) return;
+    int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (!lazy) return;
+    ctx_meta(L, &c);
+  }
   fill_lazy(&c, 1);
-  lua_settop(L, top);
 }
 
-/* The iterator __pairs returns: a raw next. */
+/* The iterator __pairs returns: a raw next (checking its arguments only
+ * when they are not the usual two). */
 static int raw_next(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 2);
+  if (lua_gettop(L) != 2 || lua_type(L, 1) != LUA_TTABLE) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+  }
   if (lua_next(L, 1)) return 2;
   lua_pushnil(L);
   return 1;

@@ -1268,6 +1268,9 @@ START_TEST(test_lazy_full_views) {
           "table.sort(keys)\n"
           "assert(table.concat(keys, ',') == "
           "'address,big,customer_id,empty,id,items,nums,tags,total', table.concat(keys, ','))\n"
+          "local f = pairs(rec.dynamodb.Keys)              -- the iterator checks its arguments\n"
+          "assert(not pcall(f, 5) and not pcall(f) and f(rec.dynamodb.Keys) == 'id')\n"
+          "assert(f(rec.dynamodb.Keys, nil, 'extra') == 'id' and f(rec.dynamodb.Keys, 'id') == nil)\n"
           "local items = n.items\n"
           "assert(is_lazy(items))\n"
           "assert(#items == 2 and not is_lazy(items))\n"
@@ -1495,6 +1498,7 @@ START_TEST(test_stale) {
       "return keep_old.total", "return #keep_items", "for _ in pairs(keep_old) do end",
       "keep_old.x = 1", "return keep_items[1]", "return materialize(keep_old)",
       "return keep_old.nope", "return keep_rec.eventID", "return keep_rec.dynamodb.SizeBytes",
+      "setmetatable(keep_items, {})",
   };
   for (size_t i = 0; i < sizeof stale_tests / sizeof stale_tests[0]; i++) {
     char *e = run_lua(L, stale_tests[i]);
