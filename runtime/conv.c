@@ -7,7 +7,8 @@
  *              weak-keyed table holding the bitmaps of large lazy maps
  *              (see "Origins"), replaced by every mm_conv_set_doc, 2 the
  *              metatable below, 3 and 4 the strings "dynamodb" and
- *              "NewImage" (see prefill). Its metatable's __gc hands the
+ *              "NewImage" (see prefill), 5 and on the names of the name
+ *              cache (see push_key). Its metatable's __gc hands the
  *              state's allocator back (see "The origin map");
  *   MT_KEY     the one metatable every lazy table shares (__index,
  *              __newindex, __pairs, __len, __metatable = false);
@@ -54,7 +55,7 @@ static char MT_KEY;
 static char MAP_KEY;
 
 /* User values of the state userdata. */
-enum { UV_REG = 1, UV_MT, UV_DYNAMODB, UV_NEWIMAGE, UV_COUNT = UV_NEWIMAGE };
+enum { UV_REG = 1, UV_MT, UV_DYNAMODB, UV_NEWIMAGE, UV_NAME0 };
 
 /* Stack slots a conversion step may use on top of what it already holds. */
 #define STACK_NEED 12
@@ -90,6 +91,22 @@ typedef struct omap_ent {
   uint32_t lazy;
 } omap_ent_t;
 
+/* Slots of the name cache (a power of two; see push_key), and the longest
+ * name it holds (Lua's short strings). */
+#define NAME_SLOTS 256
+#define NAME_LEN_MAX 40
+/* User values of the state userdata. */
+#define UV_COUNT (UV_NAME0 + NAME_SLOTS - 1)
+
+/* One name cache slot: the name in user value UV_NAME0 + slot of the
+ * state userdata (which keeps it alive): its bytes, its length (0: an
+ * empty slot), and the words name_words made of it. */
+typedef struct name_ent {
+  const char *s;
+  size_t len;
+  uint64_t a, b;
+} name_ent_t;
+
 typedef struct conv_state {
   const mm_json_doc_t *doc; /* borrowed; NULL between invocations */
   int max_depth;
@@ -102,6 +119,7 @@ typedef struct conv_state {
   void *fud;
   int wrapping;             /* conv_alloc (or probe_alloc) is installed */
   mm_conv_frees_t *frees;   /* or L's allocator reports frees there */
+  name_ent_t names[NAME_SLOTS]; /* the name cache */
 } conv_state_t;
 
 /* AttributeValue types; indices into TYPE_NAMES. */
@@ -706,6 +724,71 @@ static void push_str(lua_State *L, const mm_json_doc_t *d, uint32_t i) {
   luaL_pushresultsize(&b, mm_json_unescape(s, n, p));
 }
 
+/*
+ * The name cache. Member names repeat in every record, and interning one
+ * (lua_pushlstring) hashes all its bytes and looks the string up in Lua's
+ * string table. push_key keeps the names it pushed in NAME_SLOTS slots,
+ * direct-mapped by a hash of two words made of the name: a name seen
+ * before is recognised by its length and those words (and its bytes, when
+ * longer than 16) and pushed from its user value of the state userdata.
+ * Values are not cached: they mostly differ from record to record and
+ * would only evict the names.
+ */
+
+/* Two words that, with the length, tell names of up to 16 bytes apart:
+ * the first and last 8 (or 4) bytes, or the bytes themselves. */
+static inline void name_words(const char *s, size_t n, uint64_t *a, uint64_t *b) {
+  if (n >= 8) {
+    memcpy(a, s, 8);
+    memcpy(b, s + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    *a = x;
+    *b = y;
+  } else {
+    *a = (unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+         (uint64_t)(unsigned char)s[n - 1] << 16;
+    *b = 0;
+  }
+}
+
+/* push_key for a name not in its slot: interns it and puts it there.
+ * [-0, +1, m] */
+static __attribute__((noinline)) void push_key_new(ctx_t *c, const char *s, size_t n,
+                                                    uint32_t slot, uint64_t a, uint64_t b) {
+  name_ent_t *e = &c->st->names[slot];
+  const char *z = lua_pushlstring(c->L, s, n);
+  lua_pushvalue(c->L, -1);
+  lua_setiuservalue(c->L, c->sti, UV_NAME0 + (int)slot);
+  e->s = z;
+  e->len = n;
+  e->a = a;
+  e->b = b;
+}
+
+/* Pushes member name k (a STR node) as push_str does, through the name
+ * cache. [-0, +1, m] */
+static inline void push_key(ctx_t *c, uint32_t k) {
+  const mm_json_doc_t *d = c->doc;
+  size_t n = mm_json_len(d, k);
+  if (n == 0 || n > NAME_LEN_MAX || mm_json_has_escapes(d, k)) {
+    push_str(c->L, d, k);
+    return;
+  }
+  const char *s = mm_json_raw(d, k);
+  uint64_t a, b;
+  name_words(s, n, &a, &b);
+  uint64_t h = (a ^ (b * UINT64_C(0x9e3779b97f4a7c15)) ^ n) * UINT64_C(0xbf58476d1ce4e5b9);
+  uint32_t slot = (uint32_t)(h >> 32) & (NAME_SLOTS - 1);
+  const name_ent_t *e = &c->st->names[slot];
+  if (e->len == n && e->a == a && e->b == b && (n <= 16 || memcmp(e->s, s, n) == 0))
+    lua_getiuservalue(c->L, c->sti, UV_NAME0 + (int)slot);
+  else
+    push_key_new(c, s, n, slot, a, b);
+}
+
 /* Pushes the number in STR or NUM node i. Returns 0, or -1 (nothing
  * pushed) when it is not a number. [-0, +(0|1), m] */
 static int push_num_node(lua_State *L, const mm_json_doc_t *d, uint32_t i) {
@@ -872,7 +955,7 @@ static void fill(ctx_t *c, int t, int kind, uint32_t node, int level) {
     uint32_t k = node + 1;
     for (uint32_t i = 0; i < cnt; i++) {
       uint32_t v = k + 1;
-      push_str(L, d, k);     /* t ... key */
+      push_key(c, k);        /* t ... key */
       push_value(c, v, level); /* t ... key value */
       lua_rawset(L, t);
       k = mm_json_next(d, v);
@@ -1028,7 +1111,7 @@ static void push_json(ctx_t *c, uint32_t i, int depth) {
     uint32_t k = i + 1;
     for (uint32_t j = 0; j < cnt; j++) {
       uint32_t v = k + 1;
-      push_str(L, d, k);
+      push_key(c, k);
       push_json(c, v, depth + 1);
       lua_rawset(L, -3);
       k = mm_json_next(d, v);
@@ -1266,7 +1349,7 @@ static void finish(ctx_t *c, int t, origin_t *o) {
     for (uint32_t i = 0; i < cnt; i++) {
       uint32_t v = k + 1;
       if (!member_done(o, i) && !member_skipped(d, o->kind, k, v)) {
-        push_str(L, d, k);
+        push_key(c, k);
         push_member(c, o->kind, o->level, k, v);
         lua_rawset(L, t);
       }

@@ -306,6 +306,18 @@ static const conv_case_t CASES[] = {
     {"M empty", "{\"M\":{}}", "{}"},
     {"M duplicate key: last wins", "{\"M\":{\"a\":{\"N\":\"1\"},\"a\":{\"N\":\"2\"}}}", "{\"a\"=2}"},
     {"M escaped key", "{\"M\":{\"k\\u00e9y\":{\"N\":\"1\"}}}", "{\"k\\xc3\\xa9y\"=1}"},
+    {"M names the name cache must tell apart",
+     "{\"M\":{\"abcdefghijklmnopq\":{\"N\":\"1\"},\"abcdefghXjklmnopq\":{\"N\":\"2\"},"
+     "\"abcdefgh12345678\":{\"N\":\"3\"},\"abcdefgh12345679\":{\"N\":\"4\"},"
+     "\"aba\":{\"N\":\"5\"},\"abb\":{\"N\":\"6\"},\"a\":{\"N\":\"7\"},\"\":{\"N\":\"8\"},"
+     "\"abcd\":{\"N\":\"9\"},\"abce\":{\"N\":\"10\"},\"a\\u0062\":{\"N\":\"11\"},"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\":{\"N\":\"12\"},"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\":{\"N\":\"13\"},"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxyxxxxxxxxxxxxxxx\":{\"N\":\"14\"}}}",
+     "{\"\"=8,\"a\"=7,\"ab\"=11,\"aba\"=5,\"abb\"=6,\"abcd\"=9,\"abcdefgh12345678\"=3,"
+     "\"abcdefgh12345679\"=4,\"abcdefghXjklmnopq\"=2,\"abcdefghijklmnopq\"=1,\"abce\"=10,"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"=13,\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"=12,"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxyxxxxxxxxxxxxxxx\"=14}"},
     {"M not an object", "{\"M\":[]}", "error:v: expected an object in M"},
     {"L", "{\"L\":[{\"S\":\"a\"},{\"N\":\"1.5\"},{\"NULL\":true},{\"BOOL\":false}]}",
      "[\"a\",1.5,null,false]"},
