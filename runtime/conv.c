@@ -902,7 +902,7 @@ static int av_classify(const mm_json_doc_t *d, uint32_t av, avinfo_t *ai) {
 }
 
 /* Like av_classify, raising on anything but AV_OK. Returns the type. */
-static int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
+static __attribute__((noinline)) int av_resolve_slow(ctx_t *c, uint32_t av, uint32_t *payload) {
   avinfo_t ai;
   switch (av_classify(c->doc, av, &ai)) {
   case AV_OK:
@@ -933,6 +933,40 @@ static int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
              TYPE_NAMES[ai.type], TYPE_NAMES[ai.type2]);
   }
   return T_NONE; /* not reached */
+}
+
+/* av_resolve_slow, with the usual shape inline: an object of one member
+ * whose name is a type of one or two letters without escapes and whose
+ * value is not null (nearly every AttributeValue of nearly every event).
+ * Anything else takes the whole classification. [-0, +0, v] */
+static inline int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
+  const mm_json_doc_t *d = c->doc;
+  uint32_t k = av + 1, v = av + 2; /* the first member's name and value */
+  if (mm_json_type(d, av) == MM_JSON_OBJ && mm_json_len(d, av) == 1 &&
+      !mm_json_has_escapes(d, k) && mm_json_type(d, v) != MM_JSON_NULL) {
+    const char *s = mm_json_raw(d, k);
+    int t = T_NONE;
+    if (mm_json_len(d, k) == 1) {
+      switch (s[0]) {
+      case 'S': t = T_S; break;
+      case 'N': t = T_N; break;
+      case 'B': t = T_B; break;
+      case 'M': t = T_M; break;
+      case 'L': t = T_L; break;
+      }
+    } else if (mm_json_len(d, k) == 2 && s[1] == 'S') {
+      switch (s[0]) {
+      case 'S': t = T_SS; break;
+      case 'N': t = T_NS; break;
+      case 'B': t = T_BS; break;
+      }
+    }
+    if (t != T_NONE) {
+      *payload = v;
+      return t;
+    }
+  }
+  return av_resolve_slow(c, av, payload);
 }
 
 /* Records the origin of new complete container t. [-0, +0, m] */
