@@ -1493,6 +1493,32 @@ START_TEST(test_reused_addresses) {
 }
 END_TEST
 
+/* Within one document the origin map holds the tables alive, not every
+ * table ever converted: converting and dropping many containers keeps the
+ * heap (which holds the map) small. */
+START_TEST(test_origin_map_bounded) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  lua_pushlightuserdata(L, &ld.doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
+  LUA_OK_(L,
+          "collectgarbage()\n"
+          "local base = collectgarbage('count')\n"
+          "for i = 1, 8000 do\n"
+          "  materialize(fresh())                    -- 13 converted tables\n"
+          "  if i % 500 == 0 then collectgarbage() end\n"
+          "end\n"
+          "collectgarbage()\n"
+          "local grown = collectgarbage('count') - base\n"
+          "assert(grown < 1024, string.format('heap grew by %.0f KB', grown))\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
 /* Lazy tables of an earlier document raise a clear error; filled ones
  * stay readable. */
 START_TEST(test_stale) {
@@ -1881,6 +1907,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_many_tables);
   tcase_add_test(tc, test_origin_map_shrinks);
   tcase_add_test(tc, test_reused_addresses);
+  tcase_add_test(tc, test_origin_map_bounded);
   tcase_add_test(tc, test_decimal);
   tcase_add_test(tc, test_kind);
   suite_add_tcase(s, tc);
