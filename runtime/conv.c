@@ -224,10 +224,10 @@ static __attribute__((noinline)) int origin_get_big(lua_State *L, int t, origin_
  * state's allocator (or the allocator itself, through mm_conv_freed),
  * sees every block Lua frees, and a freed block of a table's size (Lua
  * frees a table with osize sizeof(Table), learned by probe_alloc) drops
- * that address's entry. So an address in the map is
- * always that of the live table recorded there, never of a table that
- * merely reuses a collected one's memory. Other blocks of that size
- * (strings, closures) have no entry and cost one failed lookup.
+ * that address's entry. So an address in the map is always that of the
+ * live table recorded there, never of a table that merely reuses a
+ * collected one's memory. Other blocks of that size (strings, closures)
+ * have no entry and cost one failed lookup.
  *
  * mm_conv_set_doc starts a new generation: older entries count as free
  * slots, so containers of an earlier document are not found (lazy ones
@@ -1676,11 +1676,14 @@ static int conv_gc(lua_State *L) {
 /* Makes the origin map hear of freed tables (see "The origin map"): once
  * probe_alloc has learned the size of a table, puts conv_alloc in front
  * of L's allocator, or (frees not NULL) has L's allocator report to
- * frees. st must have conv_gc already. [-0, +0, m] */
+ * frees. st must have conv_gc already, and no map yet (an mm_conv_open
+ * that failed half-way may have left its own reporting in place: it is
+ * undone first, while its map is still anchored). [-0, +0, m] */
 static void hear_frees(lua_State *L, conv_state_t *st, mm_conv_frees_t *frees) {
   void *fud;
+  if (frees) frees->st = NULL;
   lua_Alloc f = lua_getallocf(L, &fud);
-  if (f == conv_alloc || f == probe_alloc) { /* an mm_conv_open that failed */
+  if (f == conv_alloc || f == probe_alloc) {
     conv_state_t *old = (conv_state_t *)fud;
     f = old->f;
     fud = old->fud;
@@ -1729,8 +1732,8 @@ void mm_conv_open(lua_State *L, mm_conv_frees_t *frees) {
   lua_pushcfunction(L, conv_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, sti);
-  omap_alloc(L, st, OMAP_MIN, 0);
   hear_frees(L, st, frees);
+  omap_alloc(L, st, OMAP_MIN, 0);
   push_weak_table(L);
   lua_setiuservalue(L, sti, 1);
   lua_createtable(L, 0, 5); /* st mt */

@@ -95,20 +95,24 @@
 #define MM_CONV_PATH_MAX 384
 
 /*
- * Freed tables. The origin map must hear of every table Lua frees. An
+ * Freed tables. The origin map must hear of every table Lua frees: by
+ * the lua_Alloc contract Lua allocates a table with osize LUA_TTABLE and
+ * frees it with the size it got, which mm_conv_open learns once. An
  * allocator can report frees itself: its owner keeps an mm_conv_frees_t
- * (zeroed, alive until lua_close returns), passes it to mm_conv_open,
- * and the allocator calls mm_conv_freed for every block it frees (nsize
- * 0), with the osize Lua gave. Otherwise conv puts an allocator of its
- * own in front of L's, which costs one more call per allocation.
+ * (zeroed; only conv writes it; valid until lua_close returns), passes
+ * it to mm_conv_open, and the allocator calls mm_conv_freed for every
+ * block it frees (nsize 0), with the osize Lua gave. Otherwise conv puts
+ * an allocator of its own in front of L's, which costs one more call per
+ * allocation.
  */
 typedef struct mm_conv_frees {
   size_t tsize; /* private: the size of a table's block */
   void *st;     /* private: conv's state while L is open, else NULL */
 } mm_conv_frees_t;
 
-/* Called by an allocator that reports frees (see above). [-0, +0, -]:
- * no Lua calls. */
+/* Called by an allocator that reports frees (see above); a block of a
+ * table's size makes conv drop that address's origin (other objects of
+ * that size cost one failed lookup). [-0, +0, -]: no Lua calls. */
 void mm_conv_forget(void *st, const void *ptr);
 static inline void mm_conv_freed(const mm_conv_frees_t *f, const void *ptr, size_t osize) {
   if (osize == f->tsize && f->st) mm_conv_forget(f->st, ptr);

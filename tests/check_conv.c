@@ -36,18 +36,21 @@ extern int luaopen_cjson(lua_State *L);
 
 /* An allocator that can fail every allocation from the fail_after-th on
  * (growth only: Lua assumes shrinking never fails) and counts bytes in
- * use, so a test can see that lua_close returned everything. */
+ * use, so a test can see that lua_close returned everything; with frees
+ * set it reports freed blocks to conv itself (mm_conv_freed). */
 typedef struct alloc_ctl {
   long fail_after; /* -1: never fail */
   long count;
   long failures;
   size_t in_use;
+  mm_conv_frees_t *frees;
 } alloc_ctl_t;
 
 static void *test_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   alloc_ctl_t *a = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
+    if (a->frees) mm_conv_freed(a->frees, ptr, old);
     free(ptr);
     a->in_use -= old;
     return NULL;
@@ -1845,7 +1848,7 @@ static void alloc_run(const char *fixture) {
   long n;
   int succeeded = 0;
   for (n = 0; n < 20000 && !succeeded; n++) {
-    alloc_ctl_t ctl = {-1, 0, 0, 0};
+    alloc_ctl_t ctl = {-1, 0, 0, 0, NULL};
     lua_State *L = new_state(&ctl);
     ck_assert_int_eq(luaL_loadstring(L, TOUCHER), LUA_OK);
     lua_call(L, 0, 1); /* toucher */
@@ -1873,6 +1876,70 @@ static void alloc_run(const char *fixture) {
   mm_json_free(&doc);
   free(text);
 }
+
+/* Protected: mm_conv_open(L, frees at argument 1 or NULL). */
+static int open_body(lua_State *L) {
+  mm_conv_open(L, (mm_conv_frees_t *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* mm_conv_open failing at each of its allocations, then called again on
+ * the same state (after a full collection, which runs the failed state's
+ * __gc, or at once): the second one works, origins are exact (freed
+ * tables are heard of, through conv's allocator or one that reports),
+ * and lua_close returns every byte. */
+START_TEST(test_open_failure) {
+  for (int reporting = 0; reporting < 2; reporting++) {
+    int failures = 0, done = 0;
+    for (long n = 0; n < 1000 && !done; n++) {
+      mm_conv_frees_t frees = {0, NULL};
+      alloc_ctl_t ctl = {-1, 0, 0, 0, reporting ? &frees : NULL};
+      lua_State *L = lua_newstate(test_alloc, &ctl);
+      ck_assert_ptr_nonnull(L);
+      luaL_openlibs(L);
+      ctl.fail_after = n;
+      ctl.count = 0;
+      lua_pushcfunction(L, open_body);
+      lua_pushlightuserdata(L, reporting ? &frees : NULL);
+      int rc = lua_pcall(L, 1, 0, 0);
+      ctl.fail_after = -1;
+      if (rc == LUA_OK) {
+        done = 1;
+      } else {
+        failures++;
+        lua_pop(L, 1);
+        if (n % 2 == 0) lua_gc(L, LUA_GCCOLLECT);
+        lua_pushcfunction(L, open_body);
+        lua_pushlightuserdata(L, reporting ? &frees : NULL);
+        ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+        lua_gc(L, LUA_GCCOLLECT);
+      }
+      add_test_globals(L);
+      loaded_t ld;
+      load_event(L, &ld, ORDER_EVENT);
+      lua_pushlightuserdata(L, &ld.doc);
+      lua_pushcclosure(L, l_fresh, 1);
+      lua_setglobal(L, "fresh");
+      LUA_OK_(L,
+              "local keep = {}\n"
+              "for i = 1, 50 do keep[i] = fresh().dynamodb.NewImage.nums end\n"
+              "keep = nil\n"
+              "collectgarbage(); collectgarbage()\n"
+              "for i = 1, 200 do\n"
+              "  local t = {1.1}\n"
+              "  assert(kind(t) == nil and decimal(t, 1) == nil)\n"
+              "end\n"
+              "assert(decimal(fresh().dynamodb.NewImage.nums, 1) == '1.10')\n");
+      unload(L, &ld);
+      lua_close(L);
+      ck_assert_msg(ctl.in_use == 0, "%zu bytes leaked at n=%ld", ctl.in_use, n);
+      ck_assert_ptr_null(frees.st);
+    }
+    ck_assert(done);
+    ck_assert_int_gt(failures, 10);
+  }
+}
+END_TEST
 
 START_TEST(test_alloc_failure) {
   alloc_run("go-dynamodb-event.json");
@@ -1916,6 +1983,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_record_shape);
   tcase_add_test(tc, test_materialize_cycles);
   tcase_add_test(tc, test_alloc_failure);
+  tcase_add_test(tc, test_open_failure);
   suite_add_tcase(s, tc);
   return s;
 }
