@@ -2,18 +2,18 @@
  * conv.c - AttributeValue -> Lua, lazily (see conv.h).
  *
  * Registry entries (keys are addresses of the statics below):
- *   STATE_KEY  a userdata holding the current document and max_depth; its
- *              user value 1 is the weak-keyed table that maps converted
- *              containers to their origins (see "Origins"; lazy ones are
- *              in the origin map), 2 the metatable below, 3 and 4 the
- *              strings "dynamodb" and "NewImage" (see prefill).
- *              mm_conv_set_doc replaces that table, which is what makes
- *              lazy tables of an earlier document stale: they are simply
- *              no longer found;
+ *   STATE_KEY  a userdata holding the current document, max_depth and the
+ *              origin map's bookkeeping; its user value 1 is the
+ *              weak-keyed table holding the bitmaps of large lazy maps
+ *              (see "Origins"), replaced by every mm_conv_set_doc, 2 the
+ *              metatable below, 3 and 4 the strings "dynamodb" and
+ *              "NewImage" (see prefill), 5 and on the names of the name
+ *              cache (see push_key). Its metatable's __gc hands the
+ *              state's allocator back (see "The origin map");
  *   MT_KEY     the one metatable every lazy table shares (__index,
  *              __newindex, __pairs, __len, __metatable = false);
- *   MAP_KEY    the memory of the origin map, where lazy tables keep their
- *              origins instead (see "The origin map").
+ *   MAP_KEY    the memory of the origin map, where every converted
+ *              container keeps its origin (see "The origin map").
  *
  * Lazy maps (an image or an M, the record, its "dynamodb" object) are
  * converted member by member: __index(t, k) finds member k on the tape,
@@ -25,8 +25,8 @@
  * converted whole on first touch (finding element i on the tape means
  * walking i - 1 siblings).
  *
- * A conversion carries a ctx_t: the document, the absolute stack indices of
- * the weak table and (in lazy mode) the metatable, and where error paths
+ * A conversion carries a ctx_t: the document, the stack indices of the
+ * state userdata and (in lazy mode) the metatable, and where error paths
  * start. Error paths are not tracked while converting (that would cost on
  * every member); when something fails, the path is rebuilt by walking the
  * tape from the image (or the value given to mm_conv_push_av) down to the
@@ -55,7 +55,7 @@ static char MT_KEY;
 static char MAP_KEY;
 
 /* User values of the state userdata. */
-enum { UV_REG = 1, UV_MT, UV_DYNAMODB, UV_NEWIMAGE, UV_COUNT = UV_NEWIMAGE };
+enum { UV_REG = 1, UV_MT, UV_DYNAMODB, UV_NEWIMAGE, UV_NAME0 };
 
 /* Stack slots a conversion step may use on top of what it already holds. */
 #define STACK_NEED 12
@@ -80,21 +80,46 @@ enum { UV_REG = 1, UV_MT, UV_DYNAMODB, UV_NEWIMAGE, UV_COUNT = UV_NEWIMAGE };
  * in the weak table (a large map partly converted) */
 #define OMAP_BIG ((lua_Integer)-1)
 
-/* One origin map entry: the packed origin (mask included) of the lazy
- * table at address t, valid while gen is the state's. */
+/* One origin map entry: the packed origin (mask included) of the table
+ * at address t, valid while gen is the state's; lazy while the table has
+ * the lazy metatable (which only this file sets and removes, together
+ * with this flag). */
 typedef struct omap_ent {
   const void *t;
   lua_Integer packed;
   uint32_t gen;
+  uint32_t lazy;
 } omap_ent_t;
+
+/* Slots of the name cache (a power of two; see push_key), and the longest
+ * name it holds (Lua's short strings). */
+#define NAME_SLOTS 256
+#define NAME_LEN_MAX 40
+/* User values of the state userdata. */
+#define UV_COUNT (UV_NAME0 + NAME_SLOTS - 1)
+
+/* One name cache slot: the name in user value UV_NAME0 + slot of the
+ * state userdata (which keeps it alive): its bytes, its length (0: an
+ * empty slot), and the words name_words made of it. */
+typedef struct name_ent {
+  const char *s;
+  size_t len;
+  uint64_t a, b;
+} name_ent_t;
 
 typedef struct conv_state {
   const mm_json_doc_t *doc; /* borrowed; NULL between invocations */
   int max_depth;
-  uint32_t gen;             /* bumped by mm_conv_set_doc */
+  uint32_t gen;             /* bumped by mm_conv_set_doc; never 0 */
   omap_ent_t *map;          /* the origin map: a userdata in the registry */
   uint32_t cap, used;       /* its slots; entries of this gen */
   const void *mtp;          /* the lazy metatable (anchored in the registry) */
+  size_t tsize;             /* the size Lua allocates a table with */
+  lua_Alloc f;              /* the allocator conv_alloc wraps, and its ud */
+  void *fud;
+  int wrapping;             /* conv_alloc (or probe_alloc) is installed */
+  mm_conv_frees_t *frees;   /* or L's allocator reports frees there */
+  name_ent_t names[NAME_SLOTS]; /* the name cache */
 } conv_state_t;
 
 /* AttributeValue types; indices into TYPE_NAMES. */
@@ -106,7 +131,7 @@ static const char *const TYPE_NAMES[] = {
   "", "S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS", "?"
 };
 
-/* Container kinds recorded in the weak table: the DynamoDB ones, then the
+/* Container kinds recorded in the origin map: the DynamoDB ones, then the
  * record object and its "dynamodb" object (plain JSON members, except the
  * record's dynamodb and the images in it). */
 enum { K_MAP = 1, K_LIST, K_SS, K_NS, K_BS, K_REC, K_DDB };
@@ -119,7 +144,6 @@ typedef struct ctx {
   lua_State *L;
   conv_state_t *st;
   const mm_json_doc_t *doc;
-  int reg;               /* absolute index of the weak table */
   int mt;                /* absolute index of the lazy metatable; 0: eager */
   int max_depth;
   const char *base_name; /* NULL: find the image holding the failing node */
@@ -133,12 +157,14 @@ typedef struct ctx {
 /* ------------------------------------------------------------------ */
 
 /*
- * The weak table maps a converted container to its origin, packed into
- * one Lua integer: kind in bits 0-2, nesting level in bits 3-12, tape node
- * in bits 13-40 (a tape has fewer than 2^28 nodes: the input is below
- * 2^28 bytes), and, for a lazy map of at most MASK_BITS members, which
- * members are done in bits 41-62. A larger map that is partly converted
- * maps to a bigmask_t userdata instead (the packed origin plus a bitmap).
+ * The origin map (below) maps a converted container to its origin, packed
+ * into one Lua integer: kind in bits 0-2, nesting level in bits 3-12,
+ * tape node in bits 13-40 (a tape has fewer than 2^28 nodes: the input is
+ * below 2^28 bytes), and, for a lazy map of at most MASK_BITS members,
+ * which members are done in bits 41-62. A larger map that is partly
+ * converted has OMAP_BIG there instead, and the weak table maps it to a
+ * bigmask_t userdata (the packed origin plus a bitmap), which dies with
+ * it.
  */
 #define MASK_SHIFT 41
 
@@ -172,42 +198,49 @@ static void unpack(lua_Integer p, origin_t *o) {
   o->big = NULL;
 }
 
-/* Reads the origin of the table at absolute index t from the weak table
- * at absolute index reg. Returns 0 when t is not known there.
- * [-0, +0, -] */
-static int origin_get(lua_State *L, int reg, int t, origin_t *o) {
+/* Reads the bitmap of the partly converted large map at absolute index t
+ * from the weak table. Returns 0 when t has none. Needs 3 free stack
+ * slots. [-0, +0, -] */
+static __attribute__((noinline)) int origin_get_big(lua_State *L, int t, origin_t *o) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
+  lua_getiuservalue(L, -1, UV_REG);
   lua_pushvalue(L, t);
-  switch (lua_rawget(L, reg)) {
-  case LUA_TNUMBER:
-    unpack(lua_tointeger(L, -1), o);
-    break;
-  case LUA_TUSERDATA: {
+  int found = lua_rawget(L, -2) == LUA_TUSERDATA;
+  if (found) {
     bigmask_t *b = (bigmask_t *)lua_touserdata(L, -1);
     unpack(b->packed, o);
     o->big = b; /* stays alive: the weak table holds it while t lives */
-    break;
   }
-  default:
-    lua_pop(L, 1);
-    return 0;
-  }
-  lua_pop(L, 1);
-  return 1;
+  lua_pop(L, 3);
+  return found;
 }
 
 /*
- * The origin map: where lazy tables keep their origins. The weak table
- * holds the origins of the other converted containers (and the bitmaps of
- * large lazy maps), but a lazy table is made and read far more often, so
- * its origin lives in an open-addressing hash table in C (linear probing,
- * at most half full, no deletions), keyed by the table's address. An
- * address can be reused once its table is collected, so an entry is only
- * trusted for a table known to be lazy right now (it has the lazy
- * metatable, which only this file sets, always together with a fresh
- * entry): a live lazy table's address is its own. A table that becomes
- * complete gets its origin in the weak table. mm_conv_set_doc starts a new
- * generation: older entries count as free slots, so lazy tables of an
- * earlier document are not found.
+ * The origin map: an open-addressing hash table in C (linear probing, at
+ * most half full, backward-shift deletion) from a converted container's
+ * address to its packed origin, for lazy and complete tables alike.
+ *
+ * Entries are exact: conv_alloc, which mm_conv_open puts in front of the
+ * state's allocator (or the allocator itself, through mm_conv_freed),
+ * sees every block Lua frees, and a freed block of a table's size (Lua
+ * frees a table with osize sizeof(Table), learned by probe_alloc) drops
+ * that address's entry. So an address in the map is always that of the
+ * live table recorded there, never of a table that merely reuses a
+ * collected one's memory. Other blocks of that size (strings, closures)
+ * have no entry and cost one failed lookup.
+ *
+ * mm_conv_set_doc starts a new generation: older entries count as free
+ * slots, so containers of an earlier document are not found (lazy ones
+ * are stale). The map grows with the tables of the current document that
+ * are alive (or garbage not yet freed), and mm_conv_set_doc gives a map
+ * grown beyond OMAP_KEEP slots back. lua_close runs conv_gc, which hands
+ * the allocator back (or detaches the frees the allocator reports to)
+ * before any object is freed (nothing is collected while finalizers run
+ * at close), so nothing touches a freed map.
+ *
+ * An entry can move when another is deleted, and any allocation can
+ * collect (and so delete): a pointer to an entry is only good until the
+ * next allocation.
  */
 static inline uint32_t omap_hash(const void *t, uint32_t cap) {
   uint64_t a = (uint64_t)(uintptr_t)t;
@@ -225,6 +258,51 @@ static inline omap_ent_t *omap_find(const conv_state_t *st, const void *t) {
     if (e->t == t) return e;
     i = (i + 1) & (st->cap - 1);
   }
+}
+
+/* Drops the entry of t, if any: later entries of its probe run that
+ * would no longer be found move back into the hole. Called from the
+ * allocator: no Lua calls. */
+static void omap_forget(conv_state_t *st, const void *t) {
+  omap_ent_t *m = st->map;
+  uint32_t mask = st->cap - 1, i = omap_hash(t, st->cap);
+  for (;;) {
+    if (m[i].gen != st->gen) return;
+    if (m[i].t == t) break;
+    i = (i + 1) & mask;
+  }
+  for (uint32_t j = (i + 1) & mask; m[j].gen == st->gen; j = (j + 1) & mask) {
+    /* m[j] moves to the hole when the hole lies on its probe path, i.e.
+     * between its home slot h and j (cyclically) */
+    uint32_t h = omap_hash(m[j].t, st->cap);
+    if (((j - h) & mask) >= ((j - i) & mask)) {
+      m[i] = m[j];
+      i = j;
+    }
+  }
+  m[i].gen = 0; /* a free slot: no generation is 0 */
+  st->used--;
+}
+
+void mm_conv_forget(void *st_, const void *ptr) {
+  conv_state_t *st = (conv_state_t *)st_;
+  if (st->used > 0) omap_forget(st, ptr);
+}
+
+/* The allocator conv puts in front of the state's own (see above): a
+ * freed block of a table's size loses its origin map entry. */
+static void *conv_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  conv_state_t *st = (conv_state_t *)ud;
+  if (nsize == 0 && osize == st->tsize && st->used > 0) omap_forget(st, ptr);
+  return st->f(st->fud, ptr, osize, nsize);
+}
+
+/* The allocator during mm_conv_open's probe: learns the size of a table
+ * (Lua allocates one with ptr NULL and osize LUA_TTABLE). */
+static void *probe_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  conv_state_t *st = (conv_state_t *)ud;
+  if (!ptr && osize == LUA_TTABLE && nsize > 0) st->tsize = nsize;
+  return st->f(st->fud, ptr, osize, nsize);
 }
 
 /* Allocates a cleared map of cap slots (a userdata stored in the registry,
@@ -246,9 +324,9 @@ static void omap_alloc(lua_State *L, conv_state_t *st, uint32_t cap, int move) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &MAP_KEY); /* the old one is garbage now */
 }
 
-/* Records packed origin p of lazy table t (new, or an update).
- * [-0, +0, m] */
-static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer p) {
+/* Records packed origin p of table t, lazy or not (new, or an update:
+ * then nothing is allocated). [-0, +0, m] */
+static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer p, int lazy) {
   omap_ent_t *e = omap_find(st, t);
   if (!e) {
     if ((st->used + 1) * 2 > st->cap) omap_alloc(L, st, st->cap * 2, 1);
@@ -260,17 +338,23 @@ static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer 
     st->used++;
   }
   e->packed = p;
+  e->lazy = (uint32_t)lazy;
 }
 
-/* Reads the origin of lazy table t (absolute index) from the origin map
- * (a bitmap: from the weak table at reg). Returns 0 when t is not of the
- * current document. [-0, +0, -] */
-static int origin_lazy(lua_State *L, const conv_state_t *st, int reg, int t, origin_t *o) {
-  const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
-  if (!e) return 0;
-  if (e->packed == OMAP_BIG) return origin_get(L, reg, t, o);
+/* Reads the origin in entry e of table t (absolute index). [-0, +0, -] */
+static inline int origin_entry(lua_State *L, const omap_ent_t *e, int t, origin_t *o) {
+  if (e->packed == OMAP_BIG) return origin_get_big(L, t, o);
   unpack(e->packed, o);
   return 1;
+}
+
+/* Reads the origin of table t (absolute index) from the origin map (a
+ * bitmap: from the weak table). Returns 0 when t was not converted from
+ * the current document. Needs 3 free stack slots. [-0, +0, -] */
+static inline int origin_find(lua_State *L, const conv_state_t *st, int t, origin_t *o) {
+  const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
+  if (!e) return 0;
+  return origin_entry(L, e, t, o);
 }
 
 static int member_done(const origin_t *o, uint32_t j) {
@@ -640,6 +724,71 @@ static void push_str(lua_State *L, const mm_json_doc_t *d, uint32_t i) {
   luaL_pushresultsize(&b, mm_json_unescape(s, n, p));
 }
 
+/*
+ * The name cache. Member names repeat in every record, and interning one
+ * (lua_pushlstring) hashes all its bytes and looks the string up in Lua's
+ * string table. push_key keeps the names it pushed in NAME_SLOTS slots,
+ * direct-mapped by a hash of two words made of the name: a name seen
+ * before is recognised by its length and those words (and its bytes, when
+ * longer than 16) and pushed from its user value of the state userdata.
+ * Values are not cached: they mostly differ from record to record and
+ * would only evict the names.
+ */
+
+/* Two words that, with the length, tell names of up to 16 bytes apart:
+ * the first and last 8 (or 4) bytes, or the bytes themselves. */
+static inline void name_words(const char *s, size_t n, uint64_t *a, uint64_t *b) {
+  if (n >= 8) {
+    memcpy(a, s, 8);
+    memcpy(b, s + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    *a = x;
+    *b = y;
+  } else {
+    *a = (unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+         (uint64_t)(unsigned char)s[n - 1] << 16;
+    *b = 0;
+  }
+}
+
+/* push_key for a name not in its slot: interns it and puts it there.
+ * [-0, +1, m] */
+static __attribute__((noinline)) void push_key_new(ctx_t *c, const char *s, size_t n,
+                                                    uint32_t slot, uint64_t a, uint64_t b) {
+  name_ent_t *e = &c->st->names[slot];
+  const char *z = lua_pushlstring(c->L, s, n);
+  lua_pushvalue(c->L, -1);
+  lua_setiuservalue(c->L, c->sti, UV_NAME0 + (int)slot);
+  e->s = z;
+  e->len = n;
+  e->a = a;
+  e->b = b;
+}
+
+/* Pushes member name k (a STR node) as push_str does, through the name
+ * cache. [-0, +1, m] */
+static inline void push_key(ctx_t *c, uint32_t k) {
+  const mm_json_doc_t *d = c->doc;
+  size_t n = mm_json_len(d, k);
+  if (n == 0 || n > NAME_LEN_MAX || mm_json_has_escapes(d, k)) {
+    push_str(c->L, d, k);
+    return;
+  }
+  const char *s = mm_json_raw(d, k);
+  uint64_t a, b;
+  name_words(s, n, &a, &b);
+  uint64_t h = (a ^ (b * UINT64_C(0x9e3779b97f4a7c15)) ^ n) * UINT64_C(0xbf58476d1ce4e5b9);
+  uint32_t slot = (uint32_t)(h >> 32) & (NAME_SLOTS - 1);
+  const name_ent_t *e = &c->st->names[slot];
+  if (e->len == n && e->a == a && e->b == b && (n <= 16 || memcmp(e->s, s, n) == 0))
+    lua_getiuservalue(c->L, c->sti, UV_NAME0 + (int)slot);
+  else
+    push_key_new(c, s, n, slot, a, b);
+}
+
 /* Pushes the number in STR or NUM node i. Returns 0, or -1 (nothing
  * pushed) when it is not a number. [-0, +(0|1), m] */
 static int push_num_node(lua_State *L, const mm_json_doc_t *d, uint32_t i) {
@@ -753,7 +902,7 @@ static int av_classify(const mm_json_doc_t *d, uint32_t av, avinfo_t *ai) {
 }
 
 /* Like av_classify, raising on anything but AV_OK. Returns the type. */
-static int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
+static __attribute__((noinline)) int av_resolve_slow(ctx_t *c, uint32_t av, uint32_t *payload) {
   avinfo_t ai;
   switch (av_classify(c->doc, av, &ai)) {
   case AV_OK:
@@ -786,13 +935,43 @@ static int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
   return T_NONE; /* not reached */
 }
 
-/* Records container t's origin in the weak table (mask: members already
- * done). [-0, +0, m] */
-static void remember(ctx_t *c, int t, int kind, int level, uint32_t node,
-                     uint64_t mask) {
-  lua_pushvalue(c->L, t);
-  lua_pushinteger(c->L, pack(kind, level, node) | (lua_Integer)(mask << MASK_SHIFT));
-  lua_rawset(c->L, c->reg);
+/* av_resolve_slow, with the usual shape inline: an object of one member
+ * whose name is a type of one or two letters without escapes and whose
+ * value is not null (nearly every AttributeValue of nearly every event).
+ * Anything else takes the whole classification. [-0, +0, v] */
+static inline int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
+  const mm_json_doc_t *d = c->doc;
+  uint32_t k = av + 1, v = av + 2; /* the first member's name and value */
+  if (mm_json_type(d, av) == MM_JSON_OBJ && mm_json_len(d, av) == 1 &&
+      !mm_json_has_escapes(d, k) && mm_json_type(d, v) != MM_JSON_NULL) {
+    const char *s = mm_json_raw(d, k);
+    int t = T_NONE;
+    if (mm_json_len(d, k) == 1) {
+      switch (s[0]) {
+      case 'S': t = T_S; break;
+      case 'N': t = T_N; break;
+      case 'B': t = T_B; break;
+      case 'M': t = T_M; break;
+      case 'L': t = T_L; break;
+      }
+    } else if (mm_json_len(d, k) == 2 && s[1] == 'S') {
+      switch (s[0]) {
+      case 'S': t = T_SS; break;
+      case 'N': t = T_NS; break;
+      case 'B': t = T_BS; break;
+      }
+    }
+    if (t != T_NONE) {
+      *payload = v;
+      return t;
+    }
+  }
+  return av_resolve_slow(c, av, payload);
+}
+
+/* Records the origin of new complete container t. [-0, +0, m] */
+static void remember(ctx_t *c, int t, int kind, int level, uint32_t node) {
+  omap_put(c->L, c->st, lua_topointer(c->L, t), pack(kind, level, node), 0);
 }
 
 static void push_value(ctx_t *c, uint32_t av, int level);
@@ -810,7 +989,7 @@ static void fill(ctx_t *c, int t, int kind, uint32_t node, int level) {
     uint32_t k = node + 1;
     for (uint32_t i = 0; i < cnt; i++) {
       uint32_t v = k + 1;
-      push_str(L, d, k);     /* t ... key */
+      push_key(c, k);        /* t ... key */
       push_value(c, v, level); /* t ... key value */
       lua_rawset(L, t);
       k = mm_json_next(d, v);
@@ -842,12 +1021,12 @@ static void new_container(ctx_t *c, int kind, uint32_t node, int level,
     lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
   int t = lua_gettop(L);
   if (c->mt && cnt > 0) {
-    omap_put(L, c->st, lua_topointer(L, t), pack(kind, level, node));
+    omap_put(L, c->st, lua_topointer(L, t), pack(kind, level, node), 1);
     lua_pushvalue(L, c->mt);
     lua_setmetatable(L, t);
     return;
   }
-  remember(c, t, kind, level, node, 0);
+  remember(c, t, kind, level, node);
   if (cnt > 0) fill(c, t, kind, node, level);
 }
 
@@ -860,7 +1039,7 @@ static void push_set(ctx_t *c, int type, uint32_t arr) {
   luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
   lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
   int t = lua_gettop(L);
-  remember(c, t, type == T_SS ? K_SS : type == T_NS ? K_NS : K_BS, 0, arr, 0);
+  remember(c, t, type == T_SS ? K_SS : type == T_NS ? K_NS : K_BS, 0, arr);
   for (uint32_t i = 0; i < cnt; i++) {
     mm_json_type_t jt = mm_json_type(d, e);
     if (type == T_NS) {
@@ -966,7 +1145,7 @@ static void push_json(ctx_t *c, uint32_t i, int depth) {
     uint32_t k = i + 1;
     for (uint32_t j = 0; j < cnt; j++) {
       uint32_t v = k + 1;
-      push_str(L, d, k);
+      push_key(c, k);
       push_json(c, v, depth + 1);
       lua_rawset(L, -3);
       k = mm_json_next(d, v);
@@ -1024,7 +1203,7 @@ static void new_record_table(ctx_t *c, int kind, uint32_t obj) {
     }
   }
   omap_put(L, c->st, lua_topointer(L, t),
-           pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT));
+           pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT), 1);
   lua_pushvalue(L, c->mt);
   lua_setmetatable(L, t);
   prefill(c, t);
@@ -1098,8 +1277,8 @@ static void ctx_fill(ctx_t *c, lua_State *L, conv_state_t *st) {
   c->base_kind = BASE_MAP;
 }
 
-/* Starts a conversion: pushes the state, the weak table and the metatable
- * and fills c (lazy: nested containers come out lazy). [-0, +3, e] */
+/* Starts a conversion: pushes the state and the metatable and fills c
+ * (lazy: nested containers come out lazy). [-0, +2, e] */
 static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
   luaL_checkstack(L, STACK_NEED, NULL);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
@@ -1107,33 +1286,30 @@ static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
   if (!st) luaL_error(L, "murmur: mm_conv_open was not called");
   ctx_fill(c, L, st);
   c->sti = lua_gettop(L);
-  lua_getiuservalue(L, c->sti, UV_REG); /* st reg */
-  c->reg = lua_gettop(L);
-  lua_getiuservalue(L, c->sti, UV_MT);  /* st reg mt */
+  lua_getiuservalue(L, c->sti, UV_MT);  /* st mt */
   c->mt = lazy ? lua_gettop(L) : 0;
 }
 
 /* ctx_begin for the metamethods and setmetatable, whose upvalues are the
- * state (1) and the metatable (2, used in place). [-0, +1, e] */
+ * state (1) and the metatable (2), both used in place. [-0, +0, e] */
 static void ctx_meta(lua_State *L, ctx_t *c) {
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
   luaL_checkstack(L, STACK_NEED, NULL);
   ctx_fill(c, L, st);
   c->sti = lua_upvalueindex(1);
-  lua_getiuservalue(L, lua_upvalueindex(1), UV_REG);
-  c->reg = lua_gettop(L);
-  c->mt = lua_upvalueindex(2); /* a pseudo-index: nothing pushed */
+  c->mt = lua_upvalueindex(2); /* pseudo-indices: nothing pushed */
 }
 
 /* Reads the origin of lazy table t (absolute index); raises the
  * stale-data error when t is not of the current document. [-0, +0, v] */
 static void origin_of(ctx_t *c, int t, origin_t *o) {
-  if (!c->doc || !origin_lazy(c->L, c->st, c->reg, t, o) || o->node >= c->doc->count) {
+  if (!c->doc || !origin_find(c->L, c->st, t, o) || o->node >= c->doc->count) {
     push_where(c->L);
     lua_pushliteral(c->L,
                     "record data from an earlier invocation is no longer "
                     "available");
     lua_concat(c->L, 2);
+    memset(o, 0, sizeof *o); /* not reached: lua_error does not return */
     lua_error(c->L);
   }
 }
@@ -1144,6 +1320,17 @@ static void origin_store(ctx_t *c, int t, const origin_t *o) {
   if (o->big) return;
   omap_ent_t *e = omap_find(c->st, lua_topointer(c->L, t));
   if (e) e->packed = o->packed | (lua_Integer)(o->mask << MASK_SHIFT);
+}
+
+/* Sets the weak table's entry for table t (absolute index) to the value
+ * on top, popping it. [-1, +0, m] */
+static void weak_set(ctx_t *c, int t) {
+  lua_State *L = c->L;
+  lua_getiuservalue(L, c->sti, UV_REG); /* v reg */
+  lua_pushvalue(L, t);                  /* v reg t */
+  lua_rotate(L, -3, -1);                /* reg t v */
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 }
 
 /* Gives a map of more than MASK_BITS members its bitmap before a first
@@ -1157,21 +1344,26 @@ static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
   b->cnt = cnt;
   b->ndone = 0;
   memset(b->bits, 0, words * sizeof b->bits[0]);
-  lua_pushvalue(L, t);
-  lua_insert(L, -2);
-  lua_rawset(L, c->reg);
+  weak_set(c, t);
   omap_ent_t *e = omap_find(c->st, lua_topointer(L, t));
   if (e) e->packed = OMAP_BIG;
   o->big = b;
 }
 
-/* Makes lazy table t ordinary: its plain origin goes to the weak table
- * (replacing a bitmap), then its metatable goes. [-0, +0, m] */
+/* Makes lazy table t ordinary: its entry keeps the plain origin (a
+ * bitmap is dropped), then its metatable goes. [-0, +0, -]: the entry is
+ * there, and removing a key allocates nothing. */
 static void set_complete(ctx_t *c, int t, const origin_t *o) {
   lua_State *L = c->L;
-  lua_pushvalue(L, t);
-  lua_pushinteger(L, o->packed);
-  lua_rawset(L, c->reg);
+  omap_ent_t *e = omap_find(c->st, lua_topointer(L, t));
+  if (e) {
+    e->packed = o->packed;
+    e->lazy = 0;
+  }
+  if (o->big) {
+    lua_pushnil(L);
+    weak_set(c, t);
+  }
   lua_pushnil(L);
   lua_setmetatable(L, t);
 }
@@ -1191,7 +1383,7 @@ static void finish(ctx_t *c, int t, origin_t *o) {
     for (uint32_t i = 0; i < cnt; i++) {
       uint32_t v = k + 1;
       if (!member_done(o, i) && !member_skipped(d, o->kind, k, v)) {
-        push_str(L, d, k);
+        push_key(c, k);
         push_member(c, o->kind, o->level, k, v);
         lua_rawset(L, t);
       }
@@ -1312,7 +1504,7 @@ static int lazy_index(lua_State *L) {
   match_t m;
   size_t klen;
   lua_settop(L, 2);
-  ctx_meta(L, &c); /* t k reg */
+  ctx_meta(L, &c); /* t k */
   origin_of(&c, 1, &o);
   if (o.kind == K_LIST) {
     finish(&c, 1, &o);
@@ -1335,7 +1527,7 @@ static int lazy_index(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  push_member(&c, o.kind, o.level, m.k, m.v); /* t k reg mt v */
+  push_member(&c, o.kind, o.level, m.k, m.v); /* t k v */
   lua_pushvalue(L, 2);
   lua_pushvalue(L, -2);
   lua_rawset(L, 1);
@@ -1356,7 +1548,7 @@ static int lazy_newindex(lua_State *L) {
   match_t m;
   size_t klen;
   lua_settop(L, 3);
-  ctx_meta(L, &c); /* t k v reg */
+  ctx_meta(L, &c); /* t k v */
   origin_of(&c, 1, &o);
   if (o.kind == K_LIST || lua_type(L, 2) != LUA_TSTRING) {
     if (o.kind == K_LIST) finish(&c, 1, &o);
@@ -1383,24 +1575,38 @@ static int lazy_newindex(lua_State *L) {
   return 0;
 }
 
-/* For __pairs, __len and setmetatable: converts the rest of the table at
- * index 1 when it is lazy. [-0, +0, e] */
+/* For __pairs, __len and setmetatable: converts the rest of the value at
+ * index 1 when it is a lazy table. A lazy table of this document is known
+ * from its origin map entry; anything else is lazy when it has the lazy
+ * metatable (of an earlier invocation: fill_lazy raises). [-0, +0, e] */
 static void touch_arg1(lua_State *L) {
-  if (!lua_getmetatable(L, 1)) return;
-  int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
-  lua_pop(L, 1);
-  if (!lazy) return;
   ctx_t c;
-  int top = lua_gettop(L);
-  ctx_meta(L, &c);
+  origin_t o;
+  const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
+  const omap_ent_t *e = lua_type(L, 1) == LUA_TTABLE ? omap_find(st, lua_topointer(L, 1)) : NULL;
+  if (e && e->lazy) {
+    ctx_meta(L, &c);
+    if (st->doc && origin_entry(L, e, 1, &o) && o.node < st->doc->count) {
+      finish(&c, 1, &o);
+      return;
+    }
+  } else {
+    if (!lua_getmetatable(L, 1)) return;
+    int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (!lazy) return;
+    ctx_meta(L, &c);
+  }
   fill_lazy(&c, 1);
-  lua_settop(L, top);
 }
 
-/* The iterator __pairs returns: a raw next. */
+/* The iterator __pairs returns: a raw next (checking its arguments only
+ * when they are not the usual two). */
 static int raw_next(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 2);
+  if (lua_gettop(L) != 2 || lua_type(L, 1) != LUA_TTABLE) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+  }
   if (lua_next(L, 1)) return 2;
   lua_pushnil(L);
   return 1;
@@ -1440,6 +1646,66 @@ static int conv_setmetatable(lua_State *L) {
 /* Public functions                                                     */
 /* ------------------------------------------------------------------ */
 
+/* Starts a new generation of the origin map: every entry is older. */
+static void omap_next_gen(conv_state_t *st) {
+  st->used = 0;
+  if (++st->gen == 0) { /* every entry is older now: start afresh */
+    if (st->map) memset(st->map, 0, (size_t)st->cap * sizeof *st->map);
+    st->gen = 1;
+  }
+}
+
+/* __gc of the state userdata, run by lua_close before any object is freed
+ * (or once an mm_conv_open that failed half-way left it unreachable):
+ * hands the allocator back and forgets every origin, which the allocator
+ * no longer keeps exact. */
+static int conv_gc(lua_State *L) {
+  conv_state_t *st = (conv_state_t *)lua_touserdata(L, 1);
+  if (st && st->wrapping) {
+    lua_setallocf(L, st->f, st->fud);
+    st->wrapping = 0;
+  }
+  if (st && st->frees && st->frees->st == st) st->frees->st = NULL;
+  if (st) {
+    st->doc = NULL;
+    omap_next_gen(st);
+  }
+  return 0;
+}
+
+/* Makes the origin map hear of freed tables (see "The origin map"): once
+ * probe_alloc has learned the size of a table, puts conv_alloc in front
+ * of L's allocator, or (frees not NULL) has L's allocator report to
+ * frees. st must have conv_gc already, and no map yet (an mm_conv_open
+ * that failed half-way may have left its own reporting in place: it is
+ * undone first, while its map is still anchored). [-0, +0, m] */
+static void hear_frees(lua_State *L, conv_state_t *st, mm_conv_frees_t *frees) {
+  void *fud;
+  if (frees) frees->st = NULL;
+  lua_Alloc f = lua_getallocf(L, &fud);
+  if (f == conv_alloc || f == probe_alloc) {
+    conv_state_t *old = (conv_state_t *)fud;
+    f = old->f;
+    fud = old->fud;
+    old->wrapping = 0;
+  }
+  st->f = f;
+  st->fud = fud;
+  st->wrapping = 1; /* from here on conv_gc gives f back */
+  lua_setallocf(L, probe_alloc, st);
+  lua_createtable(L, 0, 0);
+  lua_pop(L, 1);
+  if (!frees) {
+    lua_setallocf(L, conv_alloc, st);
+    return;
+  }
+  lua_setallocf(L, f, fud);
+  st->wrapping = 0;
+  st->frees = frees;
+  frees->tsize = st->tsize;
+  frees->st = st;
+}
+
 /* Pushes a new weak-keyed table. [-0, +1, m] */
 static void push_weak_table(lua_State *L) {
   lua_createtable(L, 0, 0);
@@ -1449,7 +1715,7 @@ static void push_weak_table(lua_State *L) {
   lua_setmetatable(L, -2);
 }
 
-void mm_conv_open(lua_State *L) {
+void mm_conv_open(lua_State *L, mm_conv_frees_t *frees) {
   static const struct { const char *name; lua_CFunction fn; } MM[] = {
     {"__index", lazy_index}, {"__newindex", lazy_newindex},
     {"__pairs", lazy_pairs}, {"__len", lazy_len},
@@ -1461,8 +1727,13 @@ void mm_conv_open(lua_State *L) {
   st->doc = NULL;
   st->max_depth = MM_CONV_DEFAULT_DEPTH;
   st->gen = 1;
-  omap_alloc(L, st, OMAP_MIN, 0);
   int sti = lua_gettop(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, conv_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, sti);
+  hear_frees(L, st, frees);
+  omap_alloc(L, st, OMAP_MIN, 0);
   push_weak_table(L);
   lua_setiuservalue(L, sti, 1);
   lua_createtable(L, 0, 5); /* st mt */
@@ -1517,22 +1788,18 @@ void mm_conv_set_doc(lua_State *L, const mm_json_doc_t *doc, int max_depth) {
   lua_pop(L, 1);
   st->doc = doc;
   st->max_depth = max_depth;
-  st->used = 0;
-  if (++st->gen == 0) { /* every entry is older now: start afresh */
-    memset(st->map, 0, (size_t)st->cap * sizeof *st->map);
-    st->gen = 1;
-  }
+  omap_next_gen(st);
 }
 
 void mm_conv_push_record(lua_State *L, uint32_t node) {
   ctx_t c;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 1); /* st reg mt */
+  ctx_begin(L, &c, 1); /* st mt */
   if (!c.doc) luaL_error(L, "no event document is current");
   if (node >= c.doc->count || mm_json_type(c.doc, node) != MM_JSON_OBJ)
     luaL_error(L, "record is not an object");
   check_images(&c, node);
-  new_record_table(&c, K_REC, node); /* reg mt rec */
+  new_record_table(&c, K_REC, node); /* st mt rec */
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
 }
@@ -1540,30 +1807,15 @@ void mm_conv_push_record(lua_State *L, uint32_t node) {
 void mm_conv_push_av(lua_State *L, uint32_t av, const char *path) {
   ctx_t c;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 0); /* st reg mt */
+  ctx_begin(L, &c, 0); /* st mt */
   if (!c.doc) luaL_error(L, "no event document is current");
   if (av >= c.doc->count) luaL_error(L, "no such tape node");
   c.base_name = path ? path : "";
   c.base = av;
   c.base_kind = BASE_AV;
-  push_value(&c, av, 0); /* reg mt value */
+  push_value(&c, av, 0); /* st mt value */
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
-}
-
-/* Pushes the weak table of the current document and returns the state,
- * or pushes nothing and returns NULL when conv is not open.
- * [-0, +(0|1), -] */
-static const conv_state_t *push_reg(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
-  const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, -1);
-  if (!st) {
-    lua_pop(L, 1);
-    return NULL;
-  }
-  lua_getiuservalue(L, -1, 1);
-  lua_remove(L, -2);
-  return st;
 }
 
 /*
@@ -1611,13 +1863,10 @@ void mm_conv_push_decimal(lua_State *L, int t, int k) {
   luaL_checkstack(L, STACK_NEED, NULL);
   int top = lua_gettop(L);
   if (!lua_istable(L, t)) goto none;
-  const conv_state_t *st = push_reg(L);
+  const conv_state_t *st = get_state(L);
   if (!st || !st->doc) goto none;
   const mm_json_doc_t *d = st->doc;
-  int known = mm_conv_is_lazy(L, t) ? origin_lazy(L, st, top + 1, t, &o)
-                                    : origin_get(L, top + 1, t, &o);
-  lua_settop(L, top);
-  if (!known || o.node >= d->count) goto none;
+  if (!origin_find(L, st, t, &o) || o.node >= d->count) goto none;
   uint32_t text = decimal_node(L, d, k, &o, &done);
   if (!text) goto none;
   if (mm_json_type(d, text) == MM_JSON_STR)
@@ -1668,10 +1917,10 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
   if (!lua_checkstack(L, 4) || lua_type(L, k) != LUA_TSTRING || !mm_conv_is_lazy(L, t))
     return r;
   int top = lua_gettop(L);
-  const conv_state_t *st = push_reg(L);
+  const conv_state_t *st = get_state(L);
   if (!st || !st->doc) goto out;
   const mm_json_doc_t *d = st->doc;
-  if (!origin_lazy(L, st, top + 1, t, &o)) goto out;
+  if (!origin_find(L, st, t, &o)) goto out;
   if (o.node >= d->count || o.kind != K_MAP) goto out;
   lua_pushvalue(L, k);
   if (lua_rawget(L, t) != LUA_TNIL) goto out; /* converted: read it */
@@ -1697,8 +1946,8 @@ void mm_conv_materialize(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   if (!lua_istable(L, idx)) return;
   int top = lua_gettop(L);
-  ctx_begin(L, &c, 1); /* st reg mt */
-  lua_createtable(L, 0, 0); /* reg mt visited */
+  ctx_begin(L, &c, 1); /* st mt */
+  lua_createtable(L, 0, 0); /* st mt visited */
   int visited = lua_gettop(L);
 
   /* Stack from here: pairs (table, key) per level; lua_next replaces the
@@ -1752,12 +2001,8 @@ const char *mm_conv_kind(lua_State *L, int idx) {
   origin_t o;
   idx = lua_absindex(L, idx);
   if (!lua_istable(L, idx) || !lua_checkstack(L, 3)) return NULL;
-  const conv_state_t *st = push_reg(L);
-  if (!st) return NULL;
-  int known = mm_conv_is_lazy(L, idx) ? origin_lazy(L, st, lua_gettop(L), idx, &o)
-                                      : origin_get(L, lua_gettop(L), idx, &o);
-  lua_pop(L, 1);
-  if (!known) return NULL;
+  const conv_state_t *st = get_state(L);
+  if (!st || !origin_find(L, st, idx, &o)) return NULL;
   return o.kind >= K_MAP && o.kind <= K_BS ? KINDS[o.kind] : NULL;
 }
 
@@ -1776,22 +2021,6 @@ int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v) {
   if (!st || !st->doc) return 0;
   v->st = st;
   return 1;
-}
-
-/* origin_lazy for a view, which holds no weak table: it is fetched only
- * for the origin of a partly converted large map. [-0, +0, -] */
-static int view_origin(lua_State *L, const conv_state_t *st, int t, origin_t *o) {
-  const omap_ent_t *e = omap_find(st, lua_topointer(L, t));
-  if (!e) return 0;
-  if (e->packed != OMAP_BIG) {
-    unpack(e->packed, o);
-    return 1;
-  }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
-  lua_getiuservalue(L, -1, 1);
-  int r = origin_get(L, lua_gettop(L), t, o);
-  lua_pop(L, 2); /* the bitmap stays alive: the weak table holds it while t lives */
-  return r;
 }
 
 /* *out for member (k, v) of a map-like container of `kind` (K_REC, K_DDB
@@ -1845,12 +2074,12 @@ int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t 
   }
   if (t->where != MM_CONV_REF_LUA || !lua_istable(L, t->idx)) return -1;
   int ti = t->idx;
-  if (lua_getmetatable(L, ti)) {
-    int lazy = lua_topointer(L, -1) == st->mtp;
-    lua_pop(L, 1);
-    if (!lazy) return -1;
-    if (!view_origin(L, st, ti, &o)) return -1; /* of an earlier invocation: __index raises */
-    if (o.node >= d->count || o.kind == K_LIST) return -1;
+  const omap_ent_t *e = omap_find(st, lua_topointer(L, ti));
+  if (e && e->lazy) { /* a lazy table of this document */
+    if (!origin_entry(L, e, ti, &o) || o.node >= d->count || o.kind == K_LIST) return -1;
+  } else if (lua_getmetatable(L, ti)) {
+    lua_pop(L, 1); /* the script's, or a lazy table of an earlier invocation */
+    return -1;
   } else {
     o.kind = 0; /* an ordinary table */
   }

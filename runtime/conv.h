@@ -50,16 +50,21 @@
  * mm_conv_push_av) is level 1; a container deeper than max_depth is an
  * error, raised when its member of the parent is converted.
  *
- * Every converted container remembers where it came from (a weak table), so
- * murmur.decimal(t, k) can return the exact N text of t[k]. Lazy tables are
- * tied to the current document: reading a member not converted yet (or
- * any name it lacks), writing, pairs or # after its invocation raises
- * "record data from an earlier invocation is no longer available". (Each
- * mm_conv_set_doc starts a fresh weak table, so older containers are simply
- * not found; complete tables stay ordinary, readable tables, and so do the
- * members a lazy one already holds.) That includes the record table: a
- * script that keeps records beyond their invocation should materialise
- * them (murmur.materialize) first.
+ * Every converted container remembers where it came from, so
+ * murmur.decimal(t, k) can return the exact N text of t[k]: an origin map
+ * in C keyed by the table's address, lazy and complete tables alike. It
+ * is exact because conv hears of every table Lua frees (from L's
+ * allocator, or from an allocator mm_conv_open puts in front of it; see
+ * mm_conv_frees_t): a collected table's entry goes with it, so a table
+ * that later gets its memory is not taken for it. Lazy tables are tied to
+ * the current document: reading a member not converted yet (or any name
+ * it lacks), writing, pairs or # after its invocation raises "record
+ * data from an earlier invocation is no longer available". (Each
+ * mm_conv_set_doc starts a new generation of the map, so older
+ * containers are simply not found; complete tables stay ordinary,
+ * readable tables, and so do the members a lazy one already holds.) That
+ * includes the record table: a script that keeps records beyond their
+ * invocation should materialise them (murmur.materialize) first.
  *
  * Errors in the data (unknown type, invalid base64, nesting deeper than
  * max_depth, a set member of the wrong type) are raised as Lua errors naming
@@ -69,8 +74,9 @@
  * the chunk:line of the nearest Lua function on the call stack.
  *
  * Relies on json.h and lua-cjson's null (cjson.null, a lightuserdata NULL).
- * Everything it creates lives in the Lua state; no C memory is held across
- * a call that can raise.
+ * Everything it creates lives in the Lua state (the origin map is a
+ * userdata, so it counts against whatever limit L's allocator enforces);
+ * no C memory is held across a call that can raise.
  */
 #ifndef MM_CONV_H
 #define MM_CONV_H
@@ -88,10 +94,39 @@
 /* Longest attribute path written into an error message. */
 #define MM_CONV_PATH_MAX 384
 
-/* Installs the metatables and weak tables in L's registry, and wraps the
- * global setmetatable (see above). Call once per state, in protected
- * mode. [-0, +0, m] */
-void mm_conv_open(lua_State *L);
+/*
+ * Freed tables. The origin map must hear of every table Lua frees: by
+ * the lua_Alloc contract Lua allocates a table with osize LUA_TTABLE and
+ * frees it with the size it got, which mm_conv_open learns once. An
+ * allocator can report frees itself: its owner keeps an mm_conv_frees_t
+ * (zeroed; only conv writes it; valid until lua_close returns), passes
+ * it to mm_conv_open, and the allocator calls mm_conv_freed for every
+ * block it frees (nsize 0), with the osize Lua gave. Otherwise conv puts
+ * an allocator of its own in front of L's, which costs one more call per
+ * allocation.
+ */
+typedef struct mm_conv_frees {
+  size_t tsize; /* private: the size of a table's block */
+  void *st;     /* private: conv's state while L is open, else NULL */
+} mm_conv_frees_t;
+
+/* Called by an allocator that reports frees (see above); a block of a
+ * table's size makes conv drop that address's origin (other objects of
+ * that size cost one failed lookup). [-0, +0, -]: no Lua calls. */
+void mm_conv_forget(void *st, const void *ptr);
+static inline void mm_conv_freed(const mm_conv_frees_t *f, const void *ptr, size_t osize) {
+  if (osize == f->tsize && f->st) mm_conv_forget(f->st, ptr);
+}
+
+/* Installs conv's state, metatable and origin map in L's registry and
+ * wraps the global setmetatable (see above). Freed tables: with frees
+ * NULL, puts conv's allocator in front of L's (lua_setallocf: every
+ * request goes on to L's allocator unchanged; conv only looks at frees);
+ * else L's allocator reports them to frees (see mm_conv_frees_t). Change
+ * L's allocator no more after this; lua_close hands the original back
+ * (or detaches frees) before it frees any object, through a __gc of
+ * conv's state. Call once per state, in protected mode. [-0, +0, m] */
+void mm_conv_open(lua_State *L, mm_conv_frees_t *frees);
 
 /* Makes doc the document that following pushes read (borrowed until the
  * next call), and invalidates lazy tables of earlier documents. doc NULL

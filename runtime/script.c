@@ -109,6 +109,7 @@ typedef struct pool {
 struct mm_script {
   lua_State *L;
   pool_t pool;              /* the allocator's small blocks */
+  mm_conv_frees_t frees;    /* l_alloc reports freed blocks to conv there */
   mm_def_t def;
   char chunk[128];          /* base name of the script: "decode.lua" */
   char *dir;                /* the script's directory (owned) */
@@ -294,11 +295,14 @@ static void block_free(pool_t *p, void *ptr, size_t old) {
  * the identical request; if that retry succeeds the refusal did no harm,
  * otherwise (refused again, or no retry came) Lua raised a memory error,
  * and ceiling_hit records it so that a script's own pcall cannot hide it.
+ * Every free is reported to conv (mm_conv_freed: its origin map forgets a
+ * collected table), which spares conv wrapping this allocator.
  */
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   mm_script_t *s = ud;
   size_t old = ptr ? osize : 0;   /* for new objects osize is a type tag */
   if (nsize == 0) {
+    mm_conv_freed(&s->frees, ptr, old);
     block_free(&s->pool, ptr, old);
     s->used -= old;
     return NULL;
@@ -1003,7 +1007,7 @@ static int open_sandbox(lua_State *L) {
   lua_setfield(L, -2, "murmur.core");
   lua_pop(L, 2);
 
-  mm_conv_open(L);  /* after base: it wraps the global setmetatable */
+  mm_conv_open(L, &s->frees);  /* after base: it wraps the global setmetatable */
   lua_getglobal(L, "setmetatable");
   lua_pushcclosure(L, l_setmetatable, 1);
   lua_setglobal(L, "setmetatable");

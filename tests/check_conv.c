@@ -36,18 +36,21 @@ extern int luaopen_cjson(lua_State *L);
 
 /* An allocator that can fail every allocation from the fail_after-th on
  * (growth only: Lua assumes shrinking never fails) and counts bytes in
- * use, so a test can see that lua_close returned everything. */
+ * use, so a test can see that lua_close returned everything; with frees
+ * set it reports freed blocks to conv itself (mm_conv_freed). */
 typedef struct alloc_ctl {
   long fail_after; /* -1: never fail */
   long count;
   long failures;
   size_t in_use;
+  mm_conv_frees_t *frees;
 } alloc_ctl_t;
 
 static void *test_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   alloc_ctl_t *a = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
+    if (a->frees) mm_conv_freed(a->frees, ptr, old);
     free(ptr);
     a->in_use -= old;
     return NULL;
@@ -161,7 +164,7 @@ static int setup_state(lua_State *L) {
   luaL_openlibs(L);
   luaL_requiref(L, "cjson", luaopen_cjson, 1);
   lua_pop(L, 1);
-  mm_conv_open(L);
+  mm_conv_open(L, NULL);
   if (luaL_dostring(L, HELPERS_LUA) != LUA_OK) lua_error(L);
   return 0;
 }
@@ -306,6 +309,18 @@ static const conv_case_t CASES[] = {
     {"M empty", "{\"M\":{}}", "{}"},
     {"M duplicate key: last wins", "{\"M\":{\"a\":{\"N\":\"1\"},\"a\":{\"N\":\"2\"}}}", "{\"a\"=2}"},
     {"M escaped key", "{\"M\":{\"k\\u00e9y\":{\"N\":\"1\"}}}", "{\"k\\xc3\\xa9y\"=1}"},
+    {"M names the name cache must tell apart",
+     "{\"M\":{\"abcdefghijklmnopq\":{\"N\":\"1\"},\"abcdefghXjklmnopq\":{\"N\":\"2\"},"
+     "\"abcdefgh12345678\":{\"N\":\"3\"},\"abcdefgh12345679\":{\"N\":\"4\"},"
+     "\"aba\":{\"N\":\"5\"},\"abb\":{\"N\":\"6\"},\"a\":{\"N\":\"7\"},\"\":{\"N\":\"8\"},"
+     "\"abcd\":{\"N\":\"9\"},\"abce\":{\"N\":\"10\"},\"a\\u0062\":{\"N\":\"11\"},"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\":{\"N\":\"12\"},"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\":{\"N\":\"13\"},"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxyxxxxxxxxxxxxxxx\":{\"N\":\"14\"}}}",
+     "{\"\"=8,\"a\"=7,\"ab\"=11,\"aba\"=5,\"abb\"=6,\"abcd\"=9,\"abcdefgh12345678\"=3,"
+     "\"abcdefgh12345679\"=4,\"abcdefghXjklmnopq\"=2,\"abcdefghijklmnopq\"=1,\"abce\"=10,"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"=13,\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"=12,"
+     "\"xxxxxxxxxxxxxxxxxxxxxxxxyxxxxxxxxxxxxxxx\"=14}"},
     {"M not an object", "{\"M\":[]}", "error:v: expected an object in M"},
     {"L", "{\"L\":[{\"S\":\"a\"},{\"N\":\"1.5\"},{\"NULL\":true},{\"BOOL\":false}]}",
      "[\"a\",1.5,null,false]"},
@@ -333,6 +348,9 @@ static const conv_case_t CASES[] = {
     {"unknown type key, even null", "{\"S\":\"a\",\"Q\":null}",
      "error:v: unknown AttributeValue type \"Q\""},
     {"lower-case type", "{\"s\":\"a\"}", "error:v: unknown AttributeValue type \"s\""},
+    {"unknown two-letter type", "{\"XS\":[\"a\"]}", "error:v: unknown AttributeValue type \"XS\""},
+    {"one type, null", "{\"S\":null}", "error:v: AttributeValue has no type"},
+    {"one set type, null", "{\"NS\":null}", "error:v: AttributeValue has no type"},
     {"two types", "{\"S\":\"a\",\"N\":\"1\"}",
      "error:v: AttributeValue has more than one type (S and N)"},
     {"escaped type key", "{\"\\u0053\":\"x\"}", "\"x\""},
@@ -690,6 +708,14 @@ static void add_test_globals(lua_State *L) {
   lua_register(L, "decimal", l_decimal);
 }
 
+/* Pushes a fresh record table for the first record of the current
+ * document (global fresh() for the origin map tests). */
+static int l_fresh(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, lua_upvalueindex(1));
+  mm_conv_push_record(L, mm_json_get(doc, 0, "Records", 7) + 1);
+  return 1;
+}
+
 static const char *ORDER_EVENT =
     "{\"Records\":[{\"eventID\":\"e1\",\"eventName\":\"MODIFY\",\"eventVersion\":\"1.1\","
     "\"eventSource\":\"aws:dynamodb\",\"awsRegion\":\"eu-west-1\","
@@ -1037,6 +1063,9 @@ START_TEST(test_view) {
           "assert(view_is(rec, 'eventName', 'REMOVE'))\n"
           "assert(view(n.l, 1) == 'fail' and view(n, 'l', 'x') == 'fail')  -- a list\n"
           "assert(view(setmetatable({}, {}), 'x') == 'fail')      -- a metatable of its own\n"
+          "local full = setmetatable(n, {__index = function() return 'dflt' end})\n"
+          "assert(not is_lazy(full) and kind(full) == 'M')\n"
+          "assert(view(full, 'nope') == 'fail')                   -- converted, then given one\n"
           "w, a = view({x = 5}, 'x'); assert(w == 'lua' and a == 5)\n"
           "assert(view({}, 'x') == 'nil' and view('s', 'x') == 'fail' and view({}, 1) == 'fail')\n"
           "keep = d.Keys\n");
@@ -1192,12 +1221,15 @@ START_TEST(test_lazy_big_map) {
           "local m = rec.dynamodb.NewImage\n"
           "assert(m.k65 == 65.5 and m.k3 == 3.5 and is_lazy(m))\n"
           "assert(rawget(m, 'k4') == nil and decimal(m, 'k4') == '4.5')\n"
+          "assert(decimal(m, 'k65') == '65.5' and kind(m) == 'M')\n"
           "m.k3 = nil\n"
           "m.k70 = 'w'\n"
           "assert(m.k3 == nil and m.k70 == 'w' and m.k71 == nil)\n"
+          "assert(decimal(m, 'k3') == nil and decimal(m, 'k70') == nil)\n"
           "for i = 1, 69 do local _ = m['k' .. i] end\n"
           "assert(not is_lazy(m))             -- every member done\n"
           "assert(m.k3 == nil and m.k70 == 'w' and m.k69 == 69.5)\n"
+          "assert(decimal(m, 'k4') == '4.5' and decimal(m, 'k3') == nil and kind(m) == 'M')\n"
           "local c = 0\n"
           "for _ in pairs(m) do c = c + 1 end\n"
           "assert(c == 69)\n"
@@ -1212,6 +1244,30 @@ START_TEST(test_lazy_big_map) {
           "local c = 0\n"
           "for _ in pairs(m) do c = c + 1 end\n"
           "assert(c == 69 and not is_lazy(m) and m.k31 == nil and m.k1 == 1.5)\n");
+  /* many of them, partly converted or complete, then collected: tables
+   * that get their memory are not taken for them */
+  lua_pushlightuserdata(L, &ld.doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
+  LUA_OK_(L,
+          "local keep = {}\n"
+          "for i = 1, 300 do\n"
+          "  local m = fresh().dynamodb.NewImage\n"
+          "  assert(m.k5 == 5.5)\n"
+          "  if i % 2 == 0 then m.k6 = nil; for _ in pairs(m) do end end\n"
+          "  keep[i] = m\n"
+          "end\n"
+          "for i = 1, 300 do\n"
+          "  local m = keep[i]\n"
+          "  assert(decimal(m, 'k7') == '7.5' and kind(m) == 'M' and is_lazy(m) == (i % 2 == 1))\n"
+          "  assert(decimal(m, 'k6') == (i % 2 == 1 and '6.5' or nil))\n"
+          "end\n"
+          "keep = nil\n"
+          "collectgarbage(); collectgarbage()\n"
+          "for i = 1, 3000 do\n"
+          "  local t = {k7 = 7.5, k5 = 5.5}\n"
+          "  assert(kind(t) == nil and decimal(t, 'k7') == nil and decimal(t, 'k5') == nil)\n"
+          "end\n");
   unload(L, &ld);
   lua_close(L);
 }
@@ -1230,6 +1286,9 @@ START_TEST(test_lazy_full_views) {
           "table.sort(keys)\n"
           "assert(table.concat(keys, ',') == "
           "'address,big,customer_id,empty,id,items,nums,tags,total', table.concat(keys, ','))\n"
+          "local f = pairs(rec.dynamodb.Keys)              -- the iterator checks its arguments\n"
+          "assert(not pcall(f, 5) and not pcall(f) and f(rec.dynamodb.Keys) == 'id')\n"
+          "assert(f(rec.dynamodb.Keys, nil, 'extra') == 'id' and f(rec.dynamodb.Keys, 'id') == nil)\n"
           "local items = n.items\n"
           "assert(is_lazy(items))\n"
           "assert(#items == 2 and not is_lazy(items))\n"
@@ -1303,16 +1362,6 @@ START_TEST(test_lazy_writes) {
   lua_close(L);
 }
 END_TEST
-
-/* Lazy tables of an earlier document raise a clear error; filled ones
- * stay readable. */
-/* Pushes a fresh record table for the first record of the current
- * document (global fresh() for the origin cache test). */
-static int l_fresh(lua_State *L) {
-  const mm_json_doc_t *doc = lua_touserdata(L, lua_upvalueindex(1));
-  mm_conv_push_record(L, mm_json_get(doc, 0, "Records", 7) + 1);
-  return 1;
-}
 
 /* Many lazy tables alive at once (the origin map grows several times)
  * and tables collected and their addresses reused: every table keeps its
@@ -1395,6 +1444,86 @@ START_TEST(test_origin_map_shrinks) {
 }
 END_TEST
 
+/* Origins are exact: a converted table that is collected takes its
+ * origin with it, so a table that later gets its memory (the allocator
+ * hands freed blocks out again at once) is not taken for it. Each round
+ * converts lazy and complete containers of every kind, drops them, and
+ * then plain tables holding the event's numbers must be unknown to conv;
+ * so must a converted one of the other document, and new converted ones
+ * must have their own origins. */
+START_TEST(test_reused_addresses) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  lua_pushlightuserdata(L, &ld.doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
+  static const char *const ROUND =
+      "local keep = {}\n"
+      "for i = 1, 500 do\n"
+      "  local r = fresh()\n"
+      "  local n = r.dynamodb.NewImage\n"
+      "  local items, addr = n.items, n.address\n"
+      "  keep[#keep + 1] = r\n"
+      "  keep[#keep + 1] = items[1]\n"
+      "  keep[#keep + 1] = addr.geo\n"
+      "  if i % 2 == 0 then materialize(r) end  -- complete, or left lazy\n"
+      "end\n"
+      "keep = nil\n"
+      "collectgarbage(); collectgarbage()\n"
+      "local plain = {}\n"
+      "for i = 1, 20000 do\n"
+      "  local t = {total = 19.99, qty = 2, 1.1, 59.9}\n"
+      "  if kind(t) ~= nil or decimal(t, 'total') ~= nil or decimal(t, 'qty') ~= nil\n"
+      "     or decimal(t, 1) ~= nil or decimal(t, 2) ~= nil then\n"
+      "    error('plain table ' .. i .. ' taken for ' .. tostring(kind(t)))\n"
+      "  end\n"
+      "  plain[i] = t\n"
+      "end\n"
+      "plain = nil\n"
+      "collectgarbage()\n"
+      "for i = 1, 200 do\n"
+      "  local n = fresh().dynamodb.NewImage\n"
+      "  assert(kind(n) == 'M' and decimal(n, 'total') == '19.99')\n"
+      "  assert(kind(n.nums) == 'NS' and decimal(n.nums, 1) == '1.10')\n"
+      "  assert(kind(n.address.geo) == 'L' and decimal(n.address.geo, 1) == '59.9')\n"
+      "  assert(decimal(n.items[2], 'qty') == '1' and kind(n.tags) == 'SS')\n"
+      "end\n";
+  for (int round = 0; round < 3; round++) LUA_OK_(L, ROUND);
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* Within one document the origin map holds the tables alive, not every
+ * table ever converted: converting and dropping many containers keeps the
+ * heap (which holds the map) small. */
+START_TEST(test_origin_map_bounded) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ORDER_EVENT);
+  lua_pushlightuserdata(L, &ld.doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
+  LUA_OK_(L,
+          "collectgarbage()\n"
+          "local base = collectgarbage('count')\n"
+          "for i = 1, 8000 do\n"
+          "  materialize(fresh())                    -- 13 converted tables\n"
+          "  if i % 500 == 0 then collectgarbage() end\n"
+          "end\n"
+          "collectgarbage()\n"
+          "local grown = collectgarbage('count') - base\n"
+          "assert(grown < 1024, string.format('heap grew by %.0f KB', grown))\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
+/* Lazy tables of an earlier document raise a clear error; filled ones
+ * stay readable. */
 START_TEST(test_stale) {
   lua_State *L = new_state(NULL);
   add_test_globals(L);
@@ -1413,6 +1542,7 @@ START_TEST(test_stale) {
       "return keep_old.total", "return #keep_items", "for _ in pairs(keep_old) do end",
       "keep_old.x = 1", "return keep_items[1]", "return materialize(keep_old)",
       "return keep_old.nope", "return keep_rec.eventID", "return keep_rec.dynamodb.SizeBytes",
+      "setmetatable(keep_items, {})",
   };
   for (size_t i = 0; i < sizeof stale_tests / sizeof stale_tests[0]; i++) {
     char *e = run_lua(L, stale_tests[i]);
@@ -1718,7 +1848,7 @@ static void alloc_run(const char *fixture) {
   long n;
   int succeeded = 0;
   for (n = 0; n < 20000 && !succeeded; n++) {
-    alloc_ctl_t ctl = {-1, 0, 0, 0};
+    alloc_ctl_t ctl = {-1, 0, 0, 0, NULL};
     lua_State *L = new_state(&ctl);
     ck_assert_int_eq(luaL_loadstring(L, TOUCHER), LUA_OK);
     lua_call(L, 0, 1); /* toucher */
@@ -1746,6 +1876,70 @@ static void alloc_run(const char *fixture) {
   mm_json_free(&doc);
   free(text);
 }
+
+/* Protected: mm_conv_open(L, frees at argument 1 or NULL). */
+static int open_body(lua_State *L) {
+  mm_conv_open(L, (mm_conv_frees_t *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* mm_conv_open failing at each of its allocations, then called again on
+ * the same state (after a full collection, which runs the failed state's
+ * __gc, or at once): the second one works, origins are exact (freed
+ * tables are heard of, through conv's allocator or one that reports),
+ * and lua_close returns every byte. */
+START_TEST(test_open_failure) {
+  for (int reporting = 0; reporting < 2; reporting++) {
+    int failures = 0, done = 0;
+    for (long n = 0; n < 1000 && !done; n++) {
+      mm_conv_frees_t frees = {0, NULL};
+      alloc_ctl_t ctl = {-1, 0, 0, 0, reporting ? &frees : NULL};
+      lua_State *L = lua_newstate(test_alloc, &ctl);
+      ck_assert_ptr_nonnull(L);
+      luaL_openlibs(L);
+      ctl.fail_after = n;
+      ctl.count = 0;
+      lua_pushcfunction(L, open_body);
+      lua_pushlightuserdata(L, reporting ? &frees : NULL);
+      int rc = lua_pcall(L, 1, 0, 0);
+      ctl.fail_after = -1;
+      if (rc == LUA_OK) {
+        done = 1;
+      } else {
+        failures++;
+        lua_pop(L, 1);
+        if (n % 2 == 0) lua_gc(L, LUA_GCCOLLECT);
+        lua_pushcfunction(L, open_body);
+        lua_pushlightuserdata(L, reporting ? &frees : NULL);
+        ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+        lua_gc(L, LUA_GCCOLLECT);
+      }
+      add_test_globals(L);
+      loaded_t ld;
+      load_event(L, &ld, ORDER_EVENT);
+      lua_pushlightuserdata(L, &ld.doc);
+      lua_pushcclosure(L, l_fresh, 1);
+      lua_setglobal(L, "fresh");
+      LUA_OK_(L,
+              "local keep = {}\n"
+              "for i = 1, 50 do keep[i] = fresh().dynamodb.NewImage.nums end\n"
+              "keep = nil\n"
+              "collectgarbage(); collectgarbage()\n"
+              "for i = 1, 200 do\n"
+              "  local t = {1.1}\n"
+              "  assert(kind(t) == nil and decimal(t, 1) == nil)\n"
+              "end\n"
+              "assert(decimal(fresh().dynamodb.NewImage.nums, 1) == '1.10')\n");
+      unload(L, &ld);
+      lua_close(L);
+      ck_assert_msg(ctl.in_use == 0, "%zu bytes leaked at n=%ld", ctl.in_use, n);
+      ck_assert_ptr_null(frees.st);
+    }
+    ck_assert(done);
+    ck_assert_int_gt(failures, 10);
+  }
+}
+END_TEST
 
 START_TEST(test_alloc_failure) {
   alloc_run("go-dynamodb-event.json");
@@ -1779,6 +1973,8 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_stale);
   tcase_add_test(tc, test_lazy_many_tables);
   tcase_add_test(tc, test_origin_map_shrinks);
+  tcase_add_test(tc, test_reused_addresses);
+  tcase_add_test(tc, test_origin_map_bounded);
   tcase_add_test(tc, test_decimal);
   tcase_add_test(tc, test_kind);
   suite_add_tcase(s, tc);
@@ -1787,6 +1983,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_record_shape);
   tcase_add_test(tc, test_materialize_cycles);
   tcase_add_test(tc, test_alloc_failure);
+  tcase_add_test(tc, test_open_failure);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -44,7 +44,7 @@ static int setup_state(lua_State *L) {
   lua_pushstring(L, MM_SOURCE_LUA_DIR "/?.lua");
   lua_setfield(L, -2, "path");
   lua_pop(L, 1);
-  mm_conv_open(L);
+  mm_conv_open(L, NULL);
   if (luaL_dostring(L, "murmur = require 'murmur'; core = require 'murmur.core'") != LUA_OK)
     lua_error(L);
   return 0;
@@ -212,6 +212,34 @@ static const mcase_t CORE_CASES[] = {
 
 START_TEST(test_core) {
   run_cases(CORE_CASES, sizeof CORE_CASES / sizeof CORE_CASES[0]);
+}
+END_TEST
+
+/* murmur.decimal of a plain table that got the memory of a collected
+ * converted one is the number's own text, not the event's. */
+START_TEST(test_decimal_reused_address) {
+  static char img[8000];
+  size_t n = (size_t)snprintf(img, sizeof img, "{\"l\":{\"L\":[");
+  for (int i = 0; i < 250; i++)
+    n += (size_t)snprintf(img + n, sizeof img - n, "%s{\"M\":{\"t\":{\"N\":\"1.50\"}}}",
+                          i ? "," : "");
+  n += (size_t)snprintf(img + n, sizeof img - n, "]}}");
+  ck_assert(n < sizeof img);
+  const mcase_t c = {
+      "decimal at a reused address", "INSERT", NULL, img, NULL,
+      "local o = rec.dynamodb.NewImage\n"
+      "local l = o.l\n"
+      "for i = 1, #l do\n"
+      "  assert(murmur.decimal(l[i], 't') == '1.50' and l[i].t == 1.5)\n"
+      "  assert(murmur.decimal(l[i], 't') == '1.50' and core.kind(l[i]) == 'M')\n"
+      "end\n"
+      "o.l, l = nil, nil\n"
+      "collectgarbage(); collectgarbage()\n"
+      "for i = 1, 2000 do\n"
+      "  local t = {t = 1.5}\n"
+      "  assert(murmur.decimal(t, 't') == '1.5' and core.kind(t) == nil, i)\n"
+      "end\n"};
+  run_cases(&c, 1);
 }
 END_TEST
 
@@ -955,6 +983,7 @@ static Suite *murmur_suite(void) {
   Suite *s = suite_create("murmur");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_core);
+  tcase_add_test(tc, test_decimal_reused_address);
   suite_add_tcase(s, tc);
   tc = tcase_create("helpers");
   tcase_add_test(tc, test_changed);

@@ -589,6 +589,40 @@ START_TEST(record_value_reads_image) {
 }
 END_TEST
 
+/* The allocator tells conv of freed tables (mm_conv_freed): a plain
+ * table that gets the memory of a collected converted one is not taken
+ * for it, so murmur.decimal gives the number's own text. */
+START_TEST(record_decimal_at_reused_address) {
+  load_ok(PIPE("count",
+               "    local murmur = require 'murmur'\n"
+               "    local o = rec.dynamodb.NewImage\n"
+               "    local l = o.l\n"
+               "    for i = 1, #l do\n"
+               "      assert(l[i].t == 1.5 and murmur.decimal(l[i], 't') == '1.50')\n"
+               "    end\n"
+               "    o.l, l = nil, nil\n"
+               "    collectgarbage(); collectgarbage()\n"
+               "    for i = 1, 2000 do\n"
+               "      local t = {t = 1.5}\n"
+               "      local d = murmur.decimal(t, 't')\n"
+               "      if d ~= '1.5' then error('plain table ' .. i .. ': ' .. d) end\n"
+               "    end\n"
+               "    return 1",
+               "  key = function(v) return 'k' end,"));
+  static char img[8000];
+  size_t n = (size_t)snprintf(img, sizeof img, "\"l\":{\"L\":[");
+  for (int i = 0; i < 250; i++)
+    n += (size_t)snprintf(img + n, sizeof img - n, "%s{\"M\":{\"t\":{\"N\":\"1.50\"}}}",
+                          i ? "," : "");
+  n += (size_t)snprintf(img + n, sizeof img - n, "]}");
+  ck_assert(n < sizeof img);
+  event("INSERT", img);
+  mm_outcome_t out;
+  run_value(0, &out);
+  mm_outcome_free(&out);
+}
+END_TEST
+
 START_TEST(record_poison_has_line_and_traceback) {
   load_ok(PIPE("count", "    local o = rec.dynamodb.NewImage\n"
                         "    if not o.customer then error('order without customer') end\n"
@@ -1763,6 +1797,7 @@ static Suite *script_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, record_skip_on_nil);
   tcase_add_test(tc, record_value_reads_image);
+  tcase_add_test(tc, record_decimal_at_reused_address);
   tcase_add_test(tc, record_poison_has_line_and_traceback);
   tcase_add_test(tc, record_poison_without_position_uses_stack);
   tcase_add_test(tc, record_error_in_key_function);
