@@ -420,6 +420,40 @@ START_TEST(additive_deltas_coalesced) {
 }
 END_TEST
 
+/* Keys of every length from 1 to 37 bytes (each of the batch hash's read
+ * paths: under 4, under 8, whole and partial 8-byte blocks), nine or so
+ * contributions each: one merge per key, each with every contribution. */
+START_TEST(coalescing_keys_of_every_length) {
+  make("return { aggregate='sum',\n"
+       "  decode=function(r) return r.dynamodb.NewImage end,\n"
+       "  key=function(o) return string.rep('k', #o.cust) end,\n"
+       "  value=function(o) return o.total end }\n",
+       0);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  int count[38] = {0};
+  for (int i = 0; i < 333; i++) {
+    int len = 1 + i % 37;
+    char cust[40];
+    memset(cust, 'c', (size_t)len);
+    cust[len] = '\0';
+    add_rec(&b, i, cust, "0.1", 100);
+    count[len]++;
+  }
+  ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->merges, 37);
+  for (int len = 1; len <= 37; len++) {
+    char key[40], want[32];
+    memset(key, 'k', (size_t)len);
+    key[len] = '\0';
+    snprintf(want, sizeof want, "0=%d.%d;", count[len] / 10, count[len] % 10);
+    if (count[len] % 10 == 0) snprintf(want, sizeof want, "0=%d;", count[len] / 10);
+    ck_assert_str_eq(rows(key), want);
+  }
+  mm_buf_free(&b);
+}
+END_TEST
+
 START_TEST(coalesced_failure_reports_every_contributor) {
   cfg.max_attempts = 1;
   make(SUM_SCRIPT, 0);
@@ -738,6 +772,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, permanent_failures_are_not_retried);
   tcase_add_test(tc, unknown_outcome_is_metered_and_retried);
   tcase_add_test(tc, additive_deltas_coalesced);
+  tcase_add_test(tc, coalescing_keys_of_every_length);
   tcase_add_test(tc, coalesced_failure_reports_every_contributor);
   tcase_add_test(tc, deadline_margin_reports_unstarted_records);
   tcase_add_test(tc, deadline_stops_retries);
