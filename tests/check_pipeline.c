@@ -533,6 +533,74 @@ START_TEST(document_switch_out_of_memory_fails_the_invocation) {
 }
 END_TEST
 
+extern long mm_arena_fail_countdown; /* arena.c's allocation-failure knob */
+
+/* The batch arena running out of memory at every point of a run (records,
+ * ids, key copies, merge plan, store batch): a record is either applied or
+ * reported, never lost, and the next run works. Every record adds 2^i to
+ * one 2,000-byte key, so the row says exactly which were applied. */
+START_TEST(batch_arena_out_of_memory_loses_nothing) {
+  make("return { aggregate='sum',\n"
+       "  decode=function(r) return r.dynamodb.NewImage end,\n"
+       "  key=function(o) return string.rep('k', 2000) end,\n"
+       "  value=function(o) return o.total end }\n",
+       0);
+  char key[2001];
+  memset(key, 'k', 2000);
+  key[2000] = '\0';
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  for (int i = 0; i < 20; i++) {
+    char total[16];
+    snprintf(total, sizeof total, "%d", 1 << i);
+    add_rec(&b, i, "a", total, 100);
+  }
+  event_of(&b);
+  int failed_runs = 0, reached = 1;
+  for (int fail_at = 1; reached; fail_at++) {
+    mm_pipeline_destroy(pl); /* a fresh arena: its first chunks are counted */
+    pl = NULL;
+    make("return { aggregate='sum',\n"
+         "  decode=function(r) return r.dynamodb.NewImage end,\n"
+         "  key=function(o) return string.rep('k', 2000) end,\n"
+         "  value=function(o) return o.total end }\n",
+         0);
+    mm_result_t res;
+    mm_invoke_t inv = {.event = b.data, .len = b.len, .request_id = "oom"};
+    mm_arena_fail_countdown = fail_at;
+    int rc = mm_pipeline_run(pl, &inv, &res);
+    reached = mm_arena_fail_countdown < 0;
+    mm_arena_fail_countdown = 0;
+    failed_runs += reached;
+    long long want = 0;
+    if (rc != 0) {
+      /* out of memory before any record could be kept: the whole batch */
+      ck_assert_str_eq(res.error_type, "Runtime.OutOfMemory");
+      ck_assert_str_eq(rows(key), "");
+    } else {
+      for (int i = 0; i < 20; i++) {
+        char seq[32];
+        snprintf(seq, sizeof seq, "\"%021d\"", 100 + i);
+        if (!strstr(res.response, seq)) want += 1LL << i; /* not reported: applied */
+      }
+      char row[64];
+      snprintf(row, sizeof row, want ? "0=%lld;" : "", want);
+      ck_assert_msg(strcmp(rows(key), row) == 0, "fail_at %d: row %s, unreported %s",
+                    fail_at, rows(key), row);
+    }
+    mm_result_free(&res);
+    /* and the pipeline goes on */
+    ck_assert_str_eq(run(b.data), "{\"batchItemFailures\":[]}");
+    char row[64];
+    snprintf(row, sizeof row, "0=%lld;", want + (1LL << 20) - 1);
+    ck_assert_str_eq(rows(key), row);
+  }
+  /* the records, their ids and keys, and the merge plan each ran out */
+  ck_assert_int_ge(failed_runs, 3);
+  mm_buf_free(&b);
+}
+END_TEST
+
 START_TEST(not_json_is_an_invocation_error) {
   make(SUM_SCRIPT, 0);
   const char *bad[] = {"not json", "{\"Records\":[", "[1,2]", "{\"foo\":1}",
@@ -780,6 +848,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, runaway_decode_is_poison_under_the_watchdog);
   tcase_add_test(tc, not_json_is_an_invocation_error);
   tcase_add_test(tc, document_switch_out_of_memory_fails_the_invocation);
+  tcase_add_test(tc, batch_arena_out_of_memory_loses_nothing);
   tcase_add_test(tc, record_without_ids_is_a_poison_pill);
   tcase_add_test(tc, tumbling_window_state_is_returned);
   tcase_add_test(tc, duplicate_event_ids_in_one_batch_apply_once_with_dedup);
