@@ -51,6 +51,27 @@ void mm_dec_from_int(mm_dec_t *out, int64_t v);
 int mm_dec_add(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err);
 int mm_dec_sub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err);
 
+/* A running exact sum of many decimals (a batch's deltas for one key).
+ * While the sum and each addend fit 18 digits at a common exponent the sum
+ * is a 64-bit coefficient, so an addition costs no digit array; past that
+ * it is an mm_dec_t summed with mm_dec_add. Each step succeeds or fails
+ * exactly as mm_dec_add on the sum so far would (more than 38 digits, out
+ * of range), and a failed step leaves the sum as it was. A plain struct,
+ * nothing to free. */
+typedef struct mm_dec_acc {
+  int small;         /* 1: the sum is coef * 10^exp */
+  int exp;
+  int64_t coef;      /* |coef| < 10^18 */
+  mm_dec_t big;      /* the sum when !small */
+} mm_dec_acc_t;
+
+/* Starts the sum at first (a valid decimal, e.g. from mm_dec_parse). */
+void mm_dec_acc_init(mm_dec_acc_t *acc, const mm_dec_t *first);
+/* acc += x. MM_EINVAL as mm_dec_add; acc is then unchanged. */
+int mm_dec_acc_add(mm_dec_acc_t *acc, const mm_dec_t *x, mm_err_t *err);
+/* The sum so far. */
+void mm_dec_acc_get(const mm_dec_acc_t *acc, mm_dec_t *out);
+
 /* -1, 0, 1 (exact; -0 == 0). */
 int mm_dec_cmp(const mm_dec_t *a, const mm_dec_t *b);
 
