@@ -70,10 +70,17 @@ typedef struct rec {
   char *poison;            /* owned: why decode failed (REC_POISON) */
 } rec_t;
 
+/* A coalesced op's delta: the first contribution's, its number summed
+ * in acc (64-bit while it fits) and written back once the plan is built. */
+typedef struct coal {
+  mm_delta_t d;
+  mm_dec_acc_t acc;
+} coal_t;
+
 /* One store op and the (record, key) pairs it carries. */
 typedef struct op {
-  const mm_delta_t *delta; /* the first contribution's, or sum once coalesced */
-  mm_delta_t *sum;         /* batch arena: the coalesced sum, NULL until then */
+  const mm_delta_t *delta; /* the first contribution's, or &sum->d once coalesced */
+  coal_t *sum;             /* batch arena: the coalesced sum, NULL until then */
   size_t first_ref, nrefs; /* into the refs array */
   int final;               /* 0 pending, 1 applied, else failure status - 1 */
 } op_t;
@@ -675,20 +682,24 @@ static int plan_build(mm_pipeline_t *p, rec_t *recs, size_t n, merge_plan_t *pl)
         op_start(pl, last_ref, pl->nops++, ri, &r->delta);
         continue;
       }
+      /* Coalescing as mm_delta_coalesce does it (both deltas of this
+       * additive aggregate, numbers, summed exactly with each step's
+       * limits), with a running sum instead of one mm_dec_add each. */
       op_t *o = &pl->ops[oi];
       mm_err_t e;
-      int apart = !o->delta->v.is_num || !r->delta.v.is_num; /* coalescing refuses these */
+      int apart = !o->delta->v.is_num || !r->delta.v.is_num;
       if (!apart && !o->sum) {
         /* The op's own sum, from its first (numeric: nothing to own)
          * contribution. */
         if (!(o->sum = mm_arena_alloc(a, sizeof *o->sum))) return MM_ENOMEM;
-        *o->sum = *o->delta;
-        o->sum->v.str = NULL;
-        o->sum->members = NULL;
-        o->sum->nmembers = 0;
-        o->delta = o->sum;
+        o->sum->d = *o->delta;
+        o->sum->d.v.str = NULL;
+        o->sum->d.members = NULL;
+        o->sum->d.nmembers = 0;
+        mm_dec_acc_init(&o->sum->acc, &o->delta->v.num);
+        o->delta = &o->sum->d;
       }
-      if (apart || mm_delta_coalesce(o->sum, &r->delta, &e)) {
+      if (apart || mm_dec_acc_add(&o->sum->acc, &r->delta.v.num, &e)) {
         /* e.g. a sum beyond 38 digits: keep this contribution apart */
         op_start(pl, last_ref, pl->nops++, ri, &r->delta);
         continue;
@@ -698,11 +709,14 @@ static int plan_build(mm_pipeline_t *p, rec_t *recs, size_t n, merge_plan_t *pl)
       o->nrefs++;
     }
   }
-  /* Second pass: lay each op's refs out contiguously. */
+  /* Second pass: lay each op's refs out contiguously, and write each
+   * coalesced sum into its delta. */
   pl->refs = mm_arena_alloc(a, pl->nrefs * sizeof *pl->refs);
   if (!pl->refs) return MM_ENOMEM;
   size_t pos = 0;
   for (size_t o = 0; o < pl->nops; o++) {
+    coal_t *sum = pl->ops[o].sum;
+    if (sum) mm_dec_acc_get(&sum->acc, &sum->d.v.num);
     size_t start = pos;
     for (size_t ri = pl->ops[o].first_ref; ri != (size_t)-1; ri = next_ref[ri])
       pl->refs[pos++] = refs[ri];

@@ -454,6 +454,32 @@ START_TEST(coalescing_keys_of_every_length) {
 }
 END_TEST
 
+/* Coalesced sums stay exact past 64 bits (18-digit deltas), and a
+ * contribution that would take a coalesced sum out of DynamoDB's range is
+ * kept apart: its own merge then fails and only its record is reported. */
+START_TEST(coalescing_limits) {
+  cfg.max_attempts = 1;
+  make(SUM_SCRIPT, 0);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  add_rec(&b, 1, "big", "999999999999999999", 100);
+  add_rec(&b, 2, "edge", "9E+125", 100);
+  add_rec(&b, 3, "big", "999999999999999999", 100);
+  add_rec(&b, 4, "edge", "9E+125", 100);
+  add_rec(&b, 5, "big", "0.000000000000000001", 100);
+  add_rec(&b, 6, "edge", "1E+125", 100);
+  add_rec(&b, 7, "edge", "-2E+125", 100);
+  ck_assert_str_eq(run(event_of(&b)),
+                   "{\"batchItemFailures\":[{\"itemIdentifier\":\"000000000000000000104\"}]}");
+  /* big: one op. edge: 2 and 7 coalesced (6 came between: 9E+125 + 1E+125
+   * is out of range), 4 and 6 each apart; 6 then fits the row, 4 never */
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->merges, 4);
+  ck_assert_str_eq(rows("c#big"), "0=1999999999999999998.000000000000000001;");
+  ck_assert_str_eq(rows("c#edge"), "0=8E+125;");
+  mm_buf_free(&b);
+}
+END_TEST
+
 START_TEST(coalesced_failure_reports_every_contributor) {
   cfg.max_attempts = 1;
   make(SUM_SCRIPT, 0);
@@ -841,6 +867,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, unknown_outcome_is_metered_and_retried);
   tcase_add_test(tc, additive_deltas_coalesced);
   tcase_add_test(tc, coalescing_keys_of_every_length);
+  tcase_add_test(tc, coalescing_limits);
   tcase_add_test(tc, coalesced_failure_reports_every_contributor);
   tcase_add_test(tc, deadline_margin_reports_unstarted_records);
   tcase_add_test(tc, deadline_stops_retries);
