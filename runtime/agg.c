@@ -361,13 +361,17 @@ static int merge_sum(const mm_delta_t *d, const char *old, size_t old_len, mm_bu
                      mm_err_t *err) {
   if (!d->v.is_num)
     return mm_err_set(err, MM_EPERM, "%s delta is not a number", mm_agg_name(d->agg));
+  char t[MM_DEC_TEXT_MAX];
+  if (old) { /* the usual sum: text to text in 64 bits */
+    size_t n = mm_dec_add_text(old, old_len, &d->v.num, t);
+    if (n) return mm_buf_add(out, t, n);
+  }
   mm_dec_t acc = d->v.num;
   if (old) {
     mm_dec_t o;
     if (mm_dec_parse(&o, old, old_len, err)) return stored_fail(err);
     if (mm_dec_add(&acc, &o, &acc, err)) return MM_EPERM;
   }
-  char t[MM_DEC_TEXT_MAX];
   return mm_buf_add(out, t, mm_dec_format(&acc, t));
 }
 

@@ -562,6 +562,105 @@ void mm_dec_acc_get(const mm_dec_acc_t *acc, mm_dec_t *out) {
   set_from_u64(out, acc->coef < 0, m, acc->exp);
 }
 
+/* ------------------------------------------------------------------ */
+/* stored text + delta                                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every step mirrors the general path: the text is read as parse_fast
+ * reads it, the sum is exact (both sides below 10^18 after alignment), its
+ * trailing zeros move into the exponent, and it is written in
+ * mm_dec_format's plain notation, refusing what would be scientific. The
+ * range needs no check: a plain sum of at most 19 digits with the
+ * exponents seen here lies far inside it, and a zero has none.
+ */
+size_t mm_dec_add_text(const char *s, size_t len, const mm_dec_t *d, char *buf) {
+  /* the stored text */
+  size_t i = 0;
+  int aneg = 0;
+  if (i < len && (s[i] == '+' || s[i] == '-')) aneg = s[i++] == '-';
+  size_t start = i;
+  uint64_t a = 0;
+  while (i < len && (unsigned)(s[i] - '0') <= 9) a = a * 10 + (uint64_t)(s[i++] - '0');
+  size_t nint = i - start, nfrac = 0;
+  if (nint == 0) return 0;
+  if (i < len && s[i] == '.') {
+    size_t fs = ++i;
+    while (i < len && (unsigned)(s[i] - '0') <= 9) a = a * 10 + (uint64_t)(s[i++] - '0');
+    nfrac = i - fs;
+    if (nfrac == 0) return 0;
+  }
+  if (i != len || nint + nfrac > 18) return 0;
+  int ea = -(int)nfrac;
+  /* the delta */
+  if (d->ndig > 18 || !dec_shape_ok(d)) return 0;
+  uint64_t b = coef_small(d);
+  if (b == UINT64_MAX) return 0;
+  int eb = b ? d->exp : ea; /* zero: any exponent */
+  /* align to the smaller exponent, each side below 10^18 */
+  int e = ea < eb ? ea : eb;
+  int sa = ea - e, sb = eb - e;
+  if (sa > 18 || sb > 18) return 0;
+  if (sa && a >= U64_POW10[18 - sa]) return 0;
+  if (sb && b >= U64_POW10[18 - sb]) return 0;
+  a *= U64_POW10[sa];
+  b *= U64_POW10[sb];
+  uint64_t m;
+  int neg;
+  if (aneg == d->neg) {
+    m = a + b;
+    neg = aneg;
+  } else if (a >= b) {
+    m = a - b;
+    neg = aneg;
+  } else {
+    m = b - a;
+    neg = d->neg;
+  }
+  if (m == 0) {
+    memcpy(buf, "0", 2);
+    return 1;
+  }
+  while (m % 10 == 0) {
+    m /= 10;
+    e++;
+  }
+  /* the digits, right to left */
+  char dig[20];
+  int nd = 0;
+  while (m) {
+    dig[19 - nd++] = (char)('0' + m % 10);
+    m /= 10;
+  }
+  const char *p = dig + 20 - nd;
+  long plain = neg + (e >= 0 ? nd + e : (nd > -e ? nd + 1 : 2 - e));
+  if (plain > PLAIN_MAX) return 0;
+  size_t n = 0;
+  if (neg) buf[n++] = '-';
+  if (e >= 0) {
+    memcpy(buf + n, p, (size_t)nd);
+    n += (size_t)nd;
+    memset(buf + n, '0', (size_t)e);
+    n += (size_t)e;
+  } else if (nd > -e) {
+    size_t point = (size_t)(nd + e);
+    memcpy(buf + n, p, point);
+    n += point;
+    buf[n++] = '.';
+    memcpy(buf + n, p + point, (size_t)nd - point);
+    n += (size_t)nd - point;
+  } else {
+    buf[n++] = '0';
+    buf[n++] = '.';
+    memset(buf + n, '0', (size_t)(-e - nd));
+    n += (size_t)(-e - nd);
+    memcpy(buf + n, p, (size_t)nd);
+    n += (size_t)nd;
+  }
+  buf[n] = '\0';
+  return n;
+}
+
 /* Zero (either sign) first, then signs, then magnitudes; a negative
  * pair compares reversed. */
 int mm_dec_cmp(const mm_dec_t *a, const mm_dec_t *b) {

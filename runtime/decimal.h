@@ -72,6 +72,16 @@ int mm_dec_acc_add(mm_dec_acc_t *acc, const mm_dec_t *x, mm_err_t *err);
 /* The sum so far. */
 void mm_dec_acc_get(const mm_dec_acc_t *acc, mm_dec_t *out);
 
+/* The text of text + d, for a stored sum and a delta: what
+ * mm_dec_format writes for mm_dec_add(mm_dec_parse(text), d), found
+ * without digit arrays when the text is plain ([+-]digits[.digits]) with at
+ * most 18 digits, d has at most 18, both fit 18 digits at their common
+ * exponent and the sum's text is plain. Returns its length (buf holds
+ * MM_DEC_TEXT_MAX bytes, NUL-terminated), or 0 when any of that does not
+ * hold (or text does not parse): then take the general path, which also
+ * words every error. */
+size_t mm_dec_add_text(const char *text, size_t len, const mm_dec_t *d, char *buf);
+
 /* -1, 0, 1 (exact; -0 == 0). */
 int mm_dec_cmp(const mm_dec_t *a, const mm_dec_t *b);
 

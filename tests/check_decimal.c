@@ -687,6 +687,59 @@ START_TEST(test_running_sum_matches_add) {
 }
 END_TEST
 
+/* mm_dec_add_text against parse + mm_dec_add + format: whenever the fast
+ * path answers, the same text; it must answer for the usual stored sums. */
+START_TEST(test_add_text_matches_general) {
+  rng_state = 31337;
+  int fast = 0;
+  for (int i = 0; i < 200000; i++) {
+    char t[64];
+    size_t n = 0;
+    int r = (int)(rnd() % 10);
+    if (r == 0) t[n++] = '-';
+    if (r == 1) t[n++] = '+';
+    int nint = 1 + (int)(rnd() % 12), nfrac = rnd() % 2 ? (int)(rnd() % 9) : 0;
+    if (rnd() % 8 == 0) nint = 1 + (int)(rnd() % 20); /* around the 18-digit edge */
+    for (int k = 0; k < nint; k++) t[n++] = (char)('0' + (rnd() % 3 ? rnd() % 10 : 0));
+    if (nfrac) {
+      t[n++] = '.';
+      for (int k = 0; k < nfrac; k++) t[n++] = (char)('0' + (rnd() % 3 ? rnd() % 10 : 0));
+    }
+    if (rnd() % 50 == 0) n += (size_t)snprintf(t + n, sizeof t - n, "E%d", (int)(rnd() % 9) - 4);
+    t[n] = '\0';
+    mm_dec_t d = rnd() % 4 ? acc_operand() : P(t); /* also x + x, x - x */
+    if (rnd() % 8 == 0) d.neg = !d.neg && d.ndig;
+    char got[MM_DEC_TEXT_MAX];
+    size_t gn = mm_dec_add_text(t, n, &d, got);
+    if (!gn) continue;
+    fast++;
+    mm_dec_t o, sum;
+    mm_err_t e;
+    ck_assert_int_eq(mm_dec_parse(&o, t, n, &e), 0);
+    ck_assert_msg(mm_dec_add(&sum, &o, &d, &e) == 0, "%s + %s: fast %s, general %s", t, F(&d),
+                  got, e.msg);
+    ck_assert_msg(strcmp(got, F(&sum)) == 0, "%s + %s: fast %s, general %s", t, F(&d), got,
+                  F(&sum));
+    ck_assert_uint_eq(gn, strlen(got));
+  }
+  ck_assert_int_gt(fast, 50000);
+  /* the benchmark's case, and what the fast path leaves to the general one */
+  char b[MM_DEC_TEXT_MAX];
+  mm_dec_t c = P("812.36");
+  ck_assert_uint_eq(mm_dec_add_text("12345.6", 7, &c, b), 8);
+  ck_assert_str_eq(b, "13157.96");
+  c = P("-12345.6");
+  ck_assert_uint_eq(mm_dec_add_text("12345.6", 7, &c, b), 1);
+  ck_assert_str_eq(b, "0");
+  ck_assert_uint_eq(mm_dec_add_text("1E+3", 4, &c, b), 0);                  /* exponent */
+  ck_assert_uint_eq(mm_dec_add_text("1234567890123456789", 19, &c, b), 0);  /* 19 digits */
+  ck_assert_uint_eq(mm_dec_add_text("5.", 2, &c, b), 0);                    /* malformed */
+  ck_assert_uint_eq(mm_dec_add_text("", 0, &c, b), 0);
+  c = P("1E-40");
+  ck_assert_uint_eq(mm_dec_add_text("0", 1, &c, b), 0); /* exponents 40 apart */
+}
+END_TEST
+
 /* Random integers of up to 38 digits (below 5E+37 so sums stay within 38
  * digits), shifted by a shared random exponent: exact sums. */
 START_TEST(test_property_38_digits) {
@@ -783,6 +836,7 @@ Suite *decimal_suite(void) {
   tcase_add_test(tc, test_property_vs_int128);
   tcase_add_test(tc, test_property_38_digits);
   tcase_add_test(tc, test_running_sum_matches_add);
+  tcase_add_test(tc, test_add_text_matches_general);
   suite_add_tcase(s, tc);
   return s;
 }
