@@ -1,2 +1,3 @@
-# Shared plumbing: errors and buffers.
-target_sources(murmur_core PRIVATE runtime/err.c runtime/buf.c)
+# Shared plumbing: errors, buffers and the batch arena.
+target_sources(murmur_core PRIVATE runtime/err.c runtime/buf.c runtime/arena.c)
+mm_add_check(check_arena tests/check_arena.c)

@@ -361,13 +361,17 @@ static int merge_sum(const mm_delta_t *d, const char *old, size_t old_len, mm_bu
                      mm_err_t *err) {
   if (!d->v.is_num)
     return mm_err_set(err, MM_EPERM, "%s delta is not a number", mm_agg_name(d->agg));
+  char t[MM_DEC_TEXT_MAX];
+  if (old) { /* the usual sum: text to text in 64 bits */
+    size_t n = mm_dec_add_text(old, old_len, &d->v.num, t);
+    if (n) return mm_buf_add(out, t, n);
+  }
   mm_dec_t acc = d->v.num;
   if (old) {
     mm_dec_t o;
     if (mm_dec_parse(&o, old, old_len, err)) return stored_fail(err);
     if (mm_dec_add(&acc, &o, &acc, err)) return MM_EPERM;
   }
-  char t[MM_DEC_TEXT_MAX];
   return mm_buf_add(out, t, mm_dec_format(&acc, t));
 }
 
@@ -446,36 +450,46 @@ done:
  * lower, a first that is not earlier, a set member already present or an
  * item re-added to an hll all report 0.
  */
-int mm_agg_merge(const mm_delta_t *d, const void *old, size_t old_len, char **out,
-                 size_t *out_len, int *changed, mm_err_t *err) {
-  mm_buf_t b = MM_BUF_INIT;
+int mm_agg_merge_buf(const mm_delta_t *d, const void *old, size_t old_len, mm_buf_t *b,
+                     int *changed, mm_err_t *err) {
   const char *o = old && old_len ? old : NULL;
   int rc;
-  *out = NULL;
-  *out_len = 0;
+  mm_buf_reset(b);
   *changed = 0;
   switch (d->agg) {
   case MM_AGG_SUM:
-  case MM_AGG_COUNT: rc = merge_sum(d, o, old_len, &b, err); break;
+  case MM_AGG_COUNT: rc = merge_sum(d, o, old_len, b, err); break;
   case MM_AGG_MIN:
-  case MM_AGG_MAX: rc = merge_minmax(d, o, old_len, &b, err); break;
+  case MM_AGG_MAX: rc = merge_minmax(d, o, old_len, b, err); break;
   case MM_AGG_FIRST:
-  case MM_AGG_LAST: rc = merge_timed(d, o, old_len, &b, err); break;
-  case MM_AGG_SET: rc = set_union(o, old_len, NULL, 0, d->members, d->nmembers, &b, err); break;
+  case MM_AGG_LAST: rc = merge_timed(d, o, old_len, b, err); break;
+  case MM_AGG_SET: rc = set_union(o, old_len, NULL, 0, d->members, d->nmembers, b, err); break;
   case MM_AGG_HLL:
-  case MM_AGG_TOPK: rc = merge_sketch(d, o, old_len, &b, err); break;
+  case MM_AGG_TOPK: rc = merge_sketch(d, o, old_len, b, err); break;
   default: rc = mm_err_set(err, MM_EPERM, "unknown aggregate %d", (int)d->agg); break;
   }
-  if (!rc && mm_buf_failed(&b)) rc = MM_ENOMEM;
+  /* reserve(0): data is non-NULL and terminated even for an empty value */
+  if (!rc && (mm_buf_failed(b) || mm_buf_reserve(b, 0))) rc = MM_ENOMEM;
   if (rc == MM_ENOMEM) mm_err_set(err, MM_ENOMEM, "out of memory merging a %s value",
                                   mm_agg_name(d->agg));
+  if (rc) return permanent(err, rc);
+  *changed = !o || b->len != old_len || memcmp(b->data, o, old_len) != 0;
+  return 0;
+}
+
+int mm_agg_merge(const mm_delta_t *d, const void *old, size_t old_len, char **out,
+                 size_t *out_len, int *changed, mm_err_t *err) {
+  mm_buf_t b = MM_BUF_INIT;
+  *out = NULL;
+  *out_len = 0;
+  int rc = mm_agg_merge_buf(d, old, old_len, &b, changed, err);
   if (rc) {
     mm_buf_free(&b);
-    return permanent(err, rc);
+    *changed = 0;
+    return rc;
   }
   *out = mm_buf_take(&b, out_len);
   if (!*out) return mm_err_set(err, MM_ENOMEM, "out of memory merging a value");
-  *changed = !o || *out_len != old_len || memcmp(*out, o, old_len) != 0;
   return 0;
 }
 

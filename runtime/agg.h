@@ -89,6 +89,15 @@ int mm_delta_coalesce(mm_delta_t *dst, const mm_delta_t *src, mm_err_t *err);
 int mm_agg_merge(const mm_delta_t *d, const void *old, size_t old_len,
                  char **out, size_t *out_len, int *changed, mm_err_t *err);
 
+/* mm_agg_merge into a buffer the caller keeps (buf.h): out is reset, then
+ * holds the new stored value (data non-NULL and NUL-terminated after it,
+ * also when the value is empty), so a store merging many rows allocates
+ * nothing per row once out has grown. Same results and failures; after a
+ * failure out's content is unspecified. old must not point into out. */
+struct mm_buf;
+int mm_agg_merge_buf(const mm_delta_t *d, const void *old, size_t old_len,
+                     struct mm_buf *out, int *changed, mm_err_t *err);
+
 /* Renders a stored value as the JSON `value` of a query row (DESIGN 5):
  * a number as a JSON number with its decimal text, a set as an array, hll
  * as its estimate, topk as [[item, count], ...]. Returns a malloc'd string.

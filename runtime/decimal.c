@@ -49,16 +49,23 @@ static void quote(char out[QUOTE_MAX + 4], const char *s, size_t len) {
  * [10^adj, 10^(adj+1))). */
 static long adjusted(const mm_dec_t *a) { return (long)a->exp + a->ndig - 1; }
 
-/* 1 when a respects the mm_dec_t invariants and DynamoDB's limits. Guards
- * the arithmetic against structs built by hand. */
-static int dec_valid(const mm_dec_t *a) {
+/* The constant-time part of dec_valid: digit count, no leading or
+ * trailing zero digit, range. */
+static int dec_shape_ok(const mm_dec_t *a) {
   if (a->ndig == 0) return 1;
   if (a->ndig < 0 || a->ndig > MM_DEC_DIGITS) return 0;
   if (a->dig[0] == 0 || a->dig[a->ndig - 1] == 0) return 0;
-  for (int i = 0; i < a->ndig; i++)
-    if (a->dig[i] > 9) return 0;
   long adj = adjusted(a);
   return adj >= MM_DEC_MIN_EXP && adj <= MM_DEC_MAX_EXP;
+}
+
+/* 1 when a respects the mm_dec_t invariants and DynamoDB's limits. Guards
+ * the arithmetic against structs built by hand. */
+static int dec_valid(const mm_dec_t *a) {
+  if (!dec_shape_ok(a)) return 0;
+  for (int i = 0; i < a->ndig; i++)
+    if (a->dig[i] > 9) return 0;
+  return 1;
 }
 
 /* Compares |a| and |b| (both nonzero): -1, 0, 1. */
@@ -76,6 +83,56 @@ static void set_zero(mm_dec_t *out) {
   memset(out, 0, sizeof *out);
 }
 
+/* 10^0 .. 10^19: every power of ten a uint64_t holds. */
+static const uint64_t U64_POW10[20] = {
+  1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+  100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+  10000000000000ull, 100000000000000ull, 1000000000000000ull,
+  10000000000000000ull, 100000000000000000ull, 1000000000000000000ull,
+  10000000000000000000ull
+};
+
+/* "00".."99": two digits per division when writing a coefficient out. */
+static const uint8_t DIGIT_PAIRS[200] = {
+#define P10(t) t,0, t,1, t,2, t,3, t,4, t,5, t,6, t,7, t,8, t,9
+  P10(0), P10(1), P10(2), P10(3), P10(4), P10(5), P10(6), P10(7), P10(8), P10(9)
+#undef P10
+};
+
+/*
+ * out = (neg ? -1 : 1) * m * 10^exp, normalised: trailing zeros of m move
+ * into the exponent, digits are written most significant first straight
+ * into place (two per division). Range is the caller's to check. The
+ * digits of every integer, sum and short double pass through here.
+ */
+static void set_from_u64(mm_dec_t *out, int neg, uint64_t m, int exp) {
+  set_zero(out);
+  if (m == 0) return;
+  while (m % 10 == 0) {
+    m /= 10;
+    exp++;
+  }
+  /* digits: t = bits * log10(2) (1233/4096) is the count or one more
+   * than floor(log10(m)); one comparison decides (Bit Twiddling Hacks) */
+  int t = (64 - __builtin_clzll(m)) * 1233 >> 12; /* 0..19 */
+  int n = t + (m >= U64_POW10[t]);
+  out->neg = neg;
+  out->exp = exp;
+  out->ndig = n;
+  int i = n;
+  while (m >= 100) {
+    unsigned pair = (unsigned)(m % 100) * 2;
+    m /= 100;
+    out->dig[--i] = DIGIT_PAIRS[pair + 1];
+    out->dig[--i] = DIGIT_PAIRS[pair];
+  }
+  if (m >= 10) {
+    out->dig[--i] = (uint8_t)(m % 10);
+    m /= 10;
+  }
+  out->dig[--i] = (uint8_t)m;
+}
+
 /* ------------------------------------------------------------------ */
 /* parsing                                                              */
 /* ------------------------------------------------------------------ */
@@ -87,7 +144,37 @@ static void set_zero(mm_dec_t *out) {
  * "1.50" is 1.5. Zero ("-0", "0.000", "0E+999") is always in range and has
  * no sign.
  */
+/*
+ * mm_dec_parse's fast path: plain text ([+-]digits[.digits], no exponent)
+ * of at most 19 digits, what the stores keep and most numbers are, read
+ * straight into a uint64_t. Such a value always has at most 19
+ * significant digits and a magnitude between 1E-19 and 1E+19, so no limit
+ * can be hit. Returns 0 for anything else (an exponent, more digits, or
+ * text that does not parse), which takes the general path and its
+ * messages.
+ */
+static int parse_fast(mm_dec_t *out, const char *s, size_t len) {
+  size_t i = 0;
+  int neg = 0;
+  if (i < len && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+  size_t start = i;
+  uint64_t m = 0;
+  while (i < len && (unsigned)(s[i] - '0') <= 9) m = m * 10 + (uint64_t)(s[i++] - '0');
+  size_t nint = i - start, nfrac = 0;
+  if (nint == 0) return 0;
+  if (i < len && s[i] == '.') {
+    size_t fs = ++i;
+    while (i < len && (unsigned)(s[i] - '0') <= 9) m = m * 10 + (uint64_t)(s[i++] - '0');
+    nfrac = i - fs;
+    if (nfrac == 0) return 0;
+  }
+  if (i != len || nint + nfrac > 19) return 0;
+  set_from_u64(out, neg, m, -(int)nfrac);
+  return 1;
+}
+
 int mm_dec_parse(mm_dec_t *out, const char *s, size_t len, mm_err_t *err) {
+  if (s && parse_fast(out, s, len)) return 0;
   char q[QUOTE_MAX + 4];
   const char *why = NULL;
   size_t i = 0;
@@ -196,25 +283,12 @@ static int dec_from_double_fast(mm_dec_t *out, double v) {
   for (int k = 0; k <= 22; k++) {
     double x = a * MM_POW10[k];
     if (x >= 1e15) return 0; /* 16 or more digits: not ours */
-    double r = nearbyint(x);
+    /* nearbyint(x) for 0 <= x < 2^52: adding 2^52 leaves no fraction
+     * bits, so the sum is rounded to an integer in the current rounding
+     * mode, exactly as nearbyint rounds, without the libm call. */
+    double r = (x + 0x1p52) - 0x1p52;
     if (r / MM_POW10[k] != a) continue;
-    uint64_t m = (uint64_t)r;
-    int exp = -k;
-    while (m % 10 == 0) {
-      m /= 10;
-      exp++;
-    }
-    uint8_t rev[16];
-    int n = 0;
-    while (m) {
-      rev[n++] = (uint8_t)(m % 10);
-      m /= 10;
-    }
-    memset(out, 0, sizeof *out);
-    out->neg = v < 0;
-    out->exp = exp;
-    out->ndig = n;
-    for (int i = 0; i < n; i++) out->dig[i] = rev[n - 1 - i];
+    set_from_u64(out, v < 0, (uint64_t)r, -k);
     return 1;
   }
   return 0;
@@ -248,24 +322,9 @@ int mm_dec_from_double(mm_dec_t *out, double v, mm_err_t *err) {
 /* Digits of |v| (in unsigned arithmetic, so INT64_MIN works), trailing
  * zeros moved into the exponent. Any int64 fits 38 digits. */
 void mm_dec_from_int(mm_dec_t *out, int64_t v) {
-  set_zero(out);
-  if (v == 0) return;
   /* magnitude in unsigned arithmetic so INT64_MIN works */
   uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-  uint8_t rev[20];
-  int n = 0, exp = 0;
-  while (m % 10 == 0) {
-    m /= 10;
-    exp++;
-  }
-  while (m) {
-    rev[n++] = (uint8_t)(m % 10);
-    m /= 10;
-  }
-  out->neg = v < 0;
-  out->exp = exp;
-  out->ndig = n;
-  for (int k = 0; k < n; k++) out->dig[k] = rev[n - 1 - k];
+  set_from_u64(out, v < 0, m, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -284,19 +343,42 @@ static void spread(uint8_t p[POS_WIDTH], const mm_dec_t *a) {
  * fits an int64. Returns 1 when it computed out, 0 to take the general
  * path (which also produces the range errors).
  */
+/* a's coefficient (at most 18 digits), or UINT64_MAX when a digit is not
+ * 0-9 (a struct built by hand: the general path rejects it). Checking
+ * here spares the small path dec_valid's own pass over the digits. */
+static uint64_t coef_small(const mm_dec_t *a) {
+  uint64_t c = 0;
+  unsigned bad = 0;
+  for (int k = 0; k < a->ndig; k++) {
+    unsigned d = a->dig[k];
+    bad |= d > 9;
+    c = c * 10 + d;
+  }
+  return bad ? UINT64_MAX : c;
+}
+
 static int addsub_small(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, int bneg) {
   int e = a->exp < b->exp ? a->exp : b->exp;
   int sa = a->exp - e, sb = b->exp - e;
   if (a->ndig + sa > 18 || b->ndig + sb > 18) return 0;
-  int64_t ca = 0, cb = 0;
-  for (int k = 0; k < a->ndig; k++) ca = ca * 10 + a->dig[k];
-  for (int k = 0; k < b->ndig; k++) cb = cb * 10 + b->dig[k];
-  for (int k = 0; k < sa; k++) ca *= 10;
-  for (int k = 0; k < sb; k++) cb *= 10;
-  int64_t r = (a->neg ? -ca : ca) + (bneg ? -cb : cb); /* |r| < 2e18 */
+  uint64_t ca = coef_small(a), cb = coef_small(b);
+  if (ca == UINT64_MAX || cb == UINT64_MAX) return 0;
+  ca *= U64_POW10[sa]; /* both < 10^18 now */
+  cb *= U64_POW10[sb];
+  uint64_t m; /* |a + b| < 2e18 */
+  int neg;
+  if (a->neg == bneg) {
+    m = ca + cb;
+    neg = a->neg;
+  } else if (ca >= cb) {
+    m = ca - cb;
+    neg = a->neg;
+  } else {
+    m = cb - ca;
+    neg = bneg;
+  }
   mm_dec_t t;
-  mm_dec_from_int(&t, r);
-  if (t.ndig) t.exp += e;
+  set_from_u64(&t, neg, m, e); /* zero has no sign */
   if (t.ndig && (adjusted(&t) > MM_DEC_MAX_EXP || adjusted(&t) < MM_DEC_MIN_EXP)) return 0;
   *out = t;
   return 1;
@@ -310,10 +392,12 @@ static int addsub_small(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, int
  */
 static int addsub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, int negate_b,
                   const char *what, mm_err_t *err) {
-  if (!dec_valid(a) || !dec_valid(b))
+  if (!dec_shape_ok(a) || !dec_shape_ok(b))
     return mm_err_set(err, MM_EINVAL, "%s of an invalid decimal", what);
   int bneg = b->neg ^ negate_b;
   if (addsub_small(out, a, b, bneg)) return 0;
+  if (!dec_valid(a) || !dec_valid(b))
+    return mm_err_set(err, MM_EINVAL, "%s of an invalid decimal", what);
   mm_dec_t r;
   if (mm_dec_is_zero(b)) {
     r = *a;
@@ -382,6 +466,199 @@ int mm_dec_add(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *er
 
 int mm_dec_sub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err) {
   return addsub(out, a, b, 1, "difference", err);
+}
+
+/* ------------------------------------------------------------------ */
+/* running sums                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The small form keeps the sum as coef * 10^exp with |coef| < 10^18 and
+ * exp the smallest exponent seen so far (trailing zeros are not removed:
+ * only mm_dec_acc_get normalises). A step stays small when x's
+ * coefficient, scaled to the common exponent, and the result both fit 18
+ * digits; then the result has at most 18 significant digits, and only its
+ * range can fail, which is checked when the sum's digits could reach a
+ * limit. Anything else turns the sum into an mm_dec_t for good and takes
+ * mm_dec_add, which is what defines every result.
+ */
+#define ACC_LIM 1000000000000000000LL /* 10^18 */
+
+/* x as c * 10^x->exp with |c| < 10^18 (0 when it has more digits or a
+ * digit is not 0-9: not for the small form). */
+static int acc_coef(const mm_dec_t *x, int64_t *c) {
+  if (x->ndig > 18 || !dec_shape_ok(x)) return 0;
+  uint64_t m = coef_small(x);
+  if (m == UINT64_MAX) return 0;
+  *c = x->neg ? -(int64_t)m : (int64_t)m;
+  return 1;
+}
+
+void mm_dec_acc_init(mm_dec_acc_t *acc, const mm_dec_t *first) {
+  int64_t c;
+  acc->big = *first;
+  acc->small = acc_coef(first, &c);
+  acc->coef = acc->small ? c : 0;
+  acc->exp = acc->small ? first->exp : 0;
+}
+
+/* 1 when a small-form sum c * 10^e (c != 0) lies in DynamoDB's range. */
+static int acc_in_range(int64_t c, int e) {
+  /* |c| < 10^18, so the leading digit sits at e .. e + 17 */
+  if (e >= MM_DEC_MIN_EXP && e + 17 <= MM_DEC_MAX_EXP) return 1;
+  uint64_t m = c < 0 ? (uint64_t)0 - (uint64_t)c : (uint64_t)c;
+  int t = (64 - __builtin_clzll(m)) * 1233 >> 12;
+  long adj = (long)e + t + (m >= U64_POW10[t]) - 1;
+  return adj >= MM_DEC_MIN_EXP && adj <= MM_DEC_MAX_EXP;
+}
+
+int mm_dec_acc_add(mm_dec_acc_t *acc, const mm_dec_t *x, mm_err_t *err) {
+  int64_t c;
+  if (acc->small && acc_coef(x, &c)) {
+    int64_t a = acc->coef;
+    int e = acc->exp;
+    /* align to the smaller exponent; each side must stay below 10^18 */
+    if (x->exp < e) {
+      int d = e - x->exp;
+      if (d <= 18 && (a == 0 || (a < 0 ? -a : a) < ACC_LIM / (int64_t)U64_POW10[d])) {
+        a *= (int64_t)U64_POW10[d];
+        e = x->exp;
+      } else {
+        goto big;
+      }
+    } else if (x->exp > e) {
+      int d = x->exp - e;
+      if (d <= 18 && (c < 0 ? -c : c) < ACC_LIM / (int64_t)U64_POW10[d]) c *= (int64_t)U64_POW10[d];
+      else goto big;
+    }
+    int64_t r = a + c; /* |r| < 2 * 10^18: no overflow */
+    if (r <= -ACC_LIM || r >= ACC_LIM) goto big;
+    if (r != 0 && !acc_in_range(r, e)) goto big; /* mm_dec_add words the failure */
+    acc->coef = r;
+    acc->exp = e;
+    return 0;
+  }
+big:
+  if (acc->small) {
+    /* leave the small form: the sum so far as a decimal */
+    mm_dec_t cur;
+    mm_dec_acc_get(acc, &cur);
+    mm_dec_t r;
+    int rc = mm_dec_add(&r, &cur, x, err);
+    if (rc) return rc; /* unchanged: still small */
+    acc->big = r;
+    acc->small = 0;
+    return 0;
+  }
+  return mm_dec_add(&acc->big, &acc->big, x, err);
+}
+
+void mm_dec_acc_get(const mm_dec_acc_t *acc, mm_dec_t *out) {
+  if (!acc->small) {
+    *out = acc->big;
+    return;
+  }
+  uint64_t m = acc->coef < 0 ? (uint64_t)0 - (uint64_t)acc->coef : (uint64_t)acc->coef;
+  set_from_u64(out, acc->coef < 0, m, acc->exp);
+}
+
+/* ------------------------------------------------------------------ */
+/* stored text + delta                                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every step mirrors the general path: the text is read as parse_fast
+ * reads it, the sum is exact (both sides below 10^18 after alignment), its
+ * trailing zeros move into the exponent, and it is written in
+ * mm_dec_format's plain notation, refusing what would be scientific. The
+ * range needs no check: a plain sum of at most 19 digits with the
+ * exponents seen here lies far inside it, and a zero has none.
+ */
+size_t mm_dec_add_text(const char *s, size_t len, const mm_dec_t *d, char *buf) {
+  /* the stored text */
+  size_t i = 0;
+  int aneg = 0;
+  if (i < len && (s[i] == '+' || s[i] == '-')) aneg = s[i++] == '-';
+  size_t start = i;
+  uint64_t a = 0;
+  while (i < len && (unsigned)(s[i] - '0') <= 9) a = a * 10 + (uint64_t)(s[i++] - '0');
+  size_t nint = i - start, nfrac = 0;
+  if (nint == 0) return 0;
+  if (i < len && s[i] == '.') {
+    size_t fs = ++i;
+    while (i < len && (unsigned)(s[i] - '0') <= 9) a = a * 10 + (uint64_t)(s[i++] - '0');
+    nfrac = i - fs;
+    if (nfrac == 0) return 0;
+  }
+  if (i != len || nint + nfrac > 18) return 0;
+  int ea = -(int)nfrac;
+  /* the delta */
+  if (d->ndig > 18 || !dec_shape_ok(d)) return 0;
+  uint64_t b = coef_small(d);
+  if (b == UINT64_MAX) return 0;
+  int eb = b ? d->exp : ea; /* zero: any exponent */
+  /* align to the smaller exponent, each side below 10^18 */
+  int e = ea < eb ? ea : eb;
+  int sa = ea - e, sb = eb - e;
+  if (sa > 18 || sb > 18) return 0;
+  if (sa && a >= U64_POW10[18 - sa]) return 0;
+  if (sb && b >= U64_POW10[18 - sb]) return 0;
+  a *= U64_POW10[sa];
+  b *= U64_POW10[sb];
+  uint64_t m;
+  int neg;
+  if (aneg == d->neg) {
+    m = a + b;
+    neg = aneg;
+  } else if (a >= b) {
+    m = a - b;
+    neg = aneg;
+  } else {
+    m = b - a;
+    neg = d->neg;
+  }
+  if (m == 0) {
+    memcpy(buf, "0", 2);
+    return 1;
+  }
+  while (m % 10 == 0) {
+    m /= 10;
+    e++;
+  }
+  /* the digits, right to left */
+  char dig[20];
+  int nd = 0;
+  while (m) {
+    dig[19 - nd++] = (char)('0' + m % 10);
+    m /= 10;
+  }
+  const char *p = dig + 20 - nd;
+  long plain = neg + (e >= 0 ? nd + e : (nd > -e ? nd + 1 : 2 - e));
+  if (plain > PLAIN_MAX) return 0;
+  size_t n = 0;
+  if (neg) buf[n++] = '-';
+  if (e >= 0) {
+    memcpy(buf + n, p, (size_t)nd);
+    n += (size_t)nd;
+    memset(buf + n, '0', (size_t)e);
+    n += (size_t)e;
+  } else if (nd > -e) {
+    size_t point = (size_t)(nd + e);
+    memcpy(buf + n, p, point);
+    n += point;
+    buf[n++] = '.';
+    memcpy(buf + n, p + point, (size_t)nd - point);
+    n += (size_t)nd - point;
+  } else {
+    buf[n++] = '0';
+    buf[n++] = '.';
+    memset(buf + n, '0', (size_t)(-e - nd));
+    n += (size_t)(-e - nd);
+    memcpy(buf + n, p, (size_t)nd);
+    n += (size_t)nd;
+  }
+  buf[n] = '\0';
+  return n;
 }
 
 /* Zero (either sign) first, then signs, then magnitudes; a negative

@@ -51,6 +51,37 @@ void mm_dec_from_int(mm_dec_t *out, int64_t v);
 int mm_dec_add(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err);
 int mm_dec_sub(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, mm_err_t *err);
 
+/* A running exact sum of many decimals (a batch's deltas for one key).
+ * While the sum and each addend fit 18 digits at a common exponent the sum
+ * is a 64-bit coefficient, so an addition costs no digit array; past that
+ * it is an mm_dec_t summed with mm_dec_add. Each step succeeds or fails
+ * exactly as mm_dec_add on the sum so far would (more than 38 digits, out
+ * of range), and a failed step leaves the sum as it was. A plain struct,
+ * nothing to free. */
+typedef struct mm_dec_acc {
+  int small;         /* 1: the sum is coef * 10^exp */
+  int exp;
+  int64_t coef;      /* |coef| < 10^18 */
+  mm_dec_t big;      /* the sum when !small */
+} mm_dec_acc_t;
+
+/* Starts the sum at first (a valid decimal, e.g. from mm_dec_parse). */
+void mm_dec_acc_init(mm_dec_acc_t *acc, const mm_dec_t *first);
+/* acc += x. MM_EINVAL as mm_dec_add; acc is then unchanged. */
+int mm_dec_acc_add(mm_dec_acc_t *acc, const mm_dec_t *x, mm_err_t *err);
+/* The sum so far. */
+void mm_dec_acc_get(const mm_dec_acc_t *acc, mm_dec_t *out);
+
+/* The text of text + d, for a stored sum and a delta: what
+ * mm_dec_format writes for mm_dec_add(mm_dec_parse(text), d), found
+ * without digit arrays when the text is plain ([+-]digits[.digits]) with at
+ * most 18 digits, d has at most 18, both fit 18 digits at their common
+ * exponent and the sum's text is plain. Returns its length (buf holds
+ * MM_DEC_TEXT_MAX bytes, NUL-terminated), or 0 when any of that does not
+ * hold (or text does not parse): then take the general path, which also
+ * words every error. */
+size_t mm_dec_add_text(const char *text, size_t len, const mm_dec_t *d, char *buf);
+
 /* -1, 0, 1 (exact; -0 == 0). */
 int mm_dec_cmp(const mm_dec_t *a, const mm_dec_t *b);
 

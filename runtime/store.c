@@ -179,10 +179,8 @@ int mm_local_op_start(mm_merge_t *op, int64_t deadline_ms) {
  * saved batches) equal to what DynamoDB computes for them.
  */
 int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
-                       const void *old, size_t old_len, char **out,
-                       size_t *out_len, int *write, mm_err_t *err) {
-  *out = NULL;
-  *out_len = 0;
+                       const void *old, size_t old_len, mm_buf_t *out, int *write,
+                       mm_err_t *err) {
   *write = 0;
   const mm_delta_t *d = op->delta;
   if (have && old_agg != d->agg) {
@@ -197,12 +195,8 @@ int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
                       mm_agg_name(d->agg));
   }
   int changed = 0;
-  int rc = mm_agg_merge(d, have ? old : NULL, have ? old_len : 0, out, out_len,
-                        &changed, err);
+  int rc = mm_agg_merge_buf(d, have ? old : NULL, have ? old_len : 0, out, &changed, err);
   if (rc) {
-    free(*out);
-    *out = NULL;
-    *out_len = 0;
     /* The op statuses are store outcomes: a value the aggregate rejects
      * (a sum past 38 digits, a bad stored sketch) is what DynamoDB answers
      * with a ValidationException, a permanent failure. */
@@ -215,12 +209,5 @@ int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
   /* A new row is always written, an existing one only when its value
    * changed (as DynamoDB's conditional min/max/first/last writes). */
   *write = !have || changed;
-  if (*write && !*out) {
-    /* Defensive: an unchanged merge that returned no bytes keeps old. */
-    *out = malloc(old_len ? old_len : 1);
-    if (!*out) return mm_err_set(err, MM_ERETRY, "out of memory merging a row");
-    if (old_len) memcpy(*out, old, old_len);
-    *out_len = old_len;
-  }
   return 0;
 }

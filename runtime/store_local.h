@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "agg.h"
+#include "buf.h"
 #include "dedup.h"
 #include "err.h"
 #include "store.h"
@@ -69,13 +70,14 @@ int mm_local_op_start(mm_merge_t *op, int64_t deadline_ms);
 
 /* Merges op's delta into a stored row. have = 0 when there is no row;
  * otherwise old_agg/old/old_len describe it. An expired row merges like a
- * live one (see store.c). On success *out (malloc'd, caller frees) is the new
- * stored value and *write is 1 when the row must be written (0: the value is
- * unchanged and the row exists, nothing to do). A row of another aggregate
- * or an unmergeable stored value is MM_EPERM (the row is left alone). */
+ * live one (see store.c). On success out (the backend's scratch buffer,
+ * reused from op to op: mm_agg_merge_buf) holds the new stored value and
+ * *write is 1 when the row must be written (0: the value is unchanged and
+ * the row exists, nothing to do). A row of another aggregate or an
+ * unmergeable stored value is MM_EPERM (the row is left alone). */
 int mm_local_merge_row(const mm_merge_t *op, int have, mm_agg_t old_agg,
-                       const void *old, size_t old_len, char **out,
-                       size_t *out_len, int *write, mm_err_t *err);
+                       const void *old, size_t old_len, mm_buf_t *out, int *write,
+                       mm_err_t *err);
 
 /* Checks that claim c may start (deadline; an id is required). Returns 0 or
  * the status it set. Normalises c->id_len (0 -> strlen(id)). */

@@ -28,6 +28,7 @@ typedef struct mrow {
   mm_agg_t agg;
   char *v;          /* owned stored bytes */
   size_t vlen;
+  size_t vcap;      /* bytes allocated at v: a new value that fits is copied in */
   int64_t ttl;
 } mrow_t;
 
@@ -46,6 +47,7 @@ typedef struct mem_store {
   size_t nchains;
   size_t nkeys;
   mm_local_inject_t *inject;
+  mm_buf_t scratch; /* each merge's new value, before it is copied into its row */
 } mem_store_t;
 
 static const mm_store_vt_t mem_vt;
@@ -110,9 +112,12 @@ static size_t find_row(const mkey_t *e, int64_t bucket, int *found) {
 }
 
 /*
- * Applies one op: finds the row, lets the shared rule merge the delta, and
- * stores the result. The key entry is created only when a row is written,
- * so a failed merge leaves no trace.
+ * Applies one op: finds the row, lets the shared rule merge the delta into
+ * the store's scratch buffer, and copies the result into the row, whose
+ * buffer is reused while the value fits (a sum grows a digit now and then:
+ * no malloc/free per merge). Every allocation comes before the row is
+ * touched, and the key entry is created only when a row is written, so a
+ * failed merge leaves no trace.
  */
 static void apply_op(mem_store_t *s, mm_merge_t *op) {
   uint64_t h = mm_fnv1a(op->key, op->key_len);
@@ -120,19 +125,19 @@ static void apply_op(mem_store_t *s, mm_merge_t *op) {
   int found = 0;
   size_t at = find_row(e, op->bucket, &found);
   mrow_t *r = found ? &e->rows[at] : NULL;
-  char *nv = NULL;
-  size_t nlen = 0;
+  mm_buf_t *nv = &s->scratch;
   int write = 0;
   int rc = mm_local_merge_row(op, found, r ? r->agg : MM_AGG_SUM, r ? r->v : NULL,
-                              r ? r->vlen : 0, &nv, &nlen, &write, &op->err);
+                              r ? r->vlen : 0, nv, &write, &op->err);
   if (rc) {
     op->status = rc;
     return;
   }
-  if (!write) {
-    free(nv);
-    return;
-  }
+  if (!write) return;
+  size_t nlen = nv->len;
+  char *fresh = NULL; /* a new value buffer, when the row's is too small */
+  size_t cap = (nlen + 16) & ~(size_t)15; /* room to grow by a digit or more */
+  if ((!r || r->vcap < nlen) && !(fresh = malloc(cap))) goto nomem;
   if (!r) {
     if (!e && !(e = add_key(s, op->key, op->key_len, h))) goto nomem;
     if (e->nrows == e->cap) {
@@ -147,15 +152,20 @@ static void apply_op(mem_store_t *s, mm_merge_t *op) {
     r = &e->rows[at];
     r->bucket = op->bucket;
     r->v = NULL;
+    r->vcap = 0;
   }
-  free(r->v);
-  r->v = nv;
+  if (fresh) {
+    free(r->v);
+    r->v = fresh;
+    r->vcap = cap;
+  }
+  memcpy(r->v, nv->data, nlen);
   r->vlen = nlen;
   r->agg = op->delta->agg;
   r->ttl = op->ttl;
   return;
 nomem:
-  free(nv);
+  free(fresh);
   op->status = mm_err_set(&op->err, MM_ERETRY, "out of memory storing a row");
 }
 
@@ -234,6 +244,7 @@ static void mem_destroy(mm_store_t *base) {
     }
   }
   mm_local_inject_free(&s->inject);
+  mm_buf_free(&s->scratch);
   free(s->chains);
   free(s);
 }

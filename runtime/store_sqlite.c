@@ -35,6 +35,7 @@ typedef struct sql_store {
   sqlite3 *db;
   /* Prepared once, kept for the store's life (reset after each use). */
   sqlite3_stmt *begin, *commit, *rollback, *get, *put, *q_all, *q_one;
+  mm_buf_t scratch; /* each merge's new value (mm_local_merge_row) */
 } sql_store_t;
 
 static const char SCHEMA[] =
@@ -119,8 +120,7 @@ done:
  * statement is reset, so the merge happens before the reset.
  */
 static void run_op(sql_store_t *s, mm_merge_t *op) {
-  char *nv = NULL;
-  size_t nlen = 0;
+  mm_buf_t *nv = &s->scratch;
   int write = 0, rc;
   if (op->key_len > INT_MAX) {
     op->status = mm_err_set(&op->err, MM_EPERM, "key too long");
@@ -140,28 +140,26 @@ static void run_op(sql_store_t *s, mm_merge_t *op) {
     } else {
       const void *v = sqlite3_column_blob(s->get, 1);
       size_t vlen = (size_t)sqlite3_column_bytes(s->get, 1);
-      op->status = mm_local_merge_row(op, 1, agg, v, vlen, &nv, &nlen, &write, &op->err);
+      op->status = mm_local_merge_row(op, 1, agg, v, vlen, nv, &write, &op->err);
     }
   } else if (rc == SQLITE_DONE) {
-    op->status = mm_local_merge_row(op, 0, MM_AGG_SUM, NULL, 0, &nv, &nlen, &write, &op->err);
+    op->status = mm_local_merge_row(op, 0, MM_AGG_SUM, NULL, 0, nv, &write, &op->err);
   } else {
     op->status = mm_local_sqlite_fail(s->db, rc, "reading a row", &op->err);
   }
   sqlite3_reset(s->get);
-  if (op->status || !write) goto done;
-  if (nlen > INT_MAX) {
+  if (op->status || !write) return;
+  if (nv->len > INT_MAX) {
     op->status = mm_err_set(&op->err, MM_EPERM, "stored value too large");
-    goto done;
+    return;
   }
   sqlite3_bind_text(s->put, 1, op->key, (int)op->key_len, SQLITE_STATIC);
   sqlite3_bind_int64(s->put, 2, op->bucket);
   sqlite3_bind_text(s->put, 3, mm_agg_name(op->delta->agg), -1, SQLITE_STATIC);
-  sqlite3_bind_blob(s->put, 4, nv ? nv : "", (int)nlen, SQLITE_STATIC);
+  sqlite3_bind_blob(s->put, 4, nv->data, (int)nv->len, SQLITE_STATIC);
   if (op->ttl) sqlite3_bind_int64(s->put, 5, op->ttl);
   else sqlite3_bind_null(s->put, 5);
   op->status = mm_local_sqlite_exec(s->db, s->put, "writing a row", &op->err);
-done:
-  free(nv);
 }
 
 /* Turns every op that looked applied into failure `code` (the transaction
@@ -268,6 +266,7 @@ static void sql_destroy(mm_store_t *base) {
                          s->put,   s->q_all,  s->q_one};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
   sqlite3_close(s->db);
+  mm_buf_free(&s->scratch);
   free(s);
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "agg.h"
+#include "buf.h"
 #include "sketch.h"
 #include "testutil.h"
 
@@ -63,7 +64,13 @@ static void res_free(res_t *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* Merges d into old (NULL = new row), asserting success. */
+/* One buffer every merge of a test process also goes through with
+ * mm_agg_merge_buf, as a store's scratch buffer is: reused, never freed
+ * between merges of any aggregate and size. */
+static mm_buf_t shared_buf = MM_BUF_INIT;
+
+/* Merges d into old (NULL = new row), asserting success; mm_agg_merge_buf
+ * into the shared buffer must give the same bytes and *changed. */
 static res_t merge_ok(const mm_delta_t *d, const char *old, size_t old_len) {
   res_t r;
   mm_err_t e;
@@ -71,6 +78,13 @@ static res_t merge_ok(const mm_delta_t *d, const char *old, size_t old_len) {
   int rc = mm_agg_merge(d, old, old_len, &r.out, &r.len, &r.changed, &e);
   ck_assert_msg(rc == 0, "merge failed: %s", e.msg);
   ck_assert_ptr_nonnull(r.out);
+  int changed = -1;
+  ck_assert_int_eq(mm_agg_merge_buf(d, old, old_len, &shared_buf, &changed, &e), 0);
+  ck_assert_ptr_nonnull(shared_buf.data);
+  ck_assert_uint_eq(shared_buf.len, r.len);
+  ck_assert(memcmp(shared_buf.data, r.out, r.len) == 0);
+  ck_assert_int_eq(shared_buf.data[r.len], '\0');
+  ck_assert_int_eq(changed, r.changed);
   return r;
 }
 
@@ -106,6 +120,12 @@ static void merge_refused(const mm_delta_t *d, const char *old, size_t old_len,
   out = (char *)"sentinel";
   ck_assert_int_eq(mm_agg_merge(d, old, old_len, &out, &len, &changed, NULL), MM_EPERM);
   ck_assert_ptr_null(out);
+  /* and into a buffer: the same failure and message */
+  mm_err_t e2;
+  mm_err_clear(&e2);
+  ck_assert_int_eq(mm_agg_merge_buf(d, old, old_len, &shared_buf, &changed, &e2), MM_EPERM);
+  ck_assert_str_eq(e2.msg, e.msg);
+  ck_assert_int_eq(changed, 0);
 }
 
 static void render_refused(mm_agg_t agg, const char *v, size_t len, const char *want) {

@@ -36,6 +36,12 @@ static const char *F(const mm_dec_t *d) {
   return b;
 }
 
+/* The canonical text of parsed s. */
+static const char *F2(const char *s) {
+  mm_dec_t d = P(s);
+  return F(&d);
+}
+
 /* Deterministic generator (SplitMix64), so failures reproduce. */
 static uint64_t rng_state;
 static uint64_t rnd(void) {
@@ -171,6 +177,55 @@ START_TEST(test_parse_garbage) {
   mm_dec_t d;
   mm_err_t e;
   ck_assert_int_eq(mm_dec_parse(&d, "1\0002", 3, &e), MM_EINVAL);
+}
+END_TEST
+
+/* Plain text of up to 19 digits takes a 64-bit fast path; the same text
+ * with "E0" appended takes the general one. Both must give the same
+ * struct, for every sign, leading and trailing zeros, and digit count
+ * around the fast path's limit (18-21), and the fast path must leave the
+ * errors to the general path. */
+START_TEST(test_parse_fast_path_vs_general) {
+  rng_state = 4242;
+  for (int i = 0; i < 50000; i++) {
+    char t[64], g[70];
+    size_t n = 0;
+    int r = (int)(rnd() % 8);
+    if (r == 0) t[n++] = '-';
+    if (r == 1) t[n++] = '+';
+    int nint = 1 + (int)(rnd() % 21), nfrac = rnd() % 3 ? (int)(rnd() % 21) : 0;
+    for (int k = 0; k < nint; k++) t[n++] = (char)('0' + (rnd() % 4 ? rnd() % 10 : 0));
+    if (nfrac) {
+      t[n++] = '.';
+      for (int k = 0; k < nfrac; k++) t[n++] = (char)('0' + (rnd() % 4 ? rnd() % 10 : 0));
+    }
+    t[n] = '\0';
+    snprintf(g, sizeof g, "%sE0", t);
+    mm_dec_t a, b;
+    mm_err_t ea, eb;
+    int ra = mm_dec_parse(&a, t, n, &ea), rb = mm_dec_parse(&b, g, strlen(g), &eb);
+    ck_assert_int_eq(ra, rb);
+    if (ra) continue; /* > 38 significant digits: both refuse */
+    ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "%s parses unlike %s", t, g);
+    ck_assert_msg(strcmp(F(&a), F(&b)) == 0, "%s", t);
+  }
+  /* text the fast path does not take keeps the general path's messages */
+  const char *bad[] = {"", "-", "+", ".5", "5.", "1.2.3", " 1", "1 ", "1e", "--1", "0x10",
+                       "12345678901234567890.", "1.", "-.", "1a"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    mm_dec_t d;
+    mm_err_t e;
+    mm_err_clear(&e);
+    ck_assert_msg(mm_dec_parse(&d, bad[i], strlen(bad[i]), &e) == MM_EINVAL, "'%s'", bad[i]);
+    ck_assert_msg(strstr(e.msg, "invalid number"), "'%s': %s", bad[i], e.msg);
+    ck_assert(mm_dec_is_zero(&d));
+  }
+  /* the fast path's edges */
+  ck_assert_str_eq(F2("9999999999999999999"), "9999999999999999999");   /* 19 digits */
+  ck_assert_str_eq(F2("99999999999999999999"), "99999999999999999999"); /* 20: general */
+  ck_assert_str_eq(F2("-0.0000000000000000001"), "-0.0000000000000000001");
+  ck_assert_str_eq(F2("-000.000"), "0");
+  ck_assert_str_eq(F2("+1000"), "1000");
 }
 END_TEST
 
@@ -347,6 +402,18 @@ START_TEST(test_add_limits) {
   junk.dig[1] = 12;
   junk.dig[2] = 1;
   ck_assert_int_eq(mm_dec_add(&r, &junk, &b, &e), MM_EINVAL);
+  /* the same against a small operand (the 64-bit path reads the digits
+   * itself), on either side, and a bad leading or trailing digit */
+  mm_dec_t one = P("1");
+  ck_assert_int_eq(mm_dec_add(&r, &junk, &one, &e), MM_EINVAL);
+  ck_assert_msg(strstr(e.msg, "invalid decimal"), "%s", e.msg);
+  ck_assert_int_eq(mm_dec_sub(&r, &one, &junk, &e), MM_EINVAL);
+  junk.dig[1] = 1;
+  junk.dig[0] = 10;
+  ck_assert_int_eq(mm_dec_add(&r, &one, &junk, &e), MM_EINVAL);
+  junk.dig[0] = 1;
+  junk.dig[2] = 255;
+  ck_assert_int_eq(mm_dec_add(&r, &junk, &one, &e), MM_EINVAL);
 }
 END_TEST
 
@@ -537,6 +604,142 @@ START_TEST(test_property_vs_int128) {
 }
 END_TEST
 
+/* A random decimal for the running-sum test: money, long coefficients
+ * around the 18-digit limit of the 64-bit form, 38 digits, exponents near
+ * both ends of the range, and zero. */
+static mm_dec_t acc_operand(void) {
+  char t[128];
+  int kind = (int)(rnd() % 8);
+  int nd = kind == 0 ? 1 + (int)(rnd() % 6)
+         : kind <= 2 ? 15 + (int)(rnd() % 6)  /* 15..20 */
+         : kind == 3 ? 38
+                     : 1 + (int)(rnd() % 12);
+  int exp = kind <= 3 ? -(int)(rnd() % 4)
+          : kind == 4 ? -130 - (int)(rnd() % 8) + (int)(rnd() % 4) /* the low end */
+          : kind == 5 ? 125 - nd + 1 - (int)(rnd() % 3)            /* the high end */
+          : kind == 6 ? (int)(rnd() % 41) - 20
+                      : -2;
+  size_t n = 0;
+  if (rnd() % 3 == 0) t[n++] = '-';
+  t[n++] = (char)('1' + rnd() % 9);
+  for (int k = 1; k < nd; k++) t[n++] = (char)('0' + rnd() % 10);
+  if (rnd() % 16 == 0) n = 1, t[0] = '0';
+  snprintf(t + n, sizeof t - n, "E%d", exp);
+  mm_dec_t d;
+  mm_err_t e;
+  if (mm_dec_parse(&d, t, strlen(t), &e)) mm_dec_from_int(&d, 7); /* out of range */
+  return d;
+}
+
+/* mm_dec_acc_t against mm_dec_add step by step: the same sum, the same
+ * failures with the same messages, a failed step changing nothing. */
+START_TEST(test_running_sum_matches_add) {
+  rng_state = 99;
+  int fails = 0, small_steps = 0;
+  for (int seq = 0; seq < 4000; seq++) {
+    mm_dec_t ref = acc_operand();
+    mm_dec_acc_t acc;
+    mm_dec_acc_init(&acc, &ref);
+    int len = 1 + (int)(rnd() % 40);
+    for (int i = 0; i < len; i++) {
+      mm_dec_t x = acc_operand(), want, got;
+      if (seq % 5 == 0) { /* cancellation and 18-digit carries */
+        x = ref;
+        x.neg = !x.neg;
+        if (rnd() % 2) x = acc_operand();
+      }
+      mm_err_t ea, eb;
+      mm_err_clear(&ea);
+      mm_err_clear(&eb);
+      int was_small = acc.small;
+      int ra = mm_dec_acc_add(&acc, &x, &ea), rb = mm_dec_add(&want, &ref, &x, &eb);
+      ck_assert_int_eq(ra, rb);
+      if (rb) {
+        ck_assert_str_eq(ea.msg, eb.msg);
+        fails++;
+      } else {
+        ref = want;
+        small_steps += was_small && acc.small;
+      }
+      mm_dec_acc_get(&acc, &got);
+      ck_assert_msg(memcmp(&got, &ref, sizeof got) == 0, "seq %d step %d: %s, want %s", seq, i,
+                    F(&got), F(&ref));
+    }
+  }
+  ck_assert_int_gt(fails, 100);       /* the limits were reached */
+  ck_assert_int_gt(small_steps, 1000); /* and the 64-bit form used */
+  /* cents summed 100,000 times stay in the 64-bit form, exactly */
+  mm_dec_t c = P("0.01"), sum;
+  mm_dec_acc_t acc;
+  mm_dec_acc_init(&acc, &c);
+  mm_err_t e;
+  for (int i = 1; i < 100000; i++) ck_assert_int_eq(mm_dec_acc_add(&acc, &c, &e), 0);
+  ck_assert(acc.small);
+  mm_dec_acc_get(&acc, &sum);
+  ck_assert_str_eq(F(&sum), "1000");
+  /* an invalid hand-built addend is refused like mm_dec_add refuses it */
+  mm_dec_t junk = P("123");
+  junk.dig[1] = 12;
+  ck_assert_int_eq(mm_dec_acc_add(&acc, &junk, &e), MM_EINVAL);
+  ck_assert_msg(strstr(e.msg, "invalid decimal"), "%s", e.msg);
+  mm_dec_acc_get(&acc, &sum);
+  ck_assert_str_eq(F(&sum), "1000");
+}
+END_TEST
+
+/* mm_dec_add_text against parse + mm_dec_add + format: whenever the fast
+ * path answers, the same text; it must answer for the usual stored sums. */
+START_TEST(test_add_text_matches_general) {
+  rng_state = 31337;
+  int fast = 0;
+  for (int i = 0; i < 200000; i++) {
+    char t[64];
+    size_t n = 0;
+    int r = (int)(rnd() % 10);
+    if (r == 0) t[n++] = '-';
+    if (r == 1) t[n++] = '+';
+    int nint = 1 + (int)(rnd() % 12), nfrac = rnd() % 2 ? (int)(rnd() % 9) : 0;
+    if (rnd() % 8 == 0) nint = 1 + (int)(rnd() % 20); /* around the 18-digit edge */
+    for (int k = 0; k < nint; k++) t[n++] = (char)('0' + (rnd() % 3 ? rnd() % 10 : 0));
+    if (nfrac) {
+      t[n++] = '.';
+      for (int k = 0; k < nfrac; k++) t[n++] = (char)('0' + (rnd() % 3 ? rnd() % 10 : 0));
+    }
+    if (rnd() % 50 == 0) n += (size_t)snprintf(t + n, sizeof t - n, "E%d", (int)(rnd() % 9) - 4);
+    t[n] = '\0';
+    mm_dec_t d = rnd() % 4 ? acc_operand() : P(t); /* also x + x, x - x */
+    if (rnd() % 8 == 0) d.neg = !d.neg && d.ndig;
+    char got[MM_DEC_TEXT_MAX];
+    size_t gn = mm_dec_add_text(t, n, &d, got);
+    if (!gn) continue;
+    fast++;
+    mm_dec_t o, sum;
+    mm_err_t e;
+    ck_assert_int_eq(mm_dec_parse(&o, t, n, &e), 0);
+    ck_assert_msg(mm_dec_add(&sum, &o, &d, &e) == 0, "%s + %s: fast %s, general %s", t, F(&d),
+                  got, e.msg);
+    ck_assert_msg(strcmp(got, F(&sum)) == 0, "%s + %s: fast %s, general %s", t, F(&d), got,
+                  F(&sum));
+    ck_assert_uint_eq(gn, strlen(got));
+  }
+  ck_assert_int_gt(fast, 50000);
+  /* the benchmark's case, and what the fast path leaves to the general one */
+  char b[MM_DEC_TEXT_MAX];
+  mm_dec_t c = P("812.36");
+  ck_assert_uint_eq(mm_dec_add_text("12345.6", 7, &c, b), 8);
+  ck_assert_str_eq(b, "13157.96");
+  c = P("-12345.6");
+  ck_assert_uint_eq(mm_dec_add_text("12345.6", 7, &c, b), 1);
+  ck_assert_str_eq(b, "0");
+  ck_assert_uint_eq(mm_dec_add_text("1E+3", 4, &c, b), 0);                  /* exponent */
+  ck_assert_uint_eq(mm_dec_add_text("1234567890123456789", 19, &c, b), 0);  /* 19 digits */
+  ck_assert_uint_eq(mm_dec_add_text("5.", 2, &c, b), 0);                    /* malformed */
+  ck_assert_uint_eq(mm_dec_add_text("", 0, &c, b), 0);
+  c = P("1E-40");
+  ck_assert_uint_eq(mm_dec_add_text("0", 1, &c, b), 0); /* exponents 40 apart */
+}
+END_TEST
+
 /* Random integers of up to 38 digits (below 5E+37 so sums stay within 38
  * digits), shifted by a shared random exponent: exact sums. */
 START_TEST(test_property_38_digits) {
@@ -609,6 +812,7 @@ Suite *decimal_suite(void) {
   tcase_add_test(tc, test_parse_canonical);
   tcase_add_test(tc, test_parse_struct);
   tcase_add_test(tc, test_parse_garbage);
+  tcase_add_test(tc, test_parse_fast_path_vs_general);
   tcase_add_test(tc, test_parse_digit_limit);
   tcase_add_test(tc, test_parse_range);
   tcase_add_test(tc, test_format_plain_vs_scientific);
@@ -631,6 +835,8 @@ Suite *decimal_suite(void) {
   tc = tcase_create("properties");
   tcase_add_test(tc, test_property_vs_int128);
   tcase_add_test(tc, test_property_38_digits);
+  tcase_add_test(tc, test_running_sum_matches_add);
+  tcase_add_test(tc, test_add_text_matches_general);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -420,6 +420,66 @@ START_TEST(additive_deltas_coalesced) {
 }
 END_TEST
 
+/* Keys of every length from 1 to 37 bytes (each of the batch hash's read
+ * paths: under 4, under 8, whole and partial 8-byte blocks), nine or so
+ * contributions each: one merge per key, each with every contribution. */
+START_TEST(coalescing_keys_of_every_length) {
+  make("return { aggregate='sum',\n"
+       "  decode=function(r) return r.dynamodb.NewImage end,\n"
+       "  key=function(o) return string.rep('k', #o.cust) end,\n"
+       "  value=function(o) return o.total end }\n",
+       0);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  int count[38] = {0};
+  for (int i = 0; i < 333; i++) {
+    int len = 1 + i % 37;
+    char cust[40];
+    memset(cust, 'c', (size_t)len);
+    cust[len] = '\0';
+    add_rec(&b, i, cust, "0.1", 100);
+    count[len]++;
+  }
+  ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->merges, 37);
+  for (int len = 1; len <= 37; len++) {
+    char key[40], want[32];
+    memset(key, 'k', (size_t)len);
+    key[len] = '\0';
+    snprintf(want, sizeof want, "0=%d.%d;", count[len] / 10, count[len] % 10);
+    if (count[len] % 10 == 0) snprintf(want, sizeof want, "0=%d;", count[len] / 10);
+    ck_assert_str_eq(rows(key), want);
+  }
+  mm_buf_free(&b);
+}
+END_TEST
+
+/* Coalesced sums stay exact past 64 bits (18-digit deltas), and a
+ * contribution that would take a coalesced sum out of DynamoDB's range is
+ * kept apart: its own merge then fails and only its record is reported. */
+START_TEST(coalescing_limits) {
+  cfg.max_attempts = 1;
+  make(SUM_SCRIPT, 0);
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  add_rec(&b, 1, "big", "999999999999999999", 100);
+  add_rec(&b, 2, "edge", "9E+125", 100);
+  add_rec(&b, 3, "big", "999999999999999999", 100);
+  add_rec(&b, 4, "edge", "9E+125", 100);
+  add_rec(&b, 5, "big", "0.000000000000000001", 100);
+  add_rec(&b, 6, "edge", "1E+125", 100);
+  add_rec(&b, 7, "edge", "-2E+125", 100);
+  ck_assert_str_eq(run(event_of(&b)),
+                   "{\"batchItemFailures\":[{\"itemIdentifier\":\"000000000000000000104\"}]}");
+  /* big: one op. edge: 2 and 7 coalesced (6 came between: 9E+125 + 1E+125
+   * is out of range), 4 and 6 each apart; 6 then fits the row, 4 never */
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->merges, 4);
+  ck_assert_str_eq(rows("c#big"), "0=1999999999999999998.000000000000000001;");
+  ck_assert_str_eq(rows("c#edge"), "0=8E+125;");
+  mm_buf_free(&b);
+}
+END_TEST
+
 START_TEST(coalesced_failure_reports_every_contributor) {
   cfg.max_attempts = 1;
   make(SUM_SCRIPT, 0);
@@ -495,6 +555,74 @@ START_TEST(document_switch_out_of_memory_fails_the_invocation) {
   mm_result_free(&res);
   ck_assert_str_eq(run(b.data), "{\"batchItemFailures\":[]}");
   ck_assert_str_eq(rows("c#a"), "0=5;");
+  mm_buf_free(&b);
+}
+END_TEST
+
+extern long mm_arena_fail_countdown; /* arena.c's allocation-failure knob */
+
+/* The batch arena running out of memory at every point of a run (records,
+ * ids, key copies, merge plan, store batch): a record is either applied or
+ * reported, never lost, and the next run works. Every record adds 2^i to
+ * one 2,000-byte key, so the row says exactly which were applied. */
+START_TEST(batch_arena_out_of_memory_loses_nothing) {
+  make("return { aggregate='sum',\n"
+       "  decode=function(r) return r.dynamodb.NewImage end,\n"
+       "  key=function(o) return string.rep('k', 2000) end,\n"
+       "  value=function(o) return o.total end }\n",
+       0);
+  char key[2001];
+  memset(key, 'k', 2000);
+  key[2000] = '\0';
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  for (int i = 0; i < 20; i++) {
+    char total[16];
+    snprintf(total, sizeof total, "%d", 1 << i);
+    add_rec(&b, i, "a", total, 100);
+  }
+  event_of(&b);
+  int failed_runs = 0, reached = 1;
+  for (int fail_at = 1; reached; fail_at++) {
+    mm_pipeline_destroy(pl); /* a fresh arena: its first chunks are counted */
+    pl = NULL;
+    make("return { aggregate='sum',\n"
+         "  decode=function(r) return r.dynamodb.NewImage end,\n"
+         "  key=function(o) return string.rep('k', 2000) end,\n"
+         "  value=function(o) return o.total end }\n",
+         0);
+    mm_result_t res;
+    mm_invoke_t inv = {.event = b.data, .len = b.len, .request_id = "oom"};
+    mm_arena_fail_countdown = fail_at;
+    int rc = mm_pipeline_run(pl, &inv, &res);
+    reached = mm_arena_fail_countdown < 0;
+    mm_arena_fail_countdown = 0;
+    failed_runs += reached;
+    long long want = 0;
+    if (rc != 0) {
+      /* out of memory before any record could be kept: the whole batch */
+      ck_assert_str_eq(res.error_type, "Runtime.OutOfMemory");
+      ck_assert_str_eq(rows(key), "");
+    } else {
+      for (int i = 0; i < 20; i++) {
+        char seq[32];
+        snprintf(seq, sizeof seq, "\"%021d\"", 100 + i);
+        if (!strstr(res.response, seq)) want += 1LL << i; /* not reported: applied */
+      }
+      char row[64];
+      snprintf(row, sizeof row, want ? "0=%lld;" : "", want);
+      ck_assert_msg(strcmp(rows(key), row) == 0, "fail_at %d: row %s, unreported %s",
+                    fail_at, rows(key), row);
+    }
+    mm_result_free(&res);
+    /* and the pipeline goes on */
+    ck_assert_str_eq(run(b.data), "{\"batchItemFailures\":[]}");
+    char row[64];
+    snprintf(row, sizeof row, "0=%lld;", want + (1LL << 20) - 1);
+    ck_assert_str_eq(rows(key), row);
+  }
+  /* the records, their ids and keys, and the merge plan each ran out */
+  ck_assert_int_ge(failed_runs, 3);
   mm_buf_free(&b);
 }
 END_TEST
@@ -738,6 +866,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, permanent_failures_are_not_retried);
   tcase_add_test(tc, unknown_outcome_is_metered_and_retried);
   tcase_add_test(tc, additive_deltas_coalesced);
+  tcase_add_test(tc, coalescing_keys_of_every_length);
+  tcase_add_test(tc, coalescing_limits);
   tcase_add_test(tc, coalesced_failure_reports_every_contributor);
   tcase_add_test(tc, deadline_margin_reports_unstarted_records);
   tcase_add_test(tc, deadline_stops_retries);
@@ -745,6 +875,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, runaway_decode_is_poison_under_the_watchdog);
   tcase_add_test(tc, not_json_is_an_invocation_error);
   tcase_add_test(tc, document_switch_out_of_memory_fails_the_invocation);
+  tcase_add_test(tc, batch_arena_out_of_memory_loses_nothing);
   tcase_add_test(tc, record_without_ids_is_a_poison_pill);
   tcase_add_test(tc, tumbling_window_state_is_returned);
   tcase_add_test(tc, duplicate_event_ids_in_one_batch_apply_once_with_dedup);

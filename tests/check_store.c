@@ -480,6 +480,37 @@ START_TEST(test_keys_are_bytes) {
 END_TEST
 
 /* Many keys and buckets (grows the memory table; one SQLite batch). */
+/* A row's value grows and shrinks across merges (the memory store copies
+ * a new value into the row's buffer while it fits, and takes a larger one
+ * when not): every intermediate value reads back exactly. */
+START_TEST(test_values_grow_and_shrink) {
+  int b = _i;
+  mm_store_t *s = open_backend(b);
+  char want[256], spec[256];
+  /* a sum gaining a digit now and then, then losing them all */
+  const char *adds[] = {"1", "9", "90", "900", "9000", "0.00001", "-0.00001", "-9999", "-1"};
+  const char *sums[] = {"1", "10", "100", "1000", "10000", "10000.00001", "10000", "1", "0"};
+  for (size_t i = 0; i < sizeof adds / sizeof adds[0]; i++) {
+    ck_assert_int_eq(merge1(s, "sum", 0, 0, MM_AGG_SUM, adds[i], NULL), 0);
+    ck_assert_value(s, "sum", 0, sums[i]);
+  }
+  /* last: strings of 1..200 bytes and back down to 1 */
+  for (int i = 0; i < 400; i++) {
+    int len = i < 200 ? i + 1 : 400 - i;
+    double t = 100 + i;
+    int n = snprintf(spec, sizeof spec, "%g@'", t);
+    memset(spec + n, 'a' + i % 26, (size_t)len);
+    spec[n + len] = '\0';
+    ck_assert_int_eq(merge1(s, "last", 0, 0, MM_AGG_LAST, spec, NULL), 0);
+    want[0] = '"';
+    memset(want + 1, 'a' + i % 26, (size_t)len);
+    memcpy(want + 1 + len, "\"", 2);
+    ck_assert_value(s, "last", 0, want);
+  }
+  mm_store_destroy(s);
+}
+END_TEST
+
 START_TEST(test_many_rows) {
   mm_store_t *s = open_backend(_i);
   enum { N = 2000 };
@@ -792,6 +823,7 @@ static Suite *store_suite(void) {
   tcase_add_loop_test(tc, test_batch_ops_independent, 0, 2);
   tcase_add_loop_test(tc, test_keys_are_bytes, 0, 2);
   tcase_add_loop_test(tc, test_many_rows, 0, 2);
+  tcase_add_loop_test(tc, test_values_grow_and_shrink, 0, 2);
   suite_add_tcase(su, tc);
 
   tc = tcase_create("urls");
