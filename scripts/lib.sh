@@ -34,7 +34,7 @@ mm_deps() {
 }
 
 # The minimal static libcurl (scripts/curl-min), built once into
-# build-deps/ (keyed by the script's and the toolchain file's contents) and
+# build-deps/ (keyed by the contents of the scripts and the toolchain file) and
 # used by every mm_build through MM_CURL_ROOT. When Debian's source archive
 # cannot be reached the build falls back to the system libcurl (same API,
 # slower cold start, and a layer that bundles lib/); MM_CURL=system chooses
@@ -48,7 +48,7 @@ mm_curl() { MM_CURL_ROOT=$(mm_curl_root); }
 mm_curl_root() {
   [ "${MM_CURL:-minimal}" = system ] && return 0
   local tc=${1:-} key prefix
-  key=$(cat "$MM_ROOT/scripts/curl-min" ${tc:+"$tc"} | sha256sum | cut -c1-12)
+  key=$(cat "$MM_ROOT/scripts/curl-min" "$MM_ROOT/scripts/deb-source" ${tc:+"$tc"} | sha256sum | cut -c1-12)
   prefix="$MM_ROOT/build-deps/curl-min-${tc:+$(basename "$tc" .cmake)-}$key"
   if [ ! -f "$prefix/lib/libcurl.a" ]; then
     mm_log "minimal libcurl from Debian's curl source (scripts/curl-min${tc:+, $(basename "$tc")})"
