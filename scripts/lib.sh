@@ -69,7 +69,10 @@ mm_curl_root() {
 # MM_LUA=system chooses that fallback on purpose.
 MM_LUA_SRC=""
 mm_lua() {
-  [ "${MM_LUA:-source}" = system ] && return 0
+  if [ "${MM_LUA:-source}" = system ]; then
+    mm_log "Lua: Debian's liblua5.4.a (MM_LUA=system)"
+    return 0
+  fi
   local dir tmp
   dir="$MM_ROOT/build-deps/lua5.4-src-$(sha256sum <"$MM_ROOT/scripts/deb-source" | cut -c1-12)"
   if [ ! -f "$dir/src/src/lua.h" ]; then
