@@ -13,6 +13,7 @@ endif()
 # The Lambda entry point, at the build directory's root.
 add_executable(bootstrap runtime/bootstrap.c)
 target_link_libraries(bootstrap PRIVATE murmur_core)
+mm_lto(bootstrap)
 set_target_properties(bootstrap PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
 if(MM_NODE)
   add_test(NAME bootstrap_e2e

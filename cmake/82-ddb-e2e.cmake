@@ -12,6 +12,7 @@ target_link_libraries(mm_query_tool PRIVATE murmur_core)
 # The DynamoDB benchmark behind scripts/bench (concurrent vs sequential).
 add_executable(ddb_bench bench/ddb_bench.c)
 target_link_libraries(ddb_bench PRIVATE murmur_core)
+mm_lto(ddb_bench)
 
 # The real bootstrap (cmake/40-rapi.cmake) against dynalite. Sanitizer
 # builds run fewer records and batches (MM_E2E_QUICK).

@@ -46,6 +46,7 @@ foreach(t mm_layer_bootstrap mm_layer_cli)
   target_link_libraries(${t} PRIVATE murmur_core)
   target_link_options(${t} PRIVATE "LINKER:--disable-new-dtags")
 endforeach()
+mm_lto(mm_layer_bootstrap mm_layer_cli)
 set_target_properties(mm_layer_bootstrap PROPERTIES
   OUTPUT_NAME bootstrap RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/layer
   BUILD_RPATH "\$ORIGIN/lib")

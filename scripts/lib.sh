@@ -31,10 +31,11 @@ mm_deps() {
   mm_apt "${MM_PACKAGES[@]}"
   if ! command -v node >/dev/null 2>&1; then mm_apt nodejs npm; fi
   mm_curl
+  mm_lua
 }
 
 # The minimal static libcurl (scripts/curl-min), built once into
-# build-deps/ (keyed by the script's and the toolchain file's contents) and
+# build-deps/ (keyed by the contents of the scripts and the toolchain file) and
 # used by every mm_build through MM_CURL_ROOT. When Debian's source archive
 # cannot be reached the build falls back to the system libcurl (same API,
 # slower cold start, and a layer that bundles lib/); MM_CURL=system chooses
@@ -48,7 +49,7 @@ mm_curl() { MM_CURL_ROOT=$(mm_curl_root); }
 mm_curl_root() {
   [ "${MM_CURL:-minimal}" = system ] && return 0
   local tc=${1:-} key prefix
-  key=$(cat "$MM_ROOT/scripts/curl-min" ${tc:+"$tc"} | sha256sum | cut -c1-12)
+  key=$(cat "$MM_ROOT/scripts/curl-min" "$MM_ROOT/scripts/deb-source" ${tc:+"$tc"} | sha256sum | cut -c1-12)
   prefix="$MM_ROOT/build-deps/curl-min-${tc:+$(basename "$tc" .cmake)-}$key"
   if [ ! -f "$prefix/lib/libcurl.a" ]; then
     mm_log "minimal libcurl from Debian's curl source (scripts/curl-min${tc:+, $(basename "$tc")})"
@@ -58,6 +59,36 @@ mm_curl_root() {
     fi
   fi
   printf '%s\n' "$prefix"
+}
+
+# Lua, compiled by every mm_build (CMakeLists.txt, MM_LUA_SRC) from Debian's
+# lua5.4 source package with Debian's patches, fetched once into
+# build-deps/ by scripts/deb-source (keyed by that script's contents).
+# When Debian's source archive cannot be reached the build falls back to
+# Debian's prebuilt liblua5.4.a (the same Lua, built by Debian);
+# MM_LUA=system chooses that fallback on purpose.
+MM_LUA_SRC=""
+mm_lua() {
+  if [ "${MM_LUA:-source}" = system ]; then
+    mm_log "Lua: Debian's liblua5.4.a (MM_LUA=system)"
+    return 0
+  fi
+  local dir tmp
+  dir="$MM_ROOT/build-deps/lua5.4-src-$(sha256sum <"$MM_ROOT/scripts/deb-source" | cut -c1-12)"
+  if [ ! -f "$dir/src/src/lua.h" ]; then
+    mm_log "Lua from Debian's lua5.4 source (scripts/deb-source)"
+    mkdir -p "$MM_ROOT/build-deps"
+    tmp=$(mktemp -d "$dir.XXXXXX")
+    if ! "$MM_ROOT/scripts/deb-source" lua5.4 "$tmp" >&2; then
+      rm -rf "$tmp"
+      mm_log "WARNING: could not fetch Lua's source; using Debian's liblua5.4.a"
+      return 0
+    fi
+    chmod 755 "$tmp"
+    # A concurrent build may have got there first: keep its copy.
+    mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+  fi
+  MM_LUA_SRC="$dir/src"
 }
 
 # npm ci in a directory holding a committed package-lock.json, once per lock.
@@ -75,6 +106,6 @@ mm_npm_ci() {
 mm_build() {
   local dir=$1
   shift
-  cmake -S "$MM_ROOT" -B "$dir" "-DMM_CURL_ROOT=$MM_CURL_ROOT" "$@" >/dev/null
+  cmake -S "$MM_ROOT" -B "$dir" "-DMM_CURL_ROOT=$MM_CURL_ROOT" "-DMM_LUA_SRC=$MM_LUA_SRC" "$@" >/dev/null
   cmake --build "$dir" -j "$MM_JOBS" >/dev/null
 }
