@@ -102,10 +102,57 @@ mm_npm_ci() {
   fi
 }
 
-# mm_build DIR [cmake args...]: configures (once) and builds.
+# mm_build DIR [cmake args...]: configures and builds. A native Release
+# build (-DCMAKE_BUILD_TYPE=Release among the args, no toolchain file) is
+# profile-guided (mm_pgo) unless MM_PGO=off.
 mm_build() {
+  local dir=$1 a release=0 cross=0 pgo=""
+  shift
+  for a in "$@"; do
+    case $a in
+      -DCMAKE_BUILD_TYPE=Release) release=1 ;;
+      -DCMAKE_TOOLCHAIN_FILE=*) cross=1 ;;
+    esac
+  done
+  if [ $release -eq 1 ] && [ $cross -eq 0 ] && [ "${MM_PGO:-on}" != off ]; then
+    mm_pgo "$dir" "$@" && pgo=use
+  fi
+  mm_configure "$dir" "$@" "-DMM_PGO=$pgo"
+  cmake --build "$dir" -j "$MM_JOBS" >/dev/null
+}
+
+mm_configure() {
   local dir=$1
   shift
   cmake -S "$MM_ROOT" -B "$dir" "-DMM_CURL_ROOT=$MM_CURL_ROOT" "-DMM_LUA_SRC=$MM_LUA_SRC" "$@" >/dev/null
-  cmake --build "$dir" -j "$MM_JOBS" >/dev/null
+}
+
+# mm_pgo DIR [cmake args...]: makes DIR's profile for a profile-guided
+# build (CMakeLists.txt, MM_PGO): an instrumented mm_bench runs
+# scripts/pgo/train, whose .gcda files land in DIR/pgo. The profile is
+# kept while nothing that goes into the build changed (a key of the
+# sources, the scripts, the dependencies and the compiler); otherwise it
+# is made anew, which costs one more build of mm_bench and a few seconds of
+# training. Returns non-zero (after a WARNING) when training fails: the
+# build then goes without a profile.
+mm_pgo() {
+  local dir=$1 key
+  shift
+  key=$( {
+    cat "$MM_ROOT"/CMakeLists.txt "$MM_ROOT"/cmake/*.cmake "$MM_ROOT"/runtime/*.[ch] \
+      "$MM_ROOT"/bench/*.c "$MM_ROOT"/scripts/pgo/* "$MM_ROOT"/lua/murmur.lua
+    printf '%s\n' "$MM_CURL_ROOT" "$MM_LUA_SRC" "$*"
+    "${CC:-cc}" --version
+  } | sha256sum | cut -c1-16)
+  if [ -f "$dir/pgo/KEY" ] && [ "$(cat "$dir/pgo/KEY")" = "$key" ]; then return 0; fi
+  mm_log "profile-guided build: training run (scripts/pgo/train) in ${dir#"$MM_ROOT"/}"
+  rm -rf "$dir/pgo"
+  mm_configure "$dir" "$@" -DMM_PGO=generate
+  cmake --build "$dir" -j "$MM_JOBS" --target mm_bench >/dev/null
+  if ! "$MM_ROOT/scripts/pgo/train" "$dir/mm_bench" "$dir/pgo-events"; then
+    mm_log "WARNING: the training run failed; building without a profile"
+    rm -rf "$dir/pgo"
+    return 1
+  fi
+  echo "$key" >"$dir/pgo/KEY"
 }
