@@ -1997,7 +1997,11 @@ int mm_script_run_record(mm_script_t *s, uint32_t node, double event_time,
                          mm_outcome_t *out) {
   lua_State *L = s->L;
   int top = lua_gettop(L);
-  memset(out, 0, sizeof *out);
+  /* field by field: a memset would clear the 1 KB message on every record */
+  out->keys = NULL;
+  out->key_lens = NULL;
+  out->nkeys = 0;
+  memset(&out->delta, 0, sizeof out->delta);
   mm_err_clear(&out->err);
   out->kind = MM_OUT_VALUE;
   out->delta.agg = s->def.agg;
