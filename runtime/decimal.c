@@ -153,22 +153,36 @@ static void set_from_u64(mm_dec_t *out, int neg, uint64_t m, int exp) {
  * text that does not parse), which takes the general path and its
  * messages.
  */
-static int parse_fast(mm_dec_t *out, const char *s, size_t len) {
+/* Reads plain text "[+-]digits[.digits]" of at most max_digits digits
+ * (max_digits <= 19, so they fit a uint64_t) into *neg, *m and *nfrac
+ * (digits after the point). Returns 0 for anything else. */
+static int scan_plain(const char *s, size_t len, size_t max_digits, int *neg, uint64_t *m,
+                      size_t *nfrac) {
   size_t i = 0;
-  int neg = 0;
-  if (i < len && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+  *neg = 0;
+  if (i < len && (s[i] == '+' || s[i] == '-')) *neg = s[i++] == '-';
   size_t start = i;
-  uint64_t m = 0;
-  while (i < len && (unsigned)(s[i] - '0') <= 9) m = m * 10 + (uint64_t)(s[i++] - '0');
-  size_t nint = i - start, nfrac = 0;
+  uint64_t v = 0;
+  while (i < len && (unsigned)(s[i] - '0') <= 9) v = v * 10 + (uint64_t)(s[i++] - '0');
+  size_t nint = i - start, nf = 0;
   if (nint == 0) return 0;
   if (i < len && s[i] == '.') {
     size_t fs = ++i;
-    while (i < len && (unsigned)(s[i] - '0') <= 9) m = m * 10 + (uint64_t)(s[i++] - '0');
-    nfrac = i - fs;
-    if (nfrac == 0) return 0;
+    while (i < len && (unsigned)(s[i] - '0') <= 9) v = v * 10 + (uint64_t)(s[i++] - '0');
+    nf = i - fs;
+    if (nf == 0) return 0;
   }
-  if (i != len || nint + nfrac > 19) return 0;
+  if (i != len || nint + nf > max_digits) return 0;
+  *m = v;
+  *nfrac = nf;
+  return 1;
+}
+
+static int parse_fast(mm_dec_t *out, const char *s, size_t len) {
+  int neg;
+  uint64_t m;
+  size_t nfrac;
+  if (!scan_plain(s, len, 19, &neg, &m, &nfrac)) return 0;
   set_from_u64(out, neg, m, -(int)nfrac);
   return 1;
 }
@@ -576,21 +590,10 @@ void mm_dec_acc_get(const mm_dec_acc_t *acc, mm_dec_t *out) {
  */
 size_t mm_dec_add_text(const char *s, size_t len, const mm_dec_t *d, char *buf) {
   /* the stored text */
-  size_t i = 0;
-  int aneg = 0;
-  if (i < len && (s[i] == '+' || s[i] == '-')) aneg = s[i++] == '-';
-  size_t start = i;
-  uint64_t a = 0;
-  while (i < len && (unsigned)(s[i] - '0') <= 9) a = a * 10 + (uint64_t)(s[i++] - '0');
-  size_t nint = i - start, nfrac = 0;
-  if (nint == 0) return 0;
-  if (i < len && s[i] == '.') {
-    size_t fs = ++i;
-    while (i < len && (unsigned)(s[i] - '0') <= 9) a = a * 10 + (uint64_t)(s[i++] - '0');
-    nfrac = i - fs;
-    if (nfrac == 0) return 0;
-  }
-  if (i != len || nint + nfrac > 18) return 0;
+  int aneg;
+  uint64_t a;
+  size_t nfrac;
+  if (!scan_plain(s, len, 18, &aneg, &a, &nfrac)) return 0;
   int ea = -(int)nfrac;
   /* the delta */
   if (d->ndig > 18 || !dec_shape_ok(d)) return 0;

@@ -144,7 +144,10 @@ mm_pgo() {
     printf '%s\n' "$MM_CURL_ROOT" "$MM_LUA_SRC" "$*"
     "${CC:-cc}" --version
   } | sha256sum | cut -c1-16)
-  if [ -f "$dir/pgo/KEY" ] && [ "$(cat "$dir/pgo/KEY")" = "$key" ]; then return 0; fi
+  if [ -f "$dir/pgo/KEY" ] && [ "$(cat "$dir/pgo/KEY")" = "$key" ]; then
+    touch "$dir/pgo/KEY" # the same sources: newer times (a checkout) are fine
+    return 0
+  fi
   mm_log "profile-guided build: training run (scripts/pgo/train) in ${dir#"$MM_ROOT"/}"
   rm -rf "$dir/pgo"
   mm_configure "$dir" "$@" -DMM_PGO=generate
