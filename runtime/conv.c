@@ -1409,32 +1409,70 @@ typedef struct match {
   uint32_t count;         /* members of that name */
 } match_t;
 
-/* Finds member key[0..klen) of the map-like object obj (kind K_MAP, K_REC
- * or K_DDB). Duplicates: the last one wins, as in JSON.parse; members
- * left out (member_skipped) do not count. Returns 0 when absent. */
-static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj,
-                       const char *key, size_t klen, match_t *m) {
-  uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
+/* A member name looked for on the tape: its bytes and, for the 1 to 16
+ * bytes long names nearly every event has, the two words name_words
+ * makes of them, so that a member is compared in two loads. */
+typedef struct name {
+  const char *s;
+  size_t n;
+  uint64_t a, b;
+} name_t;
+
+static inline void name_init(name_t *nm, const char *s, size_t n) {
+  nm->s = s;
+  nm->n = n;
+  nm->a = nm->b = 0;
+  if (n > 0 && n <= 16) name_words(s, n, &nm->a, &nm->b);
+}
+
+/* 1 when member name k (a STR node) of length nm->n without escapes is
+ * nm. */
+static inline int name_bytes_are(const mm_json_doc_t *d, uint32_t k, const name_t *nm) {
+  const char *raw = d->src + (d->nodes[k].tag >> 4);
+  if (nm->n > 16) return memcmp(raw, nm->s, nm->n) == 0;
+  if (nm->n == 0) return 1;
+  uint64_t a, b;
+  name_words(raw, nm->n, &a, &b); /* the same words for the same bytes */
+  return a == nm->a && b == nm->b;
+}
+
+/* 1 when member name k (a STR node) is nm, by its decoded text. */
+static inline int name_is(const mm_json_doc_t *d, uint32_t k, const name_t *nm) {
+  const mm_json_node_t *nd = &d->nodes[k];
+  if (__builtin_expect((nd->tag & 8u) != 0, 0)) return mm_json_str_eq(d, k, nm->s, nm->n);
+  return nd->len == nm->n && name_bytes_are(d, k, nm);
+}
+
+/* Finds member nm of the map-like object obj (kind K_MAP, K_REC or
+ * K_DDB). Duplicates: the last one wins, as in JSON.parse; members left
+ * out (member_skipped) do not count. Returns 0 when absent. A member
+ * whose name has neither nm's length nor escapes costs two loads. */
+static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj, const name_t *nm,
+                       match_t *m) {
+  const mm_json_node_t *nodes = d->nodes;
+  uint32_t cnt = nodes[obj].len, k = obj + 1;
+  const size_t n = nm->n;
   m->count = m->idx = m->k = m->v = m->first = m->kfirst = 0;
   for (uint32_t i = 0; i < cnt; i++) {
-    uint32_t v = k + 1;
-    if (mm_json_key_eq(d, k, key, klen) && !member_skipped(d, kind, k, v)) {
+    const mm_json_node_t *kn = &nodes[k];
+    if (__builtin_expect(kn->len == n || (kn->tag & 8u) != 0, 0) && name_is(d, k, nm) &&
+        !member_skipped(d, kind, k, k + 1)) {
       if (m->count++ == 0) {
         m->first = i;
         m->kfirst = k;
       }
       m->idx = i;
       m->k = k;
-      m->v = v;
+      m->v = k + 1;
     }
-    k = mm_json_next(d, v);
+    k = kn[1].next; /* past the value */
   }
   return m->count > 0;
 }
 
-/* Marks every member named key (from the first match on) done. */
+/* Marks every member named nm (from the first match on) done. */
 static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
-                         const match_t *m, const char *key, size_t klen) {
+                         const match_t *m, const name_t *nm) {
   if (m->count == 1) {
     member_mark(o, m->idx);
     return;
@@ -1442,7 +1480,7 @@ static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
   uint32_t cnt = mm_json_len(d, obj), k = m->kfirst;
   for (uint32_t i = m->first; i < cnt; i++) {
     uint32_t v = k + 1;
-    if (i == m->idx || mm_json_key_eq(d, k, key, klen)) member_mark(o, i);
+    if (i == m->idx || name_is(d, k, nm)) member_mark(o, i);
     k = mm_json_next(d, v);
   }
 }
@@ -1455,13 +1493,15 @@ static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t
                            int uv) {
   lua_State *L = c->L;
   match_t m;
-  if (!find_member(c->doc, o->kind, o->node, key, klen, &m) || member_done(o, m.idx) ||
+  name_t nm;
+  name_init(&nm, key, klen);
+  if (!find_member(c->doc, o->kind, o->node, &nm, &m) || member_done(o, m.idx) ||
       mm_json_type(c->doc, m.v) != MM_JSON_OBJ)
     return;
   lua_getiuservalue(L, c->sti, uv); /* the key, interned once */
   push_member(c, o->kind, o->level, m.k, m.v);
   lua_rawset(L, t);
-  mark_matches(c->doc, o, o->node, &m, key, klen);
+  mark_matches(c->doc, o, o->node, &m, &nm);
 }
 
 /*
@@ -1517,7 +1557,9 @@ static int lazy_index(lua_State *L) {
     return 1;
   }
   const char *key = lua_tolstring(L, 2, &klen);
-  if (!find_member(c.doc, o.kind, o.node, key, klen, &m)) {
+  name_t nm;
+  name_init(&nm, key, klen);
+  if (!find_member(c.doc, o.kind, o.node, &nm, &m)) {
     lua_pushnil(L);
     return 1;
   }
@@ -1531,7 +1573,7 @@ static int lazy_index(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_pushvalue(L, -2);
   lua_rawset(L, 1);
-  mark_matches(c.doc, &o, o.node, &m, key, klen);
+  mark_matches(c.doc, &o, o.node, &m, &nm);
   if (all_done(&o, cnt))
     set_complete(&c, 1, &o);
   else
@@ -1557,11 +1599,13 @@ static int lazy_newindex(lua_State *L) {
     return 0;
   }
   const char *key = lua_tolstring(L, 2, &klen);
-  int found = find_member(c.doc, o.kind, o.node, key, klen, &m);
+  name_t nm;
+  name_init(&nm, key, klen);
+  int found = find_member(c.doc, o.kind, o.node, &nm, &m);
   uint32_t cnt = mm_json_len(c.doc, o.node);
   if (found) {
     origin_make_big(&c, 1, &o, cnt);
-    mark_matches(c.doc, &o, o.node, &m, key, klen);
+    mark_matches(c.doc, &o, o.node, &m, &nm);
   }
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 3);
@@ -1833,8 +1877,10 @@ static uint32_t decimal_node(lua_State *L, const mm_json_doc_t *d, int k,
     size_t klen;
     match_t m;
     if (lua_type(L, k) != LUA_TSTRING) return 0;
+    name_t nm;
     const char *key = lua_tolstring(L, k, &klen);
-    if (!find_member(d, K_MAP, o->node, key, klen, &m)) return 0;
+    name_init(&nm, key, klen);
+    if (!find_member(d, K_MAP, o->node, &nm, &m)) return 0;
     *done = member_done(o, m.idx);
     if (av_classify(d, m.v, &ai) == AV_OK && ai.type == T_N) text = ai.payload;
   } else if (o->kind == K_LIST || o->kind == K_NS) {
@@ -1926,8 +1972,10 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
   if (lua_rawget(L, t) != LUA_TNIL) goto out; /* converted: read it */
   size_t klen;
   match_t m;
+  name_t nm;
   const char *key = lua_tolstring(L, k, &klen);
-  if (!find_member(d, K_MAP, o.node, key, klen, &m)) {
+  name_init(&nm, key, klen);
+  if (!find_member(d, K_MAP, o.node, &nm, &m)) {
     r = MM_CONV_PEEK_ABSENT;
     goto out;
   }
@@ -2066,10 +2114,12 @@ int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t 
   out->node = 0;
   if (!d || lua_type(L, k) != LUA_TSTRING || !lua_checkstack(L, 3)) return -1;
   const char *key = lua_tolstring(L, k, &klen);
+  name_t nm;
+  name_init(&nm, key, klen);
   if (t->where == MM_CONV_REF_TAPE) {
     int kind = t->kind == R_DDB ? K_DDB : t->kind == R_IMAGE ? K_MAP : 0;
     if (!kind || t->node >= d->count) return -1;
-    if (!find_member(d, kind, t->node, key, klen, &m)) return 0;
+    if (!find_member(d, kind, t->node, &nm, &m)) return 0;
     return view_child(d, kind, m.k, m.v, out);
   }
   if (t->where != MM_CONV_REF_LUA || !lua_istable(L, t->idx)) return -1;
@@ -2090,7 +2140,7 @@ int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t 
     return 0;
   }
   lua_pop(L, 1);
-  if (!o.kind || !find_member(d, o.kind, o.node, key, klen, &m) || member_done(&o, m.idx))
+  if (!o.kind || !find_member(d, o.kind, o.node, &nm, &m) || member_done(&o, m.idx))
     return 0;
   return view_child(d, o.kind, m.k, m.v, out);
 }

@@ -905,6 +905,62 @@ START_TEST(test_lazy_duplicates) {
 }
 END_TEST
 
+/* Member lookups compare names by length, then by two words (the first
+ * and last 8 or 4 bytes, or each byte of shorter names): names of every
+ * length up to 20 that differ from each other in one byte anywhere, some
+ * of them escaped in the event, are told apart by reads, decimal and
+ * writes. */
+START_TEST(test_member_names) {
+  static char ev[1 << 16];
+  size_t n = 0;
+  n += (size_t)snprintf(ev + n, sizeof ev - n, "{\"Records\":[{\"dynamodb\":{\"NewImage\":{");
+  for (int len = 1; len <= 20; len++) {
+    for (int pos = -1; pos < len; pos++) { /* -1: all 'a' */
+      n += (size_t)snprintf(ev + n, sizeof ev - n, "%s\"", len == 1 && pos == -1 ? "" : ",");
+      for (int i = 0; i < len; i++) {
+        char ch = i == pos ? 'b' : 'a';
+        if ((len + pos + i) % 7 == 0) /* some bytes escaped */
+          n += (size_t)snprintf(ev + n, sizeof ev - n, "\\u00%02x", ch);
+        else
+          ev[n++] = ch;
+      }
+      n += (size_t)snprintf(ev + n, sizeof ev - n, "\":{\"N\":\"%d.%d\"}", len, pos + 1);
+    }
+  }
+  n += (size_t)snprintf(ev + n, sizeof ev - n, "}}}]}");
+  ck_assert(n < sizeof ev);
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ev);
+  LUA_OK_(L,
+          "local n = rec.dynamodb.NewImage\n"
+          "local function name(len, pos, ch)\n"
+          "  local t = {}\n"
+          "  for i = 1, len do t[i] = i == pos and ch or 'a' end\n"
+          "  return table.concat(t)\n"
+          "end\n"
+          "for len = 1, 20 do\n"
+          "  for pos = 0, len do\n"
+          "    local k, want = name(len, pos, 'b'), ('%d.%d'):format(len, pos)\n"
+          "    assert(decimal(n, k) == want, k)\n"
+          "    if pos > 0 then assert(n[name(len, pos, 'c')] == nil) end  -- no such member\n"
+          "    if (len + pos) % 2 == 0 then\n"
+          "      assert(n[k] == tonumber(want), k)\n"
+          "    else\n"
+          "      n[k] = 'w'                                -- written before read\n"
+          "      assert(n[k] == 'w' and decimal(n, k) == nil, k)\n"
+          "    end\n"
+          "  end\n"
+          "end\n"
+          "local c = 0\n"
+          "for k, v in pairs(n) do c = c + 1 end\n"
+          "assert(c == 20 * 21 / 2 + 20)\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
 /* Protected: mm_conv_peek_n(t, k) for the table and key on the stack;
  * returns outcome and text (or nil). */
 static int l_peek(lua_State *L) {
@@ -1964,6 +2020,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_per_member);
   tcase_add_test(tc, test_lazy_member_writes);
   tcase_add_test(tc, test_lazy_duplicates);
+  tcase_add_test(tc, test_member_names);
   tcase_add_test(tc, test_lazy_big_map);
   tcase_add_test(tc, test_peek);
   tcase_add_test(tc, test_view);
