@@ -1514,7 +1514,8 @@ static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t
  * reads OldImage, and KEYS_ONLY decoders are the ones that read Keys).
  * Nothing a script reads changes: the same tables come out, only
  * earlier; raw access sees them from the start. Objects of more than
- * MASK_BITS members are left alone. [-0, +0, e]
+ * MASK_BITS members are left alone. (push_record_fast makes the same
+ * tables for the usual record without prefill.) [-0, +0, e]
  */
 static void prefill(ctx_t *c, int t) {
   origin_t o;
@@ -1533,6 +1534,107 @@ static void prefill(ctx_t *c, int t) {
     set_complete(c, t, &o);
   else
     origin_store(c, t, &o);
+}
+
+/* Test hook, in the manner of script.c's mm_script_fail_countdown (only
+ * the Check suite declares it): nonzero sends every record down the
+ * general path (check_images, new_record_table), so that a test can
+ * compare push_record_fast with it. */
+int mm_conv_fast_off;
+
+/* Records the origin of the new lazy map-like table t (absolute index;
+ * packed origin p, done members mask, cnt members) and gives it the lazy
+ * metatable - or, when every member is done already, leaves it an
+ * ordinary table, as set_complete would. [-0, +0, m] */
+static void make_lazy(ctx_t *c, int t, lua_Integer p, uint64_t mask, uint32_t cnt) {
+  lua_State *L = c->L;
+  if (mask == (UINT64_C(1) << cnt) - 1) { /* cnt <= MASK_BITS */
+    omap_put(L, c->st, lua_topointer(L, t), p, 0);
+    return;
+  }
+  omap_put(L, c->st, lua_topointer(L, t), p | (lua_Integer)(mask << MASK_SHIFT), 1);
+  lua_pushvalue(L, c->mt);
+  lua_setmetatable(L, t);
+}
+
+/*
+ * mm_conv_push_record's usual case: a record of 1 to MASK_BITS members,
+ * one of them named "dynamodb" (or none), that one an object of 1 to
+ * MASK_BITS members. One pass over the record's members finds it, one
+ * over its members checks the images (check_images), finds the null ones
+ * (done from the start) and NewImage (the last of that name not null);
+ * then the record, its dynamodb and that NewImage are made directly -
+ * the very tables, origins and done masks new_record_table and prefill
+ * give, without looking anything up twice. Returns 0, with nothing
+ * pushed, for any other record: the general path does those. [-0, +(0|1), e]
+ */
+static int push_record_fast(ctx_t *c, uint32_t rec) {
+  if (mm_conv_fast_off) return 0;
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  name_t n_ddb, n_new;
+  uint32_t cnt = mm_json_len(d, rec), k = rec + 1, ddb = 0, nddb = 0, ddb_i = 0;
+  if (cnt == 0 || cnt > MASK_BITS) return 0;
+  name_init(&n_ddb, "dynamodb", 8);
+  name_init(&n_new, "NewImage", 8);
+  for (uint32_t i = 0; i < cnt; i++) {
+    uint32_t v = k + 1;
+    if (name_is(d, k, &n_ddb)) {
+      nddb++;
+      ddb = v;
+      ddb_i = i;
+    }
+    k = mm_json_next(d, v);
+  }
+  if (nddb > 1) return 0;
+  uint32_t dcnt = 0, img = 0;
+  uint64_t dmask = 0;
+  if (ddb && mm_json_type(d, ddb) == MM_JSON_OBJ) {
+    dcnt = mm_json_len(d, ddb);
+    if (dcnt == 0 || dcnt > MASK_BITS) return 0;
+    k = ddb + 1;
+    for (uint32_t j = 0; j < dcnt; j++) {
+      uint32_t v = k + 1;
+      mm_json_type_t jt = mm_json_type(d, v);
+      if (jt == MM_JSON_OBJ) {
+        if (name_is(d, k, &n_new)) {
+          img = v; /* the last one wins */
+          dmask |= UINT64_C(1) << j;
+        }
+      } else {
+        const char *name = image_name(d, k);
+        if (name && jt != MM_JSON_NULL) raise_image(L, name);
+        if (name) dmask |= UINT64_C(1) << j; /* a null image: left out */
+      }
+      k = mm_json_next(d, v);
+    }
+  } else {
+    ddb = 0; /* not an object: converted when read */
+  }
+
+  lua_createtable(L, 0, (int)cnt);
+  int t = lua_gettop(L); /* rec */
+  if (ddb) {
+    lua_getiuservalue(L, c->sti, UV_DYNAMODB);
+    lua_createtable(L, 0, (int)dcnt); /* rec "dynamodb" ddb */
+    if (img) {
+      uint32_t icnt = mm_json_len(d, img);
+      lua_getiuservalue(L, c->sti, UV_NEWIMAGE);
+      lua_createtable(L, 0, (int)(icnt < INT32_MAX ? icnt : 0)); /* ... "NewImage" img */
+      if (icnt > 0) {
+        omap_put(L, c->st, lua_topointer(L, t + 4), pack(K_MAP, 1, img), 1);
+        lua_pushvalue(L, c->mt);
+        lua_setmetatable(L, t + 4);
+      } else {
+        omap_put(L, c->st, lua_topointer(L, t + 4), pack(K_MAP, 1, img), 0);
+      }
+      lua_rawset(L, t + 2);
+    }
+    make_lazy(c, t + 2, pack(K_DDB, 2, ddb), dmask, dcnt);
+    lua_rawset(L, t);
+  }
+  make_lazy(c, t, pack(K_REC, 1, rec), ddb ? UINT64_C(1) << ddb_i : 0, cnt);
+  return 1;
 }
 
 /* __index(t, k): a list is converted whole; a map converts member k alone
@@ -1842,8 +1944,10 @@ void mm_conv_push_record(lua_State *L, uint32_t node) {
   if (!c.doc) luaL_error(L, "no event document is current");
   if (node >= c.doc->count || mm_json_type(c.doc, node) != MM_JSON_OBJ)
     luaL_error(L, "record is not an object");
-  check_images(&c, node);
-  new_record_table(&c, K_REC, node); /* st mt rec */
+  if (!push_record_fast(&c, node)) {
+    check_images(&c, node);
+    new_record_table(&c, K_REC, node); /* st mt rec */
+  }
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
 }

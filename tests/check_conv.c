@@ -16,6 +16,8 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1259,6 +1261,283 @@ START_TEST(test_lazy_differential) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* The record's fast path against the general one                       */
+/* ------------------------------------------------------------------ */
+
+/* conv.c's test hook: nonzero sends records down the general path. */
+extern int mm_conv_fast_off;
+
+/* xorshift64* for the record shapes below. */
+static uint64_t shape_state = 0x2545F4914F6CDD1Dull;
+static unsigned shape_rand(unsigned n) {
+  shape_state ^= shape_state >> 12;
+  shape_state ^= shape_state << 25;
+  shape_state ^= shape_state >> 27;
+  return (unsigned)((shape_state * 2685821657736338717ull) >> 33) % n;
+}
+
+/* Appends fmt to buf at *n. */
+static void put(char *buf, size_t cap, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void put(char *buf, size_t cap, size_t *n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(buf + *n, cap - *n, fmt, ap);
+  va_end(ap);
+  ck_assert(w >= 0 && (size_t)w < cap - *n);
+  *n += (size_t)w;
+}
+
+/* A small image, sometimes empty, sometimes with a duplicate name. */
+static void shape_image(char *buf, size_t cap, size_t *n) {
+  static const char *const NAMES[] = {"a", "b", "total", "t\\u006ftal", "customer_id"};
+  unsigned m = shape_rand(5);
+  put(buf, cap, n, "{");
+  for (unsigned i = 0; i < m; i++) {
+    const char *name = NAMES[shape_rand(5)];
+    switch (shape_rand(4)) {
+    case 0: put(buf, cap, n, "%s\"%s\":{\"S\":\"s%u\"}", i ? "," : "", name, shape_rand(9)); break;
+    case 1: put(buf, cap, n, "%s\"%s\":{\"M\":{\"x\":{\"N\":\"1\"}}}", i ? "," : "", name); break;
+    default: put(buf, cap, n, "%s\"%s\":{\"N\":\"%u.5\"}", i ? "," : "", name, shape_rand(99)); break;
+    }
+  }
+  put(buf, cap, n, "}");
+}
+
+/* An image member's value: mostly an object, sometimes null, rarely not
+ * an object at all (the record then fails to push). */
+static void shape_image_value(char *buf, size_t cap, size_t *n) {
+  unsigned r = shape_rand(40);
+  if (r == 0)
+    put(buf, cap, n, "[1]");
+  else if (r < 8)
+    put(buf, cap, n, "null");
+  else
+    shape_image(buf, cap, n);
+}
+
+/* The dynamodb object: the usual members in a random order and subset,
+ * images duplicated, escaped, null or empty, and sometimes more members
+ * than the inline mask holds. */
+static void shape_ddb(char *buf, size_t cap, size_t *n) {
+  static const char *const NAMES[] = {"Keys", "NewImage", "OldImage", "New\\u0049mage",
+                                      "SizeBytes", "ApproximateCreationDateTime"};
+  unsigned m = shape_rand(7), fill = shape_rand(8) == 0 ? 20 + shape_rand(6) : shape_rand(3);
+  put(buf, cap, n, "{");
+  size_t start = *n;
+  for (unsigned i = 0; i < m; i++) {
+    unsigned which = shape_rand(6);
+    put(buf, cap, n, "%s\"%s\":", *n > start ? "," : "", NAMES[which]);
+    if (which >= 4)
+      put(buf, cap, n, "%u", shape_rand(1000));
+    else
+      shape_image_value(buf, cap, n);
+  }
+  for (unsigned i = 0; i < fill; i++) put(buf, cap, n, "%s\"g%u\":%u", *n > start ? "," : "", i, i);
+  put(buf, cap, n, "}");
+}
+
+/* One record: a few plain members around zero, one or two dynamodb
+ * members (of any type, the name sometimes escaped), sometimes more
+ * members than the inline mask holds. */
+static void shape_record(char *buf, size_t cap, size_t *n, unsigned id) {
+  unsigned fill = shape_rand(8) == 0 ? 20 + shape_rand(6) : shape_rand(3);
+  unsigned nddb = shape_rand(6) == 0 ? 0 : shape_rand(8) == 0 ? 2 : 1;
+  put(buf, cap, n, "{\"eventID\":\"e%u\"", id);
+  if (shape_rand(2)) put(buf, cap, n, ",\"eventName\":\"MODIFY\"");
+  for (unsigned i = 0; i < fill; i++) put(buf, cap, n, ",\"f%u\":%u", i, i);
+  for (unsigned i = 0; i < nddb; i++) {
+    put(buf, cap, n, ",\"%s\":", shape_rand(5) == 0 ? "dynamo\\u0064b" : "dynamodb");
+    switch (shape_rand(10)) {
+    case 0: put(buf, cap, n, "null"); break;
+    case 1: put(buf, cap, n, "\"x\""); break;
+    case 2: put(buf, cap, n, "{}"); break;
+    default: shape_ddb(buf, cap, n); break;
+    }
+  }
+  if (shape_rand(3) == 0) put(buf, cap, n, ",\"awsRegion\":\"r\"");
+  put(buf, cap, n, "}");
+}
+
+/* Protected: every record of the document (argument 1) pushed twice,
+ * with the fast path and without it, into globals `fast` and `slow`: the
+ * record, or the message of the error pushing it raised. */
+static int push_one(lua_State *L) {
+  mm_conv_push_record(L, (uint32_t)lua_tointeger(L, 1));
+  return 1;
+}
+static int push_both_ways(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, 1);
+  uint32_t recs = mm_json_get(doc, 0, "Records", 7);
+  for (int off = 0; off < 2; off++) {
+    uint32_t e = recs + 1;
+    mm_conv_fast_off = off;
+    lua_createtable(L, (int)mm_json_len(doc, recs), 0);
+    for (uint32_t i = 0; i < mm_json_len(doc, recs); i++) {
+      lua_pushcfunction(L, push_one);
+      lua_pushinteger(L, e);
+      lua_pcall(L, 1, 1, 0); /* the record or the error message */
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+      e = mm_json_next(doc, e);
+    }
+    lua_setglobal(L, off ? "slow" : "fast");
+  }
+  mm_conv_fast_off = 0;
+  return 0;
+}
+
+/* The same reads, writes, deletions, pairs, decimal and materialise on
+ * records pushed the fast way and the general way give the same results,
+ * and leave the same raw contents, laziness and origins behind at every
+ * step; a record that cannot be pushed fails with the same message. */
+START_TEST(test_record_fast_path) {
+  static const char *const CODE =
+      "local function snap(v, depth)\n"
+      "  if type(v) ~= 'table' then return render(v) end\n"
+      "  local out = {}\n"
+      "  for k, x in next, v do\n"
+      "    out[#out + 1] = render(k) .. '=' .. (depth < 3 and snap(x, depth + 1) or type(x))\n"
+      "  end\n"
+      "  table.sort(out)\n"
+      "  return (is_lazy(v) and 'lazy' or '') .. (kind(v) or '') .. '{' .. table.concat(out, ',') .. '}'\n"
+      "end\n"
+      "local RN = {'eventID', 'eventName', 'dynamodb', 'awsRegion', 'f1', 'nope'}\n"
+      "local DN = {'Keys', 'NewImage', 'OldImage', 'SizeBytes', 'g1', 'nope'}\n"
+      "local IN = {'a', 'b', 'total', 'customer_id', 'nope'}\n"
+      "local VALS = {false, 7, 'w', 2.5, 'table'}\n"
+      "local function tables(r)\n"
+      "  local d = r.dynamodb\n"
+      "  if type(d) ~= 'table' then return r end\n"
+      "  local img = d[DN[math.random(3)]]\n"
+      "  return r, d, type(img) == 'table' and img or nil\n"
+      "end\n"
+      "local pushed = 0\n"
+      "for i = 1, #fast do\n"
+      "  local a, b = fast[i], slow[i]\n"
+      "  assert(type(a) == type(b), i)\n"
+      "  if type(a) == 'string' then\n"
+      "    assert(a == b, a .. ' vs ' .. b)\n"
+      "  else\n"
+      "    pushed = pushed + 1\n"
+      "    assert(snap(a, 0) == snap(b, 0), i .. ': ' .. snap(a, 0) .. ' vs ' .. snap(b, 0))\n"
+      "    for step = 1, 12 do\n"
+      "      local seed = math.random(1 << 30)\n"
+      "      local res = {}\n"
+      "      for side, r in ipairs({a, b}) do\n"
+      "        math.randomseed(seed)\n"
+      "        local t = select(math.random(3), tables(r)) or r\n"
+      "        local names = t == r and RN or t == r.dynamodb and DN or IN\n"
+      "        local k, op = names[math.random(#names)], math.random(10)\n"
+      "        local out\n"
+      "        if op <= 4 then out = snap(t[k], 0)\n"
+      "        elseif op <= 6 then\n"
+      "          local v = VALS[math.random(#VALS)]\n"
+      "          if v == 'table' then v = {1} end           -- a fresh one per side\n"
+      "          t[k] = v; out = 'w'\n"
+      "        elseif op == 7 then t[k] = nil; out = 'd'\n"
+      "        elseif op == 8 then out = tostring(decimal(t, k))\n"
+      "        elseif op == 9 then\n"
+      "          local ks = {}\n"
+      "          for key in pairs(t) do ks[#ks + 1] = render(key) end\n"
+      "          table.sort(ks)\n"
+      "          out = table.concat(ks, ',')\n"
+      "        else out = tostring(#t) end\n"
+      "        res[side] = out .. '|' .. snap(r, 0)\n"
+      "      end\n"
+      "      assert(res[1] == res[2], i .. ' step ' .. step .. ': ' .. res[1] .. ' vs ' .. res[2])\n"
+      "    end\n"
+      "    materialize(a); materialize(b)\n"
+      "    assert(render(a) == render(b) and not is_lazy(a), i)\n"
+      "  end\n"
+      "end\n"
+      "return pushed\n";
+  static char ev[1 << 20];
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  int pushed = 0;
+  for (int round = 0; round < 20; round++) {
+    size_t n = 0;
+    put(ev, sizeof ev, &n, "{\"Records\":[");
+    for (unsigned i = 0; i < 100; i++) {
+      if (i) put(ev, sizeof ev, &n, ",");
+      shape_record(ev, sizeof ev, &n, i);
+    }
+    put(ev, sizeof ev, &n, "]}");
+    mm_json_doc_t doc;
+    parse(&doc, ev, n);
+    mm_conv_set_doc(L, &doc, 64);
+    lua_pushcfunction(L, push_both_ways);
+    lua_pushlightuserdata(L, &doc);
+    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+    char seed[64];
+    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
+    LUA_OK_(L, seed);
+    ck_assert_int_eq(luaL_loadstring(L, CODE), LUA_OK);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK)
+      ck_abort_msg("round %d: %s\n%.2000s", round, lua_tostring(L, -1), ev);
+    pushed += (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    mm_conv_set_doc(L, NULL, 0);
+    mm_json_free(&doc);
+  }
+  ck_assert_int_gt(pushed, 1500); /* most records push; some fail alike */
+  ck_assert_int_eq(lua_gettop(L), 0);
+  lua_close(L);
+}
+END_TEST
+
+/* Records of unusual shapes through the fast path: escaped names, a
+ * duplicate dynamodb whose first copy holds a malformed image, a null
+ * NewImage before an object one, a record (and a dynamodb object) whose
+ * prefilled member is its only one. */
+START_TEST(test_record_fast_shapes) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld,
+             "{\"Records\":["
+             "{\"eventName\":\"A\",\"dynamo\\u0064b\":{\"New\\u0049mage\":{\"x\":{\"N\":\"1\"}}}},"
+             "{\"dynamodb\":{\"NewImage\":null,\"OldImage\":null,\"NewImage\":{\"x\":{\"N\":\"2\"}},"
+             "\"Keys\":{}}},"
+             "{\"dynamodb\":{\"NewImage\":{\"x\":{\"N\":\"3\"}}}},"
+             "{\"dynamodb\":{\"NewImage\":{\"x\":{\"N\":\"4\"}},\"NewImage\":{\"x\":{\"N\":\"5\"}},"
+             "\"z\":1}}]}");
+  LUA_OK_(L,
+          "local r = recs[1]\n"
+          "local d = rawget(r, 'dynamodb')\n"
+          "assert(is_lazy(r) and d and rawget(d, 'NewImage') and not is_lazy(d))\n"
+          "assert(decimal(rawget(d, 'NewImage'), 'x') == '1' and r.eventName == 'A')\n"
+          "d = rawget(recs[2], 'dynamodb')\n"
+          "local n = rawget(d, 'NewImage')\n"
+          "assert(is_lazy(d) and n.x == 2 and d.OldImage == nil and next(d.Keys) == nil)\n"
+          "assert(not is_lazy(d) and kind(d.Keys) == 'M')\n"
+          "r = recs[3]\n"
+          "assert(not is_lazy(r) and not is_lazy(r.dynamodb) and r.dynamodb.NewImage.x == 3)\n"
+          "d = recs[4].dynamodb\n"
+          "assert(d.NewImage.x == 5 and d.z == 1 and not is_lazy(d))\n"
+          "local c = 0\n"
+          "for k in pairs(d) do c = c + 1 end\n"
+          "assert(c == 2)\n");
+  unload(L, &ld);
+  /* the first of two dynamodb objects holds a malformed image: pushing
+   * fails, as it always did */
+  mm_json_doc_t doc;
+  const char *bad = "{\"Records\":[{\"dynamodb\":{\"Keys\":5},\"dynamodb\":{\"NewImage\":{}}}]}";
+  parse(&doc, bad, strlen(bad));
+  mm_conv_set_doc(L, &doc, 64);
+  lua_pushcfunction(L, load_body);
+  lua_pushlightuserdata(L, &doc);
+  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
+  ck_assert_msg(strstr(lua_tostring(L, -1), "Keys: image is not an object"), "%s",
+                lua_tostring(L, -1));
+  lua_pop(L, 1);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+  lua_close(L);
+}
+END_TEST
+
 /* A map of more members than fit the origin's inline mask keeps a bitmap:
  * the same per-member behaviour. */
 START_TEST(test_lazy_big_map) {
@@ -2021,6 +2300,8 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_member_writes);
   tcase_add_test(tc, test_lazy_duplicates);
   tcase_add_test(tc, test_member_names);
+  tcase_add_test(tc, test_record_fast_path);
+  tcase_add_test(tc, test_record_fast_shapes);
   tcase_add_test(tc, test_lazy_big_map);
   tcase_add_test(tc, test_peek);
   tcase_add_test(tc, test_view);
