@@ -2049,8 +2049,15 @@ none:
  * MM_CONV_PEEK_UNKNOWN. Shared by mm_conv_peek_n and mm_conv_view_n. */
 static int peek_av_n(const mm_json_doc_t *d, uint32_t av, const char **text, size_t *len) {
   avinfo_t ai;
-  if (av_classify(d, av, &ai) != AV_OK || ai.type != T_N) return MM_CONV_PEEK_UNKNOWN;
-  uint32_t n = ai.payload;
+  uint32_t n;
+  if (mm_json_type(d, av) == MM_JSON_OBJ && mm_json_len(d, av) == 1 &&
+      !mm_json_has_escapes(d, av + 1) && mm_json_len(d, av + 1) == 1 &&
+      mm_json_raw(d, av + 1)[0] == 'N') {
+    n = av + 2; /* the usual shape, {"N":...}; a null there is no text either */
+  } else {
+    if (av_classify(d, av, &ai) != AV_OK || ai.type != T_N) return MM_CONV_PEEK_UNKNOWN;
+    n = ai.payload;
+  }
   mm_json_type_t jt = mm_json_type(d, n);
   if (jt != MM_JSON_NUM && (jt != MM_JSON_STR || mm_json_has_escapes(d, n)))
     return MM_CONV_PEEK_UNKNOWN;
@@ -2204,49 +2211,110 @@ static int view_child(const mm_json_doc_t *d, int kind, uint32_t k, uint32_t val
  * on the tape exactly as __index would find it (absent or done: nil). A
  * TAPE dynamodb object or image has no Lua table yet, so its members are
  * all on the tape (a null image is left out, as in push_record).
+ * mm_conv_view_getn does that for several names with one look at t (its
+ * origin) and one pass over its members: each member is compared with
+ * the names still wanted, by length first.
  */
+int mm_conv_view_names(lua_State *L, const int *k, int n, mm_conv_names_t *names) {
+  if (n < 1 || n > MM_CONV_VIEW_MAX) return -1;
+  for (int i = 0; i < n; i++) {
+    if (lua_type(L, k[i]) != LUA_TSTRING) return -1;
+    names->idx[i] = k[i];
+    names->s[i] = lua_tolstring(L, k[i], &names->len[i]);
+  }
+  names->n = n;
+  return 0;
+}
+
+int mm_conv_view_getn(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *t,
+                      const mm_conv_names_t *names, mm_conv_ref_t *out) {
+  const conv_state_t *st = (const conv_state_t *)v->st;
+  const mm_json_doc_t *d = st->doc;
+  const int n = names->n;
+  uint32_t mi[MM_CONV_VIEW_MAX], mk[MM_CONV_VIEW_MAX];
+  origin_t o;
+  unsigned want = 0, found = 0;
+  int kind, base = 0, top = 0;
+  if (!d || n < 1 || n > MM_CONV_VIEW_MAX || !lua_checkstack(L, n + 3)) return -1;
+  for (int i = 0; i < n; i++) {
+    out[i].where = MM_CONV_REF_NIL;
+    out[i].idx = out[i].kind = 0;
+    out[i].node = mi[i] = mk[i] = 0;
+  }
+  if (t->where == MM_CONV_REF_TAPE) {
+    kind = t->kind == R_DDB ? K_DDB : t->kind == R_IMAGE ? K_MAP : 0;
+    if (!kind || t->node >= d->count) return -1;
+    o.node = t->node; /* no Lua table yet: nothing is done */
+    o.mask = 0;
+    o.big = NULL;
+    want = (1u << n) - 1;
+  } else {
+    int ti = t->idx;
+    if (t->where != MM_CONV_REF_LUA || !lua_istable(L, ti)) return -1;
+    const omap_ent_t *e = omap_find(st, lua_topointer(L, ti));
+    if (e && e->lazy) { /* a lazy table of this document */
+      if (!origin_entry(L, e, ti, &o) || o.node >= d->count || o.kind == K_LIST) return -1;
+      kind = o.kind;
+    } else if (lua_getmetatable(L, ti)) {
+      lua_pop(L, 1); /* the script's, or a lazy table of an earlier invocation */
+      return -1;
+    } else {
+      kind = 0; /* an ordinary table */
+    }
+    base = top = lua_gettop(L);
+    for (int i = 0; i < n; i++) {
+      lua_pushvalue(L, names->idx[i]);
+      if (lua_rawget(L, ti) != LUA_TNIL) {
+        out[i].where = MM_CONV_REF_LUA;
+        out[i].idx = ++top;
+      } else {
+        lua_settop(L, top);
+        want |= 1u << i;
+      }
+    }
+    if (!kind) return 0;
+  }
+  if (want) { /* one pass over the members: the last match of each wins */
+    const mm_json_node_t *nodes = d->nodes;
+    uint64_t lens = 0; /* the lengths wanted (63: 63 or more) */
+    for (int i = 0; i < n; i++)
+      if ((want >> i) & 1u) lens |= UINT64_C(1) << (names->len[i] < 63 ? names->len[i] : 63);
+    uint32_t cnt = nodes[o.node].len, key = o.node + 1;
+    for (uint32_t j = 0; j < cnt; j++) {
+      const mm_json_node_t *kn = &nodes[key];
+      if (__builtin_expect(((lens >> (kn->len < 63 ? kn->len : 63)) & 1u) || (kn->tag & 8u), 0)) {
+        for (int i = 0; i < n; i++) {
+          if ((want >> i) & 1u && mm_json_key_eq(d, key, names->s[i], names->len[i]) &&
+              !member_skipped(d, kind, key, key + 1)) {
+            found |= 1u << i;
+            mi[i] = j;
+            mk[i] = key;
+          }
+        }
+      }
+      key = kn[1].next; /* past the value */
+    }
+  }
+  for (int i = 0; found; i++, found >>= 1) {
+    if (!(found & 1u) || member_done(&o, mi[i])) continue; /* done: nil */
+    if (view_child(d, kind, mk[i], mk[i] + 1, &out[i]) != 0) {
+      if (base) lua_settop(L, base);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *t, int k,
                      mm_conv_ref_t *out) {
-  conv_state_t *st = (conv_state_t *)v->st;
-  const mm_json_doc_t *d = st->doc;
-  origin_t o;
-  match_t m;
-  size_t klen;
-  out->where = MM_CONV_REF_NIL;
-  out->idx = 0;
-  out->kind = 0;
-  out->node = 0;
-  if (!d || lua_type(L, k) != LUA_TSTRING || !lua_checkstack(L, 3)) return -1;
-  const char *key = lua_tolstring(L, k, &klen);
-  name_t nm;
-  name_init(&nm, key, klen);
-  if (t->where == MM_CONV_REF_TAPE) {
-    int kind = t->kind == R_DDB ? K_DDB : t->kind == R_IMAGE ? K_MAP : 0;
-    if (!kind || t->node >= d->count) return -1;
-    if (!find_member(d, kind, t->node, &nm, &m)) return 0;
-    return view_child(d, kind, m.k, m.v, out);
-  }
-  if (t->where != MM_CONV_REF_LUA || !lua_istable(L, t->idx)) return -1;
-  int ti = t->idx;
-  const omap_ent_t *e = omap_find(st, lua_topointer(L, ti));
-  if (e && e->lazy) { /* a lazy table of this document */
-    if (!origin_entry(L, e, ti, &o) || o.node >= d->count || o.kind == K_LIST) return -1;
-  } else if (lua_getmetatable(L, ti)) {
-    lua_pop(L, 1); /* the script's, or a lazy table of an earlier invocation */
+  mm_conv_names_t names;
+  if (mm_conv_view_names(L, &k, 1, &names) != 0) {
+    out->where = MM_CONV_REF_NIL;
+    out->idx = out->kind = 0;
+    out->node = 0;
     return -1;
-  } else {
-    o.kind = 0; /* an ordinary table */
   }
-  lua_pushvalue(L, k);
-  if (lua_rawget(L, ti) != LUA_TNIL) {
-    out->where = MM_CONV_REF_LUA;
-    out->idx = lua_gettop(L);
-    return 0;
-  }
-  lua_pop(L, 1);
-  if (!o.kind || !find_member(d, o.kind, o.node, &nm, &m) || member_done(&o, m.idx))
-    return 0;
-  return view_child(d, o.kind, m.k, m.v, out);
+  return mm_conv_view_getn(L, v, t, &names, out);
 }
 
 int mm_conv_view_streq(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r,

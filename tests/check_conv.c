@@ -1538,6 +1538,217 @@ START_TEST(test_record_fast_shapes) {
 }
 END_TEST
 
+/* Describes view reference r for viewcmp (pushed). */
+static void push_ref_desc(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r) {
+  const char *text;
+  size_t len;
+  switch (r->where) {
+  case MM_CONV_REF_NIL: lua_pushliteral(L, "nil"); return;
+  case MM_CONV_REF_LUA:
+    if (lua_istable(L, r->idx))
+      lua_pushliteral(L, "table");
+    else
+      lua_pushfstring(L, "lua:%s", luaL_tolstring(L, r->idx, NULL)), lua_remove(L, -2);
+    return;
+  default:
+    if (mm_conv_view_n(v, r, &text, &len) == MM_CONV_PEEK_N)
+      lua_pushfstring(L, "N:%s", lua_pushlstring(L, text, len)), lua_remove(L, -2);
+    else if (mm_conv_view_truthy(L, v, r) == 1 && r->kind != 3 /* R_AV */)
+      lua_pushliteral(L, "tape");
+    else
+      lua_pushfstring(L, "tape%d", mm_conv_view_truthy(L, v, r));
+  }
+}
+
+/* viewcmp(t, via, k1, ..., kn): reads t[via] through a view when via is
+ * not false (the table the names are read from: a Lua table or still on
+ * the tape), then the names k1..kn from it with mm_conv_view_getn and one
+ * by one with mm_conv_view_get, and raises when they differ in outcome,
+ * where the values are, tape nodes or Lua values, or leave the stack
+ * other than they say. Returns getn's outcome (0, -1; -2 when t[via]
+ * cannot be viewed, -3 when it is nil) and a table of descriptions of
+ * the values ("nil", "table", "lua:<tostring>", "N:<text>" for an N on
+ * the tape, "tape" for a table or a true plain value on the tape,
+ * "tape-1" for another AttributeValue, "tape0" for false). */
+static int l_viewcmp(lua_State *L) {
+  int nargs = lua_gettop(L), n = nargs - 2;
+  mm_conv_view_t v;
+  mm_conv_ref_t t = {MM_CONV_REF_LUA, 1, 0, 0}, got[MM_CONV_VIEW_MAX], one;
+  mm_conv_names_t names;
+  int k[MM_CONV_VIEW_MAX];
+  ck_assert(n >= 1 && n <= MM_CONV_VIEW_MAX);
+  if (!mm_conv_view_begin(L, &v)) return luaL_error(L, "no view");
+  if (lua_toboolean(L, 2)) {
+    int top = lua_gettop(L);
+    mm_conv_ref_t rec = t;
+    if (mm_conv_view_get(L, &v, &rec, 2, &t) != 0) {
+      ck_assert_int_eq(lua_gettop(L), top);
+      lua_pushinteger(L, -2); /* cannot even get there */
+      return 1;
+    }
+    if (t.where == MM_CONV_REF_NIL) {
+      lua_pushinteger(L, -3);
+      return 1;
+    }
+  }
+  for (int i = 0; i < n; i++) k[i] = 3 + i;
+  ck_assert_int_eq(mm_conv_view_names(L, k, n, &names), 0);
+  int base = lua_gettop(L);
+  int rc = mm_conv_view_getn(L, &v, &t, &names, got);
+  int pushed = lua_gettop(L) - base, lua_refs = 0;
+  if (rc != 0) ck_assert_int_eq(pushed, 0);
+  int any_fail = 0;
+  for (int i = 0; i < n; i++) {
+    int top = lua_gettop(L);
+    int r1 = mm_conv_view_get(L, &v, &t, k[i], &one);
+    if (r1 != 0) {
+      ck_assert_int_eq(lua_gettop(L), top);
+      any_fail = 1;
+      continue;
+    }
+    ck_assert_int_eq(lua_gettop(L), top + (one.where == MM_CONV_REF_LUA));
+    if (rc != 0) continue;
+    if (got[i].where != one.where)
+      return luaL_error(L, "name %d: getn where %d, get where %d", i + 1, got[i].where, one.where);
+    if (one.where == MM_CONV_REF_TAPE && (got[i].kind != one.kind || got[i].node != one.node))
+      return luaL_error(L, "name %d: tape refs differ", i + 1);
+    if (one.where == MM_CONV_REF_LUA) {
+      lua_refs++;
+      if (got[i].idx != base + lua_refs || !lua_rawequal(L, got[i].idx, one.idx))
+        return luaL_error(L, "name %d: Lua values differ", i + 1);
+    }
+    lua_settop(L, top);
+  }
+  if (rc == 0 && pushed != lua_refs) return luaL_error(L, "getn pushed %d, %d Lua values", pushed, lua_refs);
+  if ((rc != 0) != any_fail) return luaL_error(L, "getn %d, one by one %s", rc, any_fail ? "failed" : "ok");
+  lua_pushinteger(L, rc);
+  lua_createtable(L, n, 0);
+  for (int i = 0; rc == 0 && i < n; i++) {
+    push_ref_desc(L, &v, &got[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 2;
+}
+
+/* mm_conv_view_getn reads what Lua reads: on random records (duplicate,
+ * escaped, null and malformed images and dynamodb objects; maps bigger
+ * than the inline mask) after random reads, writes, deletions and raw
+ * sets, names read through getn from the record, from its dynamodb object
+ * (a table or still on the tape) and from an image are what Lua reads
+ * from a twin record that had the same done to it (the N text on the
+ * tape: the twin's decimal), and what mm_conv_view_get reads name by
+ * name; getn fails whenever one of them does. */
+START_TEST(test_view_getn) {
+  static const char *const CODE =
+      "local RN = {'dynamodb', 'eventName', 'eventID', 'dynamo\\x64b', 'f1', 'nope'}\n"
+      "local DN = {'NewImage', 'OldImage', 'Keys', 'SizeBytes', 'g1', 'nope'}\n"
+      "local IN = {'a', 'b', 'total', 'customer_id', 'nope'}\n"
+      "local function pick(list, n)\n"
+      "  local out = {}\n"
+      "  for i = 1, n do out[i] = list[math.random(#list)] end\n"
+      "  return out\n"
+      "end\n"
+      "local function touch(r)\n"
+      "  local op = math.random(12)\n"
+      "  local d = r.dynamodb                -- not raw: the twins differ in what is converted\n"
+      "  local img = type(d) == 'table' and d[DN[math.random(3)]] or nil\n"
+      "  local rk, dk, ik = RN[math.random(#RN)], DN[math.random(#DN)], IN[math.random(#IN)]\n"
+      "  local maybe = math.random(2) == 1 and 'x' or nil\n"
+      "  if op == 1 then local _ = r[rk]\n"
+      "  elseif op == 2 then r[rk] = maybe\n"
+      "  elseif op == 3 then rawset(r, rk, 'raw')\n"
+      "  elseif op == 4 and type(d) == 'table' then local _ = d[dk]\n"
+      "  elseif op == 5 and type(d) == 'table' then d[dk] = nil\n"
+      "  elseif op == 6 and type(img) == 'table' then local _ = img[ik]\n"
+      "  elseif op == 7 and type(img) == 'table' then img[ik] = 7\n"
+      "  elseif op == 8 and type(img) == 'table' then img[ik] = nil\n"
+      "  end\n"
+      "end\n"
+      /* what Lua reads of t[k], described as viewcmp describes a view */
+      "local function lua_desc(t, k, view)\n"
+      "  local y = t[k]\n"
+      "  if y == nil then return view == 'nil' end\n"
+      "  if view == 'nil' then return false end\n"
+      "  if view:sub(1, 2) == 'N:' then return math.type(y) ~= nil and decimal(t, k) == view:sub(3) end\n"
+      "  if view == 'table' then return type(y) == 'table' end\n"
+      "  if view:sub(1, 4) == 'lua:' then return tostring(y) == view:sub(5) end\n"
+      "  if view == 'tape' then return y ~= false end\n"
+      "  if view == 'tape0' then return y == false end\n"
+      "  return view == 'tape-1'\n"
+      "end\n"
+      "local seen = {[0] = 0, [-1] = 0, [-2] = 0, [-3] = 0}\n"
+      "local function check(a, b, via, names)\n"
+      "  local rc, descs = viewcmp(a, via, table.unpack(names))\n"
+      "  seen[rc] = seen[rc] + 1\n"
+      "  if rc ~= 0 then return end\n"
+      "  local t = b\n"
+      "  if via then t = b[via] end\n"
+      "  for i, k in ipairs(names) do\n"
+      "    assert(lua_desc(t, k, descs[i]), ('%s.%s: view %s, Lua %s'):format(tostring(via), k,\n"
+      "           descs[i], tostring(t[k])))\n"
+      "  end\n"
+      "  t = a                                -- the same reads, so the twins stay twins\n"
+      "  if via then t = a[via] end\n"
+      "  for _, k in ipairs(names) do local _ = t[k] end\n"
+      "end\n"
+      "for i = 1, #fast do\n"
+      "  local a, b = fast[i], slow[i]\n"
+      "  if type(a) == 'table' then\n"
+      "    for step = 1, 8 do\n"
+      "      local seed = math.random(1 << 30)\n"
+      "      math.randomseed(seed); touch(a)\n"
+      "      math.randomseed(seed); touch(b)\n"
+      "      local n = math.random(4)\n"
+      "      check(a, b, false, pick(RN, n))\n"
+      "      check(a, b, 'dynamodb', pick(DN, n))\n"
+      "      local d, e = rawget(a, 'dynamodb'), rawget(b, 'dynamodb')\n"
+      "      if type(d) == 'table' and type(e) == 'table' then\n"
+      "        for _, name in ipairs({'NewImage', 'OldImage', 'Keys'}) do check(d, e, name, pick(IN, n)) end\n"
+      "      end\n"
+      "    end\n"
+      "  end\n"
+      "end\n"
+      "return seen[0], seen[-1]\n";
+  static char ev[1 << 20];
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  lua_register(L, "viewcmp", l_viewcmp);
+  long ok = 0, failed = 0;
+  for (int round = 0; round < 10; round++) {
+    size_t n = 0;
+    put(ev, sizeof ev, &n, "{\"Records\":[");
+    for (unsigned i = 0; i < 100; i++) {
+      if (i) put(ev, sizeof ev, &n, ",");
+      shape_record(ev, sizeof ev, &n, i);
+    }
+    put(ev, sizeof ev, &n, "]}");
+    mm_json_doc_t doc;
+    parse(&doc, ev, n);
+    mm_conv_set_doc(L, &doc, 64);
+    lua_pushcfunction(L, push_both_ways);
+    lua_pushlightuserdata(L, &doc);
+    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+    char seed[64];
+    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
+    LUA_OK_(L, seed);
+    ck_assert_int_eq(luaL_loadstring(L, CODE), LUA_OK);
+    if (lua_pcall(L, 0, 2, 0) != LUA_OK)
+      ck_abort_msg("round %d: %s", round, lua_tostring(L, -1));
+    ok += lua_tointeger(L, -2);
+    failed += lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    /* a lazy record of the previous document: stale for getn as for get */
+    LUA_OK_(L, round ? "assert(viewcmp(old, false, 'eventID', 'dynamodb') == -1)\n"
+                     : "old = fast[3]; assert(viewcmp(old, false, 'eventID') == 0)\n");
+    mm_conv_set_doc(L, NULL, 0);
+    mm_json_free(&doc);
+  }
+  ck_assert_int_gt(ok, 5000);
+  ck_assert_int_gt(failed, 10); /* views of strings, malformed images */
+  lua_close(L);
+}
+END_TEST
+
 /* A map of more members than fit the origin's inline mask keeps a bitmap:
  * the same per-member behaviour. */
 START_TEST(test_lazy_big_map) {
@@ -2305,6 +2516,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_big_map);
   tcase_add_test(tc, test_peek);
   tcase_add_test(tc, test_view);
+  tcase_add_test(tc, test_view_getn);
   tcase_add_test(tc, test_lazy_differential);
   tcase_add_test(tc, test_lazy_full_views);
   tcase_add_test(tc, test_lazy_writes);
