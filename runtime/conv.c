@@ -1291,10 +1291,13 @@ static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
 }
 
 /* ctx_begin for the metamethods and setmetatable, whose upvalues are the
- * state (1) and the metatable (2), both used in place. [-0, +0, e] */
+ * state (1) and the metatable (2), both used in place. Lua calls a C
+ * function with LUA_MINSTACK free slots, which is room for what they
+ * hold (at most 3 arguments and a value) and a conversion step.
+ * [-0, +0, -] */
+_Static_assert(STACK_NEED + 4 <= LUA_MINSTACK, "room on a C function's stack");
 static void ctx_meta(lua_State *L, ctx_t *c) {
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
-  luaL_checkstack(L, STACK_NEED, NULL);
   ctx_fill(c, L, st);
   c->sti = lua_upvalueindex(1);
   c->mt = lua_upvalueindex(2); /* pseudo-indices: nothing pushed */
@@ -1601,7 +1604,8 @@ static int push_record_fast(ctx_t *c, uint32_t rec) {
           img = v; /* the last one wins */
           dmask |= UINT64_C(1) << j;
         }
-      } else {
+      } else if ((mm_json_len(d, k) & ~12u) == 0 || mm_json_has_escapes(d, k)) {
+        /* 4 or 8 bytes, or escaped: maybe an image's name (image_name) */
         const char *name = image_name(d, k);
         if (name && jt != MM_JSON_NULL) raise_image(L, name);
         if (name) dmask |= UINT64_C(1) << j; /* a null image: left out */
@@ -1645,7 +1649,7 @@ static int lazy_index(lua_State *L) {
   origin_t o;
   match_t m;
   size_t klen;
-  lua_settop(L, 2);
+  if (lua_gettop(L) != 2) lua_settop(L, 2); /* the VM passes two */
   ctx_meta(L, &c); /* t k */
   origin_of(&c, 1, &o);
   if (o.kind == K_LIST) {
@@ -1666,7 +1670,7 @@ static int lazy_index(lua_State *L) {
     return 1;
   }
   uint32_t cnt = mm_json_len(c.doc, o.node);
-  origin_make_big(&c, 1, &o, cnt);
+  if (cnt > MASK_BITS) origin_make_big(&c, 1, &o, cnt);
   if (member_done(&o, m.idx)) { /* converted, then deleted */
     lua_pushnil(L);
     return 1;
