@@ -1737,9 +1737,17 @@ START_TEST(test_view_getn) {
     ok += lua_tointeger(L, -2);
     failed += lua_tointeger(L, -1);
     lua_pop(L, 2);
-    /* a lazy record of the previous document: stale for getn as for get */
+    /* a record still lazy, its eventID not read: of the previous
+     * document, stale for getn as for get */
     LUA_OK_(L, round ? "assert(viewcmp(old, false, 'eventID', 'dynamodb') == -1)\n"
-                     : "old = fast[3]; assert(viewcmp(old, false, 'eventID') == 0)\n");
+                     : "for i = 1, #fast do\n"
+                       "  local r = fast[i]\n"
+                       "  if type(r) == 'table' and is_lazy(r) and rawget(r, 'eventID') == nil then\n"
+                       "    old = r\n"
+                       "    break\n"
+                       "  end\n"
+                       "end\n"
+                       "assert(old and viewcmp(old, false, 'eventID') == 0)\n");
     mm_conv_set_doc(L, NULL, 0);
     mm_json_free(&doc);
   }
