@@ -1291,10 +1291,13 @@ static void ctx_begin(lua_State *L, ctx_t *c, int lazy) {
 }
 
 /* ctx_begin for the metamethods and setmetatable, whose upvalues are the
- * state (1) and the metatable (2), both used in place. [-0, +0, e] */
+ * state (1) and the metatable (2), both used in place. Lua calls a C
+ * function with LUA_MINSTACK free slots, which is room for what they
+ * hold (at most 3 arguments and a value) and a conversion step.
+ * [-0, +0, -] */
+_Static_assert(STACK_NEED + 4 <= LUA_MINSTACK, "room on a C function's stack");
 static void ctx_meta(lua_State *L, ctx_t *c) {
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
-  luaL_checkstack(L, STACK_NEED, NULL);
   ctx_fill(c, L, st);
   c->sti = lua_upvalueindex(1);
   c->mt = lua_upvalueindex(2); /* pseudo-indices: nothing pushed */
@@ -1409,32 +1412,70 @@ typedef struct match {
   uint32_t count;         /* members of that name */
 } match_t;
 
-/* Finds member key[0..klen) of the map-like object obj (kind K_MAP, K_REC
- * or K_DDB). Duplicates: the last one wins, as in JSON.parse; members
- * left out (member_skipped) do not count. Returns 0 when absent. */
-static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj,
-                       const char *key, size_t klen, match_t *m) {
-  uint32_t cnt = mm_json_len(d, obj), k = obj + 1;
+/* A member name looked for on the tape: its bytes and, for the 1 to 16
+ * bytes long names nearly every event has, the two words name_words
+ * makes of them, so that a member is compared in two loads. */
+typedef struct name {
+  const char *s;
+  size_t n;
+  uint64_t a, b;
+} name_t;
+
+static inline void name_init(name_t *nm, const char *s, size_t n) {
+  nm->s = s;
+  nm->n = n;
+  nm->a = nm->b = 0;
+  if (n > 0 && n <= 16) name_words(s, n, &nm->a, &nm->b);
+}
+
+/* 1 when member name k (a STR node) of length nm->n without escapes is
+ * nm. */
+static inline int name_bytes_are(const mm_json_doc_t *d, uint32_t k, const name_t *nm) {
+  const char *raw = d->src + (d->nodes[k].tag >> 4);
+  if (nm->n > 16) return memcmp(raw, nm->s, nm->n) == 0;
+  if (nm->n == 0) return 1;
+  uint64_t a, b;
+  name_words(raw, nm->n, &a, &b); /* the same words for the same bytes */
+  return a == nm->a && b == nm->b;
+}
+
+/* 1 when member name k (a STR node) is nm, by its decoded text. */
+static inline int name_is(const mm_json_doc_t *d, uint32_t k, const name_t *nm) {
+  const mm_json_node_t *nd = &d->nodes[k];
+  if (__builtin_expect((nd->tag & 8u) != 0, 0)) return mm_json_str_eq(d, k, nm->s, nm->n);
+  return nd->len == nm->n && name_bytes_are(d, k, nm);
+}
+
+/* Finds member nm of the map-like object obj (kind K_MAP, K_REC or
+ * K_DDB). Duplicates: the last one wins, as in JSON.parse; members left
+ * out (member_skipped) do not count. Returns 0 when absent. A member
+ * whose name has neither nm's length nor escapes costs two loads. */
+static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj, const name_t *nm,
+                       match_t *m) {
+  const mm_json_node_t *nodes = d->nodes;
+  uint32_t cnt = nodes[obj].len, k = obj + 1;
+  const size_t n = nm->n;
   m->count = m->idx = m->k = m->v = m->first = m->kfirst = 0;
   for (uint32_t i = 0; i < cnt; i++) {
-    uint32_t v = k + 1;
-    if (mm_json_key_eq(d, k, key, klen) && !member_skipped(d, kind, k, v)) {
+    const mm_json_node_t *kn = &nodes[k];
+    if (__builtin_expect(kn->len == n || (kn->tag & 8u) != 0, 0) && name_is(d, k, nm) &&
+        !member_skipped(d, kind, k, k + 1)) {
       if (m->count++ == 0) {
         m->first = i;
         m->kfirst = k;
       }
       m->idx = i;
       m->k = k;
-      m->v = v;
+      m->v = k + 1;
     }
-    k = mm_json_next(d, v);
+    k = kn[1].next; /* past the value */
   }
   return m->count > 0;
 }
 
-/* Marks every member named key (from the first match on) done. */
+/* Marks every member named nm (from the first match on) done. */
 static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
-                         const match_t *m, const char *key, size_t klen) {
+                         const match_t *m, const name_t *nm) {
   if (m->count == 1) {
     member_mark(o, m->idx);
     return;
@@ -1442,7 +1483,7 @@ static void mark_matches(const mm_json_doc_t *d, origin_t *o, uint32_t obj,
   uint32_t cnt = mm_json_len(d, obj), k = m->kfirst;
   for (uint32_t i = m->first; i < cnt; i++) {
     uint32_t v = k + 1;
-    if (i == m->idx || mm_json_key_eq(d, k, key, klen)) member_mark(o, i);
+    if (i == m->idx || name_is(d, k, nm)) member_mark(o, i);
     k = mm_json_next(d, v);
   }
 }
@@ -1455,13 +1496,15 @@ static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t
                            int uv) {
   lua_State *L = c->L;
   match_t m;
-  if (!find_member(c->doc, o->kind, o->node, key, klen, &m) || member_done(o, m.idx) ||
+  name_t nm;
+  name_init(&nm, key, klen);
+  if (!find_member(c->doc, o->kind, o->node, &nm, &m) || member_done(o, m.idx) ||
       mm_json_type(c->doc, m.v) != MM_JSON_OBJ)
     return;
   lua_getiuservalue(L, c->sti, uv); /* the key, interned once */
   push_member(c, o->kind, o->level, m.k, m.v);
   lua_rawset(L, t);
-  mark_matches(c->doc, o, o->node, &m, key, klen);
+  mark_matches(c->doc, o, o->node, &m, &nm);
 }
 
 /*
@@ -1474,7 +1517,8 @@ static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t
  * reads OldImage, and KEYS_ONLY decoders are the ones that read Keys).
  * Nothing a script reads changes: the same tables come out, only
  * earlier; raw access sees them from the start. Objects of more than
- * MASK_BITS members are left alone. [-0, +0, e]
+ * MASK_BITS members are left alone. (push_record_fast makes the same
+ * tables for the usual record without prefill.) [-0, +0, e]
  */
 static void prefill(ctx_t *c, int t) {
   origin_t o;
@@ -1495,6 +1539,108 @@ static void prefill(ctx_t *c, int t) {
     origin_store(c, t, &o);
 }
 
+/* Test hook, in the manner of script.c's mm_script_fail_countdown (only
+ * the Check suite declares it): nonzero sends every record down the
+ * general path (check_images, new_record_table), so that a test can
+ * compare push_record_fast with it. */
+int mm_conv_fast_off;
+
+/* Records the origin of the new lazy map-like table t (absolute index;
+ * packed origin p, done members mask, cnt members) and gives it the lazy
+ * metatable - or, when every member is done already, leaves it an
+ * ordinary table, as set_complete would. [-0, +0, m] */
+static void make_lazy(ctx_t *c, int t, lua_Integer p, uint64_t mask, uint32_t cnt) {
+  lua_State *L = c->L;
+  if (mask == (UINT64_C(1) << cnt) - 1) { /* cnt <= MASK_BITS */
+    omap_put(L, c->st, lua_topointer(L, t), p, 0);
+    return;
+  }
+  omap_put(L, c->st, lua_topointer(L, t), p | (lua_Integer)(mask << MASK_SHIFT), 1);
+  lua_pushvalue(L, c->mt);
+  lua_setmetatable(L, t);
+}
+
+/*
+ * mm_conv_push_record's usual case: a record of 1 to MASK_BITS members,
+ * one of them named "dynamodb" (or none), that one an object of 1 to
+ * MASK_BITS members. One pass over the record's members finds it, one
+ * over its members checks the images (check_images), finds the null ones
+ * (done from the start) and NewImage (the last of that name not null);
+ * then the record, its dynamodb and that NewImage are made directly -
+ * the very tables, origins and done masks new_record_table and prefill
+ * give, without looking anything up twice. Returns 0, with nothing
+ * pushed, for any other record: the general path does those. [-0, +(0|1), e]
+ */
+static int push_record_fast(ctx_t *c, uint32_t rec) {
+  if (mm_conv_fast_off) return 0;
+  lua_State *L = c->L;
+  const mm_json_doc_t *d = c->doc;
+  name_t n_ddb, n_new;
+  uint32_t cnt = mm_json_len(d, rec), k = rec + 1, ddb = 0, nddb = 0, ddb_i = 0;
+  if (cnt == 0 || cnt > MASK_BITS) return 0;
+  name_init(&n_ddb, "dynamodb", 8);
+  name_init(&n_new, "NewImage", 8);
+  for (uint32_t i = 0; i < cnt; i++) {
+    uint32_t v = k + 1;
+    if (name_is(d, k, &n_ddb)) {
+      nddb++;
+      ddb = v;
+      ddb_i = i;
+    }
+    k = mm_json_next(d, v);
+  }
+  if (nddb > 1) return 0;
+  uint32_t dcnt = 0, img = 0;
+  uint64_t dmask = 0;
+  if (ddb && mm_json_type(d, ddb) == MM_JSON_OBJ) {
+    dcnt = mm_json_len(d, ddb);
+    if (dcnt == 0 || dcnt > MASK_BITS) return 0;
+    k = ddb + 1;
+    for (uint32_t j = 0; j < dcnt; j++) {
+      uint32_t v = k + 1;
+      mm_json_type_t jt = mm_json_type(d, v);
+      if (jt == MM_JSON_OBJ) {
+        if (name_is(d, k, &n_new)) {
+          img = v; /* the last one wins */
+          dmask |= UINT64_C(1) << j;
+        }
+      } else if ((mm_json_len(d, k) & ~12u) == 0 || mm_json_has_escapes(d, k)) {
+        /* 4 or 8 bytes, or escaped: maybe an image's name (image_name) */
+        const char *name = image_name(d, k);
+        if (name && jt != MM_JSON_NULL) raise_image(L, name);
+        if (name) dmask |= UINT64_C(1) << j; /* a null image: left out */
+      }
+      k = mm_json_next(d, v);
+    }
+  } else {
+    ddb = 0; /* not an object: converted when read */
+  }
+
+  lua_createtable(L, 0, (int)cnt);
+  int t = lua_gettop(L); /* rec */
+  if (ddb) {
+    lua_getiuservalue(L, c->sti, UV_DYNAMODB);
+    lua_createtable(L, 0, (int)dcnt); /* rec "dynamodb" ddb */
+    if (img) {
+      uint32_t icnt = mm_json_len(d, img);
+      lua_getiuservalue(L, c->sti, UV_NEWIMAGE);
+      lua_createtable(L, 0, (int)(icnt < INT32_MAX ? icnt : 0)); /* ... "NewImage" img */
+      if (icnt > 0) {
+        omap_put(L, c->st, lua_topointer(L, t + 4), pack(K_MAP, 1, img), 1);
+        lua_pushvalue(L, c->mt);
+        lua_setmetatable(L, t + 4);
+      } else {
+        omap_put(L, c->st, lua_topointer(L, t + 4), pack(K_MAP, 1, img), 0);
+      }
+      lua_rawset(L, t + 2);
+    }
+    make_lazy(c, t + 2, pack(K_DDB, 2, ddb), dmask, dcnt);
+    lua_rawset(L, t);
+  }
+  make_lazy(c, t, pack(K_REC, 1, rec), ddb ? UINT64_C(1) << ddb_i : 0, cnt);
+  return 1;
+}
+
 /* __index(t, k): a list is converted whole; a map converts member k alone
  * and stores it raw. A member converted before and since deleted by the
  * script reads nil. [-0, +1, e] */
@@ -1503,7 +1649,7 @@ static int lazy_index(lua_State *L) {
   origin_t o;
   match_t m;
   size_t klen;
-  lua_settop(L, 2);
+  if (lua_gettop(L) != 2) lua_settop(L, 2); /* the VM passes two */
   ctx_meta(L, &c); /* t k */
   origin_of(&c, 1, &o);
   if (o.kind == K_LIST) {
@@ -1517,12 +1663,14 @@ static int lazy_index(lua_State *L) {
     return 1;
   }
   const char *key = lua_tolstring(L, 2, &klen);
-  if (!find_member(c.doc, o.kind, o.node, key, klen, &m)) {
+  name_t nm;
+  name_init(&nm, key, klen);
+  if (!find_member(c.doc, o.kind, o.node, &nm, &m)) {
     lua_pushnil(L);
     return 1;
   }
   uint32_t cnt = mm_json_len(c.doc, o.node);
-  origin_make_big(&c, 1, &o, cnt);
+  if (cnt > MASK_BITS) origin_make_big(&c, 1, &o, cnt);
   if (member_done(&o, m.idx)) { /* converted, then deleted */
     lua_pushnil(L);
     return 1;
@@ -1531,7 +1679,7 @@ static int lazy_index(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_pushvalue(L, -2);
   lua_rawset(L, 1);
-  mark_matches(c.doc, &o, o.node, &m, key, klen);
+  mark_matches(c.doc, &o, o.node, &m, &nm);
   if (all_done(&o, cnt))
     set_complete(&c, 1, &o);
   else
@@ -1557,11 +1705,13 @@ static int lazy_newindex(lua_State *L) {
     return 0;
   }
   const char *key = lua_tolstring(L, 2, &klen);
-  int found = find_member(c.doc, o.kind, o.node, key, klen, &m);
+  name_t nm;
+  name_init(&nm, key, klen);
+  int found = find_member(c.doc, o.kind, o.node, &nm, &m);
   uint32_t cnt = mm_json_len(c.doc, o.node);
   if (found) {
     origin_make_big(&c, 1, &o, cnt);
-    mark_matches(c.doc, &o, o.node, &m, key, klen);
+    mark_matches(c.doc, &o, o.node, &m, &nm);
   }
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 3);
@@ -1798,8 +1948,10 @@ void mm_conv_push_record(lua_State *L, uint32_t node) {
   if (!c.doc) luaL_error(L, "no event document is current");
   if (node >= c.doc->count || mm_json_type(c.doc, node) != MM_JSON_OBJ)
     luaL_error(L, "record is not an object");
-  check_images(&c, node);
-  new_record_table(&c, K_REC, node); /* st mt rec */
+  if (!push_record_fast(&c, node)) {
+    check_images(&c, node);
+    new_record_table(&c, K_REC, node); /* st mt rec */
+  }
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
 }
@@ -1833,8 +1985,10 @@ static uint32_t decimal_node(lua_State *L, const mm_json_doc_t *d, int k,
     size_t klen;
     match_t m;
     if (lua_type(L, k) != LUA_TSTRING) return 0;
+    name_t nm;
     const char *key = lua_tolstring(L, k, &klen);
-    if (!find_member(d, K_MAP, o->node, key, klen, &m)) return 0;
+    name_init(&nm, key, klen);
+    if (!find_member(d, K_MAP, o->node, &nm, &m)) return 0;
     *done = member_done(o, m.idx);
     if (av_classify(d, m.v, &ai) == AV_OK && ai.type == T_N) text = ai.payload;
   } else if (o->kind == K_LIST || o->kind == K_NS) {
@@ -1899,8 +2053,15 @@ none:
  * MM_CONV_PEEK_UNKNOWN. Shared by mm_conv_peek_n and mm_conv_view_n. */
 static int peek_av_n(const mm_json_doc_t *d, uint32_t av, const char **text, size_t *len) {
   avinfo_t ai;
-  if (av_classify(d, av, &ai) != AV_OK || ai.type != T_N) return MM_CONV_PEEK_UNKNOWN;
-  uint32_t n = ai.payload;
+  uint32_t n;
+  if (mm_json_type(d, av) == MM_JSON_OBJ && mm_json_len(d, av) == 1 &&
+      !mm_json_has_escapes(d, av + 1) && mm_json_len(d, av + 1) == 1 &&
+      mm_json_raw(d, av + 1)[0] == 'N') {
+    n = av + 2; /* the usual shape, {"N":...}; a null there is no text either */
+  } else {
+    if (av_classify(d, av, &ai) != AV_OK || ai.type != T_N) return MM_CONV_PEEK_UNKNOWN;
+    n = ai.payload;
+  }
   mm_json_type_t jt = mm_json_type(d, n);
   if (jt != MM_JSON_NUM && (jt != MM_JSON_STR || mm_json_has_escapes(d, n)))
     return MM_CONV_PEEK_UNKNOWN;
@@ -1926,8 +2087,10 @@ int mm_conv_peek_n(lua_State *L, int t, int k, const char **text, size_t *len) {
   if (lua_rawget(L, t) != LUA_TNIL) goto out; /* converted: read it */
   size_t klen;
   match_t m;
+  name_t nm;
   const char *key = lua_tolstring(L, k, &klen);
-  if (!find_member(d, K_MAP, o.node, key, klen, &m)) {
+  name_init(&nm, key, klen);
+  if (!find_member(d, K_MAP, o.node, &nm, &m)) {
     r = MM_CONV_PEEK_ABSENT;
     goto out;
   }
@@ -2052,47 +2215,110 @@ static int view_child(const mm_json_doc_t *d, int kind, uint32_t k, uint32_t val
  * on the tape exactly as __index would find it (absent or done: nil). A
  * TAPE dynamodb object or image has no Lua table yet, so its members are
  * all on the tape (a null image is left out, as in push_record).
+ * mm_conv_view_getn does that for several names with one look at t (its
+ * origin) and one pass over its members: each member is compared with
+ * the names still wanted, by length first.
  */
+int mm_conv_view_names(lua_State *L, const int *k, int n, mm_conv_names_t *names) {
+  if (n < 1 || n > MM_CONV_VIEW_MAX) return -1;
+  for (int i = 0; i < n; i++) {
+    if (lua_type(L, k[i]) != LUA_TSTRING) return -1;
+    names->idx[i] = k[i];
+    names->s[i] = lua_tolstring(L, k[i], &names->len[i]);
+  }
+  names->n = n;
+  return 0;
+}
+
+int mm_conv_view_getn(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *t,
+                      const mm_conv_names_t *names, mm_conv_ref_t *out) {
+  const conv_state_t *st = (const conv_state_t *)v->st;
+  const mm_json_doc_t *d = st->doc;
+  const int n = names->n;
+  uint32_t mi[MM_CONV_VIEW_MAX], mk[MM_CONV_VIEW_MAX];
+  origin_t o;
+  unsigned want = 0, found = 0;
+  int kind, base = 0, top = 0;
+  if (!d || n < 1 || n > MM_CONV_VIEW_MAX || !lua_checkstack(L, n + 3)) return -1;
+  for (int i = 0; i < n; i++) {
+    out[i].where = MM_CONV_REF_NIL;
+    out[i].idx = out[i].kind = 0;
+    out[i].node = mi[i] = mk[i] = 0;
+  }
+  if (t->where == MM_CONV_REF_TAPE) {
+    kind = t->kind == R_DDB ? K_DDB : t->kind == R_IMAGE ? K_MAP : 0;
+    if (!kind || t->node >= d->count) return -1;
+    o.node = t->node; /* no Lua table yet: nothing is done */
+    o.mask = 0;
+    o.big = NULL;
+    want = (1u << n) - 1;
+  } else {
+    int ti = t->idx;
+    if (t->where != MM_CONV_REF_LUA || !lua_istable(L, ti)) return -1;
+    const omap_ent_t *e = omap_find(st, lua_topointer(L, ti));
+    if (e && e->lazy) { /* a lazy table of this document */
+      if (!origin_entry(L, e, ti, &o) || o.node >= d->count || o.kind == K_LIST) return -1;
+      kind = o.kind;
+    } else if (lua_getmetatable(L, ti)) {
+      lua_pop(L, 1); /* the script's, or a lazy table of an earlier invocation */
+      return -1;
+    } else {
+      kind = 0; /* an ordinary table */
+    }
+    base = top = lua_gettop(L);
+    for (int i = 0; i < n; i++) {
+      lua_pushvalue(L, names->idx[i]);
+      if (lua_rawget(L, ti) != LUA_TNIL) {
+        out[i].where = MM_CONV_REF_LUA;
+        out[i].idx = ++top;
+      } else {
+        lua_settop(L, top);
+        want |= 1u << i;
+      }
+    }
+    if (!kind) return 0;
+  }
+  if (want) { /* one pass over the members: the last match of each wins */
+    const mm_json_node_t *nodes = d->nodes;
+    uint64_t lens = 0; /* the lengths wanted (63: 63 or more) */
+    for (int i = 0; i < n; i++)
+      if ((want >> i) & 1u) lens |= UINT64_C(1) << (names->len[i] < 63 ? names->len[i] : 63);
+    uint32_t cnt = nodes[o.node].len, key = o.node + 1;
+    for (uint32_t j = 0; j < cnt; j++) {
+      const mm_json_node_t *kn = &nodes[key];
+      if (__builtin_expect(((lens >> (kn->len < 63 ? kn->len : 63)) & 1u) || (kn->tag & 8u), 0)) {
+        for (int i = 0; i < n; i++) {
+          if ((want >> i) & 1u && mm_json_key_eq(d, key, names->s[i], names->len[i]) &&
+              !member_skipped(d, kind, key, key + 1)) {
+            found |= 1u << i;
+            mi[i] = j;
+            mk[i] = key;
+          }
+        }
+      }
+      key = kn[1].next; /* past the value */
+    }
+  }
+  for (int i = 0; found; i++, found >>= 1) {
+    if (!(found & 1u) || member_done(&o, mi[i])) continue; /* done: nil */
+    if (view_child(d, kind, mk[i], mk[i] + 1, &out[i]) != 0) {
+      if (base) lua_settop(L, base);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *t, int k,
                      mm_conv_ref_t *out) {
-  conv_state_t *st = (conv_state_t *)v->st;
-  const mm_json_doc_t *d = st->doc;
-  origin_t o;
-  match_t m;
-  size_t klen;
-  out->where = MM_CONV_REF_NIL;
-  out->idx = 0;
-  out->kind = 0;
-  out->node = 0;
-  if (!d || lua_type(L, k) != LUA_TSTRING || !lua_checkstack(L, 3)) return -1;
-  const char *key = lua_tolstring(L, k, &klen);
-  if (t->where == MM_CONV_REF_TAPE) {
-    int kind = t->kind == R_DDB ? K_DDB : t->kind == R_IMAGE ? K_MAP : 0;
-    if (!kind || t->node >= d->count) return -1;
-    if (!find_member(d, kind, t->node, key, klen, &m)) return 0;
-    return view_child(d, kind, m.k, m.v, out);
-  }
-  if (t->where != MM_CONV_REF_LUA || !lua_istable(L, t->idx)) return -1;
-  int ti = t->idx;
-  const omap_ent_t *e = omap_find(st, lua_topointer(L, ti));
-  if (e && e->lazy) { /* a lazy table of this document */
-    if (!origin_entry(L, e, ti, &o) || o.node >= d->count || o.kind == K_LIST) return -1;
-  } else if (lua_getmetatable(L, ti)) {
-    lua_pop(L, 1); /* the script's, or a lazy table of an earlier invocation */
+  mm_conv_names_t names;
+  if (mm_conv_view_names(L, &k, 1, &names) != 0) {
+    out->where = MM_CONV_REF_NIL;
+    out->idx = out->kind = 0;
+    out->node = 0;
     return -1;
-  } else {
-    o.kind = 0; /* an ordinary table */
   }
-  lua_pushvalue(L, k);
-  if (lua_rawget(L, ti) != LUA_TNIL) {
-    out->where = MM_CONV_REF_LUA;
-    out->idx = lua_gettop(L);
-    return 0;
-  }
-  lua_pop(L, 1);
-  if (!o.kind || !find_member(d, o.kind, o.node, key, klen, &m) || member_done(&o, m.idx))
-    return 0;
-  return view_child(d, o.kind, m.k, m.v, out);
+  return mm_conv_view_getn(L, v, t, &names, out);
 }
 
 int mm_conv_view_streq(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r,

@@ -193,7 +193,10 @@ typedef struct mm_conv_view {
 } mm_conv_view_t;
 
 /* Starts a view of the current document. Returns 0 when conv is not open
- * or no document is current. [-0, +0, -] */
+ * or no document is current. A view once started stays usable while L
+ * is open: it reads whatever document is current then (with none, every
+ * read fails), so a caller may keep one, e.g. in an upvalue, and start it
+ * once. [-0, +0, -] */
 int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v);
 
 /* *out = t[k], k a string at index k (pseudo-indices allowed): pushes the
@@ -202,6 +205,33 @@ int mm_conv_view_begin(lua_State *L, mm_conv_view_t *v);
  * -1 (nothing pushed) when the view cannot tell. [-0, +(0|1), -] */
 int mm_conv_view_get(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *t, int k,
                      mm_conv_ref_t *out);
+
+/* Most names mm_conv_view_getn reads at once. */
+#define MM_CONV_VIEW_MAX 4
+
+/* Names for mm_conv_view_getn, looked at once: the stack indices of n
+ * strings and their bytes, which stay valid while those strings stay
+ * where they are (e.g. upvalues of the calling C function, read from that
+ * function). */
+typedef struct mm_conv_names {
+  int n;
+  int idx[MM_CONV_VIEW_MAX];
+  const char *s[MM_CONV_VIEW_MAX];
+  size_t len[MM_CONV_VIEW_MAX];
+} mm_conv_names_t;
+
+/* Fills names with the n (1 <= n <= MM_CONV_VIEW_MAX) strings at indices
+ * k[0..n) (pseudo-indices allowed). Returns 0, or -1 when one of them is
+ * not a string. [-0, +0, -] */
+int mm_conv_view_names(lua_State *L, const int *k, int n, mm_conv_names_t *names);
+
+/* out[i] = t[name i] for each of the names, exactly as that many calls
+ * of mm_conv_view_get would give them, with one look at t and one pass
+ * over its members on the tape. Pushes the LUA values, in order. Returns
+ * 0, or -1 (nothing pushed) when the view cannot tell any of them.
+ * [-0, +(0..n), -] */
+int mm_conv_view_getn(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *t,
+                      const mm_conv_names_t *names, mm_conv_ref_t *out);
 
 /* 1 when r's value is the string s[0..n), else 0. [-0, +0, -] */
 int mm_conv_view_streq(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r,

@@ -323,8 +323,19 @@ static int str_is(lua_State *L, int idx, const char *lit) {
 }
 
 /* Upvalues of core.delta: the names it reads. */
-enum { UV_DYNAMODB = 1, UV_EVENTNAME, UV_NEWIMAGE, UV_OLDIMAGE, UV_KEYS, UV_COUNT = UV_KEYS };
+enum { UV_DYNAMODB = 1, UV_EVENTNAME, UV_NEWIMAGE, UV_OLDIMAGE, UV_KEYS, UV_VIEW, UV_COUNT = UV_VIEW };
 static const char *const DELTA_NAMES[] = {"dynamodb", "eventName", "NewImage", "OldImage", "Keys"};
+
+/* Upvalue UV_VIEW of core.delta: its view of the records and the names
+ * it reads, made on the first call that finds conv open with a document
+ * (conv.h: a view stays usable while the state is open; the names are
+ * core.delta's own upvalues). */
+typedef struct delta_view {
+  int started;
+  mm_conv_view_t v;
+  mm_conv_names_t rec;  /* dynamodb, eventName */
+  mm_conv_names_t ddb;  /* NewImage, OldImage */
+} delta_view_t;
 
 /*
  * One side of murmur.delta through a view (conv.h): img[field] when img is
@@ -375,30 +386,39 @@ static int view_side(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t 
  * happened here. [-0, +?, -]
  */
 static int delta_view(lua_State *L, side_t *o, side_t *n) {
-  mm_conv_view_t v;
+  delta_view_t *dv = (delta_view_t *)lua_touserdata(L, lua_upvalueindex(UV_VIEW));
   mm_conv_ref_t rec = {MM_CONV_REF_LUA, 1, 0, 0}, nil = {MM_CONV_REF_NIL, 0, 0, 0};
-  mm_conv_ref_t ddb, ev, ni, oi, keys = nil;
-  if (lua_type(L, 2) != LUA_TSTRING || !mm_conv_view_begin(L, &v)) return 0;
-  if (mm_conv_view_get(L, &v, &rec, lua_upvalueindex(UV_DYNAMODB), &ddb) != 0) goto fail;
-  const mm_conv_ref_t *os = &nil, *ns = &nil;
-  if (ddb.where == MM_CONV_REF_TAPE || (ddb.where == MM_CONV_REF_LUA && lua_istable(L, ddb.idx))) {
-    if (mm_conv_view_get(L, &v, &rec, lua_upvalueindex(UV_EVENTNAME), &ev) != 0 ||
-        mm_conv_view_get(L, &v, &ddb, lua_upvalueindex(UV_NEWIMAGE), &ni) != 0 ||
-        mm_conv_view_get(L, &v, &ddb, lua_upvalueindex(UV_OLDIMAGE), &oi) != 0)
-      goto fail;
-    int ins = mm_conv_view_streq(L, &v, &ev, "INSERT", 6);
-    int rem = mm_conv_view_streq(L, &v, &ev, "REMOVE", 6);
-    int mod = mm_conv_view_streq(L, &v, &ev, "MODIFY", 6);
-    int has_old = mm_conv_view_truthy(L, &v, &oi), has_new = mm_conv_view_truthy(L, &v, &ni);
+  mm_conv_ref_t r[2], img[2], keys = nil;
+  if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  if (!dv->started) {
+    static const int RN[2] = {lua_upvalueindex(UV_DYNAMODB), lua_upvalueindex(UV_EVENTNAME)};
+    static const int IN[2] = {lua_upvalueindex(UV_NEWIMAGE), lua_upvalueindex(UV_OLDIMAGE)};
+    if (!mm_conv_view_begin(L, &dv->v) || mm_conv_view_names(L, RN, 2, &dv->rec) != 0 ||
+        mm_conv_view_names(L, IN, 2, &dv->ddb) != 0)
+      return 0;
+    dv->started = 1;
+  }
+  const mm_conv_view_t *v = &dv->v;
+  /* rec.dynamodb and rec.eventName at once (the latter unused unless
+   * dynamodb is a table; reading it has no effect) */
+  if (mm_conv_view_getn(L, v, &rec, &dv->rec, r) != 0) goto fail;
+  const mm_conv_ref_t *ddb = &r[0], *ev = &r[1], *os = &nil, *ns = &nil;
+  if (ddb->where == MM_CONV_REF_TAPE || (ddb->where == MM_CONV_REF_LUA && lua_istable(L, ddb->idx))) {
+    if (mm_conv_view_getn(L, v, ddb, &dv->ddb, img) != 0) goto fail;
+    const mm_conv_ref_t *ni = &img[0], *oi = &img[1];
+    int ins = mm_conv_view_streq(L, v, ev, "INSERT", 6);
+    int rem = !ins && mm_conv_view_streq(L, v, ev, "REMOVE", 6);
+    int mod = !ins && !rem && mm_conv_view_streq(L, v, ev, "MODIFY", 6);
+    int has_old = mm_conv_view_truthy(L, v, oi), has_new = mm_conv_view_truthy(L, v, ni);
     if (has_old < 0 || has_new < 0) goto fail;
     int old_keys = (rem || mod) && !has_old, new_keys = (ins || mod) && !has_new;
     if ((old_keys || new_keys) &&
-        mm_conv_view_get(L, &v, &ddb, lua_upvalueindex(UV_KEYS), &keys) != 0)
+        mm_conv_view_get(L, v, ddb, lua_upvalueindex(UV_KEYS), &keys) != 0)
       goto fail;
-    if (!ins) os = old_keys ? &keys : &oi;
-    if (!rem) ns = new_keys ? &keys : &ni;
+    if (!ins) os = old_keys ? &keys : oi;
+    if (!rem) ns = new_keys ? &keys : ni;
   }
-  if (view_side(L, &v, os, o) && view_side(L, &v, ns, n)) return 1;
+  if (view_side(L, v, os, o) && view_side(L, v, ns, n)) return 1;
 fail:
   lua_settop(L, 2);
   return 0;
@@ -510,7 +530,9 @@ int mm_luaopen_murmur_core(lua_State *L) {
     {"kind", core_kind},           {NULL, NULL},
   };
   luaL_newlib(L, FUNCS);
-  for (int i = 0; i < UV_COUNT; i++) lua_pushstring(L, DELTA_NAMES[i]);
+  for (int i = 0; i < UV_KEYS; i++) lua_pushstring(L, DELTA_NAMES[i]);
+  delta_view_t *dv = (delta_view_t *)lua_newuserdatauv(L, sizeof *dv, 0);
+  dv->started = 0;
   lua_pushcclosure(L, core_delta, UV_COUNT);
   lua_setfield(L, -2, "delta");
   lua_pushlightuserdata(L, NULL); /* the cjson.null sentinel */

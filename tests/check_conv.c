@@ -16,6 +16,8 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -905,6 +907,62 @@ START_TEST(test_lazy_duplicates) {
 }
 END_TEST
 
+/* Member lookups compare names by length, then by two words (the first
+ * and last 8 or 4 bytes, or each byte of shorter names): names of every
+ * length up to 20 that differ from each other in one byte anywhere, some
+ * of them escaped in the event, are told apart by reads, decimal and
+ * writes. */
+START_TEST(test_member_names) {
+  static char ev[1 << 16];
+  size_t n = 0;
+  n += (size_t)snprintf(ev + n, sizeof ev - n, "{\"Records\":[{\"dynamodb\":{\"NewImage\":{");
+  for (int len = 1; len <= 20; len++) {
+    for (int pos = -1; pos < len; pos++) { /* -1: all 'a' */
+      n += (size_t)snprintf(ev + n, sizeof ev - n, "%s\"", len == 1 && pos == -1 ? "" : ",");
+      for (int i = 0; i < len; i++) {
+        char ch = i == pos ? 'b' : 'a';
+        if ((len + pos + i) % 7 == 0) /* some bytes escaped */
+          n += (size_t)snprintf(ev + n, sizeof ev - n, "\\u00%02x", ch);
+        else
+          ev[n++] = ch;
+      }
+      n += (size_t)snprintf(ev + n, sizeof ev - n, "\":{\"N\":\"%d.%d\"}", len, pos + 1);
+    }
+  }
+  n += (size_t)snprintf(ev + n, sizeof ev - n, "}}}]}");
+  ck_assert(n < sizeof ev);
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld, ev);
+  LUA_OK_(L,
+          "local n = rec.dynamodb.NewImage\n"
+          "local function name(len, pos, ch)\n"
+          "  local t = {}\n"
+          "  for i = 1, len do t[i] = i == pos and ch or 'a' end\n"
+          "  return table.concat(t)\n"
+          "end\n"
+          "for len = 1, 20 do\n"
+          "  for pos = 0, len do\n"
+          "    local k, want = name(len, pos, 'b'), ('%d.%d'):format(len, pos)\n"
+          "    assert(decimal(n, k) == want, k)\n"
+          "    if pos > 0 then assert(n[name(len, pos, 'c')] == nil) end  -- no such member\n"
+          "    if (len + pos) % 2 == 0 then\n"
+          "      assert(n[k] == tonumber(want), k)\n"
+          "    else\n"
+          "      n[k] = 'w'                                -- written before read\n"
+          "      assert(n[k] == 'w' and decimal(n, k) == nil, k)\n"
+          "    end\n"
+          "  end\n"
+          "end\n"
+          "local c = 0\n"
+          "for k, v in pairs(n) do c = c + 1 end\n"
+          "assert(c == 20 * 21 / 2 + 20)\n");
+  unload(L, &ld);
+  lua_close(L);
+}
+END_TEST
+
 /* Protected: mm_conv_peek_n(t, k) for the table and key on the stack;
  * returns outcome and text (or nil). */
 static int l_peek(lua_State *L) {
@@ -1199,6 +1257,502 @@ START_TEST(test_lazy_differential) {
     ck_assert_msg(e == NULL, "round %d: %s\nimage: %.300s", round, e, img);
     unload(L, &ld);
   }
+  lua_close(L);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* The record's fast path against the general one                       */
+/* ------------------------------------------------------------------ */
+
+/* conv.c's test hook: nonzero sends records down the general path. */
+extern int mm_conv_fast_off;
+
+/* xorshift64* for the record shapes below. */
+static uint64_t shape_state = 0x2545F4914F6CDD1Dull;
+static unsigned shape_rand(unsigned n) {
+  shape_state ^= shape_state >> 12;
+  shape_state ^= shape_state << 25;
+  shape_state ^= shape_state >> 27;
+  return (unsigned)((shape_state * 2685821657736338717ull) >> 33) % n;
+}
+
+/* Appends fmt to buf at *n. */
+static void put(char *buf, size_t cap, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void put(char *buf, size_t cap, size_t *n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(buf + *n, cap - *n, fmt, ap);
+  va_end(ap);
+  ck_assert(w >= 0 && (size_t)w < cap - *n);
+  *n += (size_t)w;
+}
+
+/* A small image, sometimes empty, sometimes with a duplicate name. */
+static void shape_image(char *buf, size_t cap, size_t *n) {
+  static const char *const NAMES[] = {"a", "b", "total", "t\\u006ftal", "customer_id"};
+  unsigned m = shape_rand(5);
+  put(buf, cap, n, "{");
+  for (unsigned i = 0; i < m; i++) {
+    const char *name = NAMES[shape_rand(5)];
+    switch (shape_rand(4)) {
+    case 0: put(buf, cap, n, "%s\"%s\":{\"S\":\"s%u\"}", i ? "," : "", name, shape_rand(9)); break;
+    case 1: put(buf, cap, n, "%s\"%s\":{\"M\":{\"x\":{\"N\":\"1\"}}}", i ? "," : "", name); break;
+    default: put(buf, cap, n, "%s\"%s\":{\"N\":\"%u.5\"}", i ? "," : "", name, shape_rand(99)); break;
+    }
+  }
+  put(buf, cap, n, "}");
+}
+
+/* An image member's value: mostly an object, sometimes null, rarely not
+ * an object at all (the record then fails to push). */
+static void shape_image_value(char *buf, size_t cap, size_t *n) {
+  unsigned r = shape_rand(40);
+  if (r == 0)
+    put(buf, cap, n, "[1]");
+  else if (r < 8)
+    put(buf, cap, n, "null");
+  else
+    shape_image(buf, cap, n);
+}
+
+/* The dynamodb object: the usual members in a random order and subset,
+ * images duplicated, escaped, null or empty, and sometimes more members
+ * than the inline mask holds. */
+static void shape_ddb(char *buf, size_t cap, size_t *n) {
+  static const char *const NAMES[] = {"Keys", "NewImage", "OldImage", "New\\u0049mage",
+                                      "SizeBytes", "ApproximateCreationDateTime"};
+  unsigned m = shape_rand(7), fill = shape_rand(8) == 0 ? 20 + shape_rand(6) : shape_rand(3);
+  put(buf, cap, n, "{");
+  size_t start = *n;
+  for (unsigned i = 0; i < m; i++) {
+    unsigned which = shape_rand(6);
+    put(buf, cap, n, "%s\"%s\":", *n > start ? "," : "", NAMES[which]);
+    if (which >= 4)
+      put(buf, cap, n, "%u", shape_rand(1000));
+    else
+      shape_image_value(buf, cap, n);
+  }
+  for (unsigned i = 0; i < fill; i++) put(buf, cap, n, "%s\"g%u\":%u", *n > start ? "," : "", i, i);
+  put(buf, cap, n, "}");
+}
+
+/* One record: a few plain members around zero, one or two dynamodb
+ * members (of any type, the name sometimes escaped), sometimes more
+ * members than the inline mask holds. */
+static void shape_record(char *buf, size_t cap, size_t *n, unsigned id) {
+  unsigned fill = shape_rand(8) == 0 ? 20 + shape_rand(6) : shape_rand(3);
+  unsigned nddb = shape_rand(6) == 0 ? 0 : shape_rand(8) == 0 ? 2 : 1;
+  put(buf, cap, n, "{\"eventID\":\"e%u\"", id);
+  if (shape_rand(2)) put(buf, cap, n, ",\"eventName\":\"MODIFY\"");
+  for (unsigned i = 0; i < fill; i++) put(buf, cap, n, ",\"f%u\":%u", i, i);
+  for (unsigned i = 0; i < nddb; i++) {
+    put(buf, cap, n, ",\"%s\":", shape_rand(5) == 0 ? "dynamo\\u0064b" : "dynamodb");
+    switch (shape_rand(10)) {
+    case 0: put(buf, cap, n, "null"); break;
+    case 1: put(buf, cap, n, "\"x\""); break;
+    case 2: put(buf, cap, n, "{}"); break;
+    default: shape_ddb(buf, cap, n); break;
+    }
+  }
+  if (shape_rand(3) == 0) put(buf, cap, n, ",\"awsRegion\":\"r\"");
+  put(buf, cap, n, "}");
+}
+
+/* Protected: every record of the document (argument 1) pushed twice,
+ * with the fast path and without it, into globals `fast` and `slow`: the
+ * record, or the message of the error pushing it raised. */
+static int push_one(lua_State *L) {
+  mm_conv_push_record(L, (uint32_t)lua_tointeger(L, 1));
+  return 1;
+}
+static int push_both_ways(lua_State *L) {
+  const mm_json_doc_t *doc = lua_touserdata(L, 1);
+  uint32_t recs = mm_json_get(doc, 0, "Records", 7);
+  for (int off = 0; off < 2; off++) {
+    uint32_t e = recs + 1;
+    mm_conv_fast_off = off;
+    lua_createtable(L, (int)mm_json_len(doc, recs), 0);
+    for (uint32_t i = 0; i < mm_json_len(doc, recs); i++) {
+      lua_pushcfunction(L, push_one);
+      lua_pushinteger(L, e);
+      lua_pcall(L, 1, 1, 0); /* the record or the error message */
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+      e = mm_json_next(doc, e);
+    }
+    lua_setglobal(L, off ? "slow" : "fast");
+  }
+  mm_conv_fast_off = 0;
+  return 0;
+}
+
+/* The same reads, writes, deletions, pairs, decimal and materialise on
+ * records pushed the fast way and the general way give the same results,
+ * and leave the same raw contents, laziness and origins behind at every
+ * step; a record that cannot be pushed fails with the same message. */
+START_TEST(test_record_fast_path) {
+  static const char *const CODE =
+      "local function snap(v, depth)\n"
+      "  if type(v) ~= 'table' then return render(v) end\n"
+      "  local out = {}\n"
+      "  for k, x in next, v do\n"
+      "    out[#out + 1] = render(k) .. '=' .. (depth < 3 and snap(x, depth + 1) or type(x))\n"
+      "  end\n"
+      "  table.sort(out)\n"
+      "  return (is_lazy(v) and 'lazy' or '') .. (kind(v) or '') .. '{' .. table.concat(out, ',') .. '}'\n"
+      "end\n"
+      "local RN = {'eventID', 'eventName', 'dynamodb', 'awsRegion', 'f1', 'nope'}\n"
+      "local DN = {'Keys', 'NewImage', 'OldImage', 'SizeBytes', 'g1', 'nope'}\n"
+      "local IN = {'a', 'b', 'total', 'customer_id', 'nope'}\n"
+      "local VALS = {false, 7, 'w', 2.5, 'table'}\n"
+      "local function tables(r)\n"
+      "  local d = r.dynamodb\n"
+      "  if type(d) ~= 'table' then return r end\n"
+      "  local img = d[DN[math.random(3)]]\n"
+      "  return r, d, type(img) == 'table' and img or nil\n"
+      "end\n"
+      "local pushed = 0\n"
+      "for i = 1, #fast do\n"
+      "  local a, b = fast[i], slow[i]\n"
+      "  assert(type(a) == type(b), i)\n"
+      "  if type(a) == 'string' then\n"
+      "    assert(a == b, a .. ' vs ' .. b)\n"
+      "  else\n"
+      "    pushed = pushed + 1\n"
+      "    assert(snap(a, 0) == snap(b, 0), i .. ': ' .. snap(a, 0) .. ' vs ' .. snap(b, 0))\n"
+      "    for step = 1, 12 do\n"
+      "      local seed = math.random(1 << 30)\n"
+      "      local res = {}\n"
+      "      for side, r in ipairs({a, b}) do\n"
+      "        math.randomseed(seed)\n"
+      "        local t = select(math.random(3), tables(r)) or r\n"
+      "        local names = t == r and RN or t == r.dynamodb and DN or IN\n"
+      "        local k, op = names[math.random(#names)], math.random(10)\n"
+      "        local out\n"
+      "        if op <= 4 then out = snap(t[k], 0)\n"
+      "        elseif op <= 6 then\n"
+      "          local v = VALS[math.random(#VALS)]\n"
+      "          if v == 'table' then v = {1} end           -- a fresh one per side\n"
+      "          t[k] = v; out = 'w'\n"
+      "        elseif op == 7 then t[k] = nil; out = 'd'\n"
+      "        elseif op == 8 then out = tostring(decimal(t, k))\n"
+      "        elseif op == 9 then\n"
+      "          local ks = {}\n"
+      "          for key in pairs(t) do ks[#ks + 1] = render(key) end\n"
+      "          table.sort(ks)\n"
+      "          out = table.concat(ks, ',')\n"
+      "        else out = tostring(#t) end\n"
+      "        res[side] = out .. '|' .. snap(r, 0)\n"
+      "      end\n"
+      "      assert(res[1] == res[2], i .. ' step ' .. step .. ': ' .. res[1] .. ' vs ' .. res[2])\n"
+      "    end\n"
+      "    materialize(a); materialize(b)\n"
+      "    assert(render(a) == render(b) and not is_lazy(a), i)\n"
+      "  end\n"
+      "end\n"
+      "return pushed\n";
+  static char ev[1 << 20];
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  int pushed = 0;
+  for (int round = 0; round < 20; round++) {
+    size_t n = 0;
+    put(ev, sizeof ev, &n, "{\"Records\":[");
+    for (unsigned i = 0; i < 100; i++) {
+      if (i) put(ev, sizeof ev, &n, ",");
+      shape_record(ev, sizeof ev, &n, i);
+    }
+    put(ev, sizeof ev, &n, "]}");
+    mm_json_doc_t doc;
+    parse(&doc, ev, n);
+    mm_conv_set_doc(L, &doc, 64);
+    lua_pushcfunction(L, push_both_ways);
+    lua_pushlightuserdata(L, &doc);
+    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+    char seed[64];
+    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
+    LUA_OK_(L, seed);
+    ck_assert_int_eq(luaL_loadstring(L, CODE), LUA_OK);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK)
+      ck_abort_msg("round %d: %s\n%.2000s", round, lua_tostring(L, -1), ev);
+    pushed += (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    mm_conv_set_doc(L, NULL, 0);
+    mm_json_free(&doc);
+  }
+  ck_assert_int_gt(pushed, 1500); /* most records push; some fail alike */
+  ck_assert_int_eq(lua_gettop(L), 0);
+  lua_close(L);
+}
+END_TEST
+
+/* Records of unusual shapes through the fast path: escaped names, a
+ * duplicate dynamodb whose first copy holds a malformed image, a null
+ * NewImage before an object one, a record (and a dynamodb object) whose
+ * prefilled member is its only one. */
+START_TEST(test_record_fast_shapes) {
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  loaded_t ld;
+  load_event(L, &ld,
+             "{\"Records\":["
+             "{\"eventName\":\"A\",\"dynamo\\u0064b\":{\"New\\u0049mage\":{\"x\":{\"N\":\"1\"}}}},"
+             "{\"dynamodb\":{\"NewImage\":null,\"OldImage\":null,\"NewImage\":{\"x\":{\"N\":\"2\"}},"
+             "\"Keys\":{}}},"
+             "{\"dynamodb\":{\"NewImage\":{\"x\":{\"N\":\"3\"}}}},"
+             "{\"dynamodb\":{\"NewImage\":{\"x\":{\"N\":\"4\"}},\"NewImage\":{\"x\":{\"N\":\"5\"}},"
+             "\"z\":1}}]}");
+  LUA_OK_(L,
+          "local r = recs[1]\n"
+          "local d = rawget(r, 'dynamodb')\n"
+          "assert(is_lazy(r) and d and rawget(d, 'NewImage') and not is_lazy(d))\n"
+          "assert(decimal(rawget(d, 'NewImage'), 'x') == '1' and r.eventName == 'A')\n"
+          "d = rawget(recs[2], 'dynamodb')\n"
+          "local n = rawget(d, 'NewImage')\n"
+          "assert(is_lazy(d) and n.x == 2 and d.OldImage == nil and next(d.Keys) == nil)\n"
+          "assert(not is_lazy(d) and kind(d.Keys) == 'M')\n"
+          "r = recs[3]\n"
+          "assert(not is_lazy(r) and not is_lazy(r.dynamodb) and r.dynamodb.NewImage.x == 3)\n"
+          "d = recs[4].dynamodb\n"
+          "assert(d.NewImage.x == 5 and d.z == 1 and not is_lazy(d))\n"
+          "local c = 0\n"
+          "for k in pairs(d) do c = c + 1 end\n"
+          "assert(c == 2)\n");
+  unload(L, &ld);
+  /* the first of two dynamodb objects holds a malformed image: pushing
+   * fails, as it always did */
+  mm_json_doc_t doc;
+  const char *bad = "{\"Records\":[{\"dynamodb\":{\"Keys\":5},\"dynamodb\":{\"NewImage\":{}}}]}";
+  parse(&doc, bad, strlen(bad));
+  mm_conv_set_doc(L, &doc, 64);
+  lua_pushcfunction(L, load_body);
+  lua_pushlightuserdata(L, &doc);
+  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
+  ck_assert_msg(strstr(lua_tostring(L, -1), "Keys: image is not an object"), "%s",
+                lua_tostring(L, -1));
+  lua_pop(L, 1);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+  lua_close(L);
+}
+END_TEST
+
+/* Describes view reference r for viewcmp (pushed). */
+static void push_ref_desc(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t *r) {
+  const char *text;
+  size_t len;
+  switch (r->where) {
+  case MM_CONV_REF_NIL: lua_pushliteral(L, "nil"); return;
+  case MM_CONV_REF_LUA:
+    if (lua_istable(L, r->idx))
+      lua_pushliteral(L, "table");
+    else
+      lua_pushfstring(L, "lua:%s", luaL_tolstring(L, r->idx, NULL)), lua_remove(L, -2);
+    return;
+  default:
+    if (mm_conv_view_n(v, r, &text, &len) == MM_CONV_PEEK_N)
+      lua_pushfstring(L, "N:%s", lua_pushlstring(L, text, len)), lua_remove(L, -2);
+    else if (mm_conv_view_truthy(L, v, r) == 1 && r->kind != 3 /* R_AV */)
+      lua_pushliteral(L, "tape");
+    else
+      lua_pushfstring(L, "tape%d", mm_conv_view_truthy(L, v, r));
+  }
+}
+
+/* viewcmp(t, via, k1, ..., kn): reads t[via] through a view when via is
+ * not false (the table the names are read from: a Lua table or still on
+ * the tape), then the names k1..kn from it with mm_conv_view_getn and one
+ * by one with mm_conv_view_get, and raises when they differ in outcome,
+ * where the values are, tape nodes or Lua values, or leave the stack
+ * other than they say. Returns getn's outcome (0, -1; -2 when t[via]
+ * cannot be viewed, -3 when it is nil) and a table of descriptions of
+ * the values ("nil", "table", "lua:<tostring>", "N:<text>" for an N on
+ * the tape, "tape" for a table or a true plain value on the tape,
+ * "tape-1" for another AttributeValue, "tape0" for false). */
+static int l_viewcmp(lua_State *L) {
+  int nargs = lua_gettop(L), n = nargs - 2;
+  mm_conv_view_t v;
+  mm_conv_ref_t t = {MM_CONV_REF_LUA, 1, 0, 0}, got[MM_CONV_VIEW_MAX], one;
+  mm_conv_names_t names;
+  int k[MM_CONV_VIEW_MAX];
+  ck_assert(n >= 1 && n <= MM_CONV_VIEW_MAX);
+  if (!mm_conv_view_begin(L, &v)) return luaL_error(L, "no view");
+  if (lua_toboolean(L, 2)) {
+    int top = lua_gettop(L);
+    mm_conv_ref_t rec = t;
+    if (mm_conv_view_get(L, &v, &rec, 2, &t) != 0) {
+      ck_assert_int_eq(lua_gettop(L), top);
+      lua_pushinteger(L, -2); /* cannot even get there */
+      return 1;
+    }
+    if (t.where == MM_CONV_REF_NIL) {
+      lua_pushinteger(L, -3);
+      return 1;
+    }
+  }
+  for (int i = 0; i < n; i++) k[i] = 3 + i;
+  ck_assert_int_eq(mm_conv_view_names(L, k, n, &names), 0);
+  int base = lua_gettop(L);
+  int rc = mm_conv_view_getn(L, &v, &t, &names, got);
+  int pushed = lua_gettop(L) - base, lua_refs = 0;
+  if (rc != 0) ck_assert_int_eq(pushed, 0);
+  int any_fail = 0;
+  for (int i = 0; i < n; i++) {
+    int top = lua_gettop(L);
+    int r1 = mm_conv_view_get(L, &v, &t, k[i], &one);
+    if (r1 != 0) {
+      ck_assert_int_eq(lua_gettop(L), top);
+      any_fail = 1;
+      continue;
+    }
+    ck_assert_int_eq(lua_gettop(L), top + (one.where == MM_CONV_REF_LUA));
+    if (rc != 0) continue;
+    if (got[i].where != one.where)
+      return luaL_error(L, "name %d: getn where %d, get where %d", i + 1, got[i].where, one.where);
+    if (one.where == MM_CONV_REF_TAPE && (got[i].kind != one.kind || got[i].node != one.node))
+      return luaL_error(L, "name %d: tape refs differ", i + 1);
+    if (one.where == MM_CONV_REF_LUA) {
+      lua_refs++;
+      if (got[i].idx != base + lua_refs || !lua_rawequal(L, got[i].idx, one.idx))
+        return luaL_error(L, "name %d: Lua values differ", i + 1);
+    }
+    lua_settop(L, top);
+  }
+  if (rc == 0 && pushed != lua_refs) return luaL_error(L, "getn pushed %d, %d Lua values", pushed, lua_refs);
+  if ((rc != 0) != any_fail) return luaL_error(L, "getn %d, one by one %s", rc, any_fail ? "failed" : "ok");
+  lua_pushinteger(L, rc);
+  lua_createtable(L, n, 0);
+  for (int i = 0; rc == 0 && i < n; i++) {
+    push_ref_desc(L, &v, &got[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 2;
+}
+
+/* mm_conv_view_getn reads what Lua reads: on random records (duplicate,
+ * escaped, null and malformed images and dynamodb objects; maps bigger
+ * than the inline mask) after random reads, writes, deletions and raw
+ * sets, names read through getn from the record, from its dynamodb object
+ * (a table or still on the tape) and from an image are what Lua reads
+ * from a twin record that had the same done to it (the N text on the
+ * tape: the twin's decimal), and what mm_conv_view_get reads name by
+ * name; getn fails whenever one of them does. */
+START_TEST(test_view_getn) {
+  static const char *const CODE =
+      "local RN = {'dynamodb', 'eventName', 'eventID', 'dynamo\\x64b', 'f1', 'nope'}\n"
+      "local DN = {'NewImage', 'OldImage', 'Keys', 'SizeBytes', 'g1', 'nope'}\n"
+      "local IN = {'a', 'b', 'total', 'customer_id', 'nope'}\n"
+      "local function pick(list, n)\n"
+      "  local out = {}\n"
+      "  for i = 1, n do out[i] = list[math.random(#list)] end\n"
+      "  return out\n"
+      "end\n"
+      "local function touch(r)\n"
+      "  local op = math.random(12)\n"
+      "  local d = r.dynamodb                -- not raw: the twins differ in what is converted\n"
+      "  local img = type(d) == 'table' and d[DN[math.random(3)]] or nil\n"
+      "  local rk, dk, ik = RN[math.random(#RN)], DN[math.random(#DN)], IN[math.random(#IN)]\n"
+      "  local maybe = math.random(2) == 1 and 'x' or nil\n"
+      "  if op == 1 then local _ = r[rk]\n"
+      "  elseif op == 2 then r[rk] = maybe\n"
+      "  elseif op == 3 then rawset(r, rk, 'raw')\n"
+      "  elseif op == 4 and type(d) == 'table' then local _ = d[dk]\n"
+      "  elseif op == 5 and type(d) == 'table' then d[dk] = nil\n"
+      "  elseif op == 6 and type(img) == 'table' then local _ = img[ik]\n"
+      "  elseif op == 7 and type(img) == 'table' then img[ik] = 7\n"
+      "  elseif op == 8 and type(img) == 'table' then img[ik] = nil\n"
+      "  end\n"
+      "end\n"
+      /* what Lua reads of t[k], described as viewcmp describes a view */
+      "local function lua_desc(t, k, view)\n"
+      "  local y = t[k]\n"
+      "  if y == nil then return view == 'nil' end\n"
+      "  if view == 'nil' then return false end\n"
+      "  if view:sub(1, 2) == 'N:' then return math.type(y) ~= nil and decimal(t, k) == view:sub(3) end\n"
+      "  if view == 'table' then return type(y) == 'table' end\n"
+      "  if view:sub(1, 4) == 'lua:' then return tostring(y) == view:sub(5) end\n"
+      "  if view == 'tape' then return y ~= false end\n"
+      "  if view == 'tape0' then return y == false end\n"
+      "  return view == 'tape-1'\n"
+      "end\n"
+      "local seen = {[0] = 0, [-1] = 0, [-2] = 0, [-3] = 0}\n"
+      "local function check(a, b, via, names)\n"
+      "  local rc, descs = viewcmp(a, via, table.unpack(names))\n"
+      "  seen[rc] = seen[rc] + 1\n"
+      "  if rc ~= 0 then return end\n"
+      "  local t = b\n"
+      "  if via then t = b[via] end\n"
+      "  for i, k in ipairs(names) do\n"
+      "    assert(lua_desc(t, k, descs[i]), ('%s.%s: view %s, Lua %s'):format(tostring(via), k,\n"
+      "           descs[i], tostring(t[k])))\n"
+      "  end\n"
+      "  t = a                                -- the same reads, so the twins stay twins\n"
+      "  if via then t = a[via] end\n"
+      "  for _, k in ipairs(names) do local _ = t[k] end\n"
+      "end\n"
+      "for i = 1, #fast do\n"
+      "  local a, b = fast[i], slow[i]\n"
+      "  if type(a) == 'table' then\n"
+      "    for step = 1, 8 do\n"
+      "      local seed = math.random(1 << 30)\n"
+      "      math.randomseed(seed); touch(a)\n"
+      "      math.randomseed(seed); touch(b)\n"
+      "      local n = math.random(4)\n"
+      "      check(a, b, false, pick(RN, n))\n"
+      "      check(a, b, 'dynamodb', pick(DN, n))\n"
+      "      local d, e = rawget(a, 'dynamodb'), rawget(b, 'dynamodb')\n"
+      "      if type(d) == 'table' and type(e) == 'table' then\n"
+      "        for _, name in ipairs({'NewImage', 'OldImage', 'Keys'}) do check(d, e, name, pick(IN, n)) end\n"
+      "      end\n"
+      "    end\n"
+      "  end\n"
+      "end\n"
+      "return seen[0], seen[-1]\n";
+  static char ev[1 << 20];
+  lua_State *L = new_state(NULL);
+  add_test_globals(L);
+  lua_register(L, "viewcmp", l_viewcmp);
+  long ok = 0, failed = 0;
+  for (int round = 0; round < 10; round++) {
+    size_t n = 0;
+    put(ev, sizeof ev, &n, "{\"Records\":[");
+    for (unsigned i = 0; i < 100; i++) {
+      if (i) put(ev, sizeof ev, &n, ",");
+      shape_record(ev, sizeof ev, &n, i);
+    }
+    put(ev, sizeof ev, &n, "]}");
+    mm_json_doc_t doc;
+    parse(&doc, ev, n);
+    mm_conv_set_doc(L, &doc, 64);
+    lua_pushcfunction(L, push_both_ways);
+    lua_pushlightuserdata(L, &doc);
+    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+    char seed[64];
+    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
+    LUA_OK_(L, seed);
+    ck_assert_int_eq(luaL_loadstring(L, CODE), LUA_OK);
+    if (lua_pcall(L, 0, 2, 0) != LUA_OK)
+      ck_abort_msg("round %d: %s", round, lua_tostring(L, -1));
+    ok += lua_tointeger(L, -2);
+    failed += lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    /* a record still lazy, its eventID not read: of the previous
+     * document, stale for getn as for get */
+    LUA_OK_(L, round ? "assert(viewcmp(old, false, 'eventID', 'dynamodb') == -1)\n"
+                     : "for i = 1, #fast do\n"
+                       "  local r = fast[i]\n"
+                       "  if type(r) == 'table' and is_lazy(r) and rawget(r, 'eventID') == nil then\n"
+                       "    old = r\n"
+                       "    break\n"
+                       "  end\n"
+                       "end\n"
+                       "assert(old and viewcmp(old, false, 'eventID') == 0)\n");
+    mm_conv_set_doc(L, NULL, 0);
+    mm_json_free(&doc);
+  }
+  ck_assert_int_gt(ok, 5000);
+  ck_assert_int_gt(failed, 10); /* views of strings, malformed images */
   lua_close(L);
 }
 END_TEST
@@ -1964,9 +2518,13 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_lazy_per_member);
   tcase_add_test(tc, test_lazy_member_writes);
   tcase_add_test(tc, test_lazy_duplicates);
+  tcase_add_test(tc, test_member_names);
+  tcase_add_test(tc, test_record_fast_path);
+  tcase_add_test(tc, test_record_fast_shapes);
   tcase_add_test(tc, test_lazy_big_map);
   tcase_add_test(tc, test_peek);
   tcase_add_test(tc, test_view);
+  tcase_add_test(tc, test_view_getn);
   tcase_add_test(tc, test_lazy_differential);
   tcase_add_test(tc, test_lazy_full_views);
   tcase_add_test(tc, test_lazy_writes);
