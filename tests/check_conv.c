@@ -469,6 +469,88 @@ START_TEST(test_case_table) {
 }
 END_TEST
 
+/* Pushes the document's root AttributeValue, eagerly. [-0, +1, e] */
+static int push_av_raw(lua_State *L) {
+  mm_conv_push_av(L, 0, "v");
+  return 1;
+}
+
+/* Converts {"B":"<b64>"} eagerly: 1 and the bytes in out/outlen, or 0
+ * when the conversion raised (message in err). */
+static int convert_b64(lua_State *L, const char *b64, char *out, size_t *outlen, char *err,
+                       size_t errsz) {
+  char json[512];
+  mm_json_doc_t doc;
+  snprintf(json, sizeof json, "{\"B\":\"%s\"}", b64);
+  parse(&doc, json, strlen(json));
+  mm_conv_set_doc(L, &doc, 64);
+  int ok = 0;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, push_av_raw);
+  if (lua_pcall(L, 0, 1, 0) == LUA_OK) {
+    size_t n;
+    const char *b = lua_tolstring(L, -1, &n);
+    memcpy(out, b, n);
+    *outlen = n;
+    ok = 1;
+  } else {
+    snprintf(err, errsz, "%s", lua_tostring(L, -1));
+  }
+  lua_settop(L, 0);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+  return ok;
+}
+
+/* B: every length from 0 to 64 bytes round-trips through base64, and a
+ * byte outside the alphabet (or a '=' before the padding) anywhere in a
+ * quantum, last or not, is refused. */
+START_TEST(test_b64_round_trip) {
+  static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  lua_State *L = new_state(NULL);
+  uint32_t seed = 12345;
+  char err[256];
+  for (size_t len = 0; len <= 64; len++) {
+    unsigned char raw[64];
+    for (size_t i = 0; i < len; i++) {
+      seed = seed * 1103515245u + 12345u;
+      raw[i] = (unsigned char)(seed >> 16);
+    }
+    char enc[100];
+    size_t e = 0;
+    for (size_t i = 0; i < len; i += 3) {
+      uint32_t q = (uint32_t)raw[i] << 16 | (i + 1 < len ? (uint32_t)raw[i + 1] << 8 : 0) |
+                   (i + 2 < len ? raw[i + 2] : 0);
+      enc[e++] = A[q >> 18 & 63];
+      enc[e++] = A[q >> 12 & 63];
+      enc[e++] = i + 1 < len ? A[q >> 6 & 63] : '=';
+      enc[e++] = i + 2 < len ? A[q & 63] : '=';
+    }
+    enc[e] = '\0';
+    char out[64];
+    size_t n = 0;
+    ck_assert_msg(convert_b64(L, enc, out, &n, err, sizeof err), "len %zu: %s", len, err);
+    ck_assert_uint_eq(n, len);
+    ck_assert(memcmp(out, raw, len) == 0);
+    /* corrupt each position */
+    static const char bad[] = "!-_.~ =";
+    for (size_t pos = 0; pos < e; pos++) {
+      for (const char *b = bad; *b; b++) {
+        if (*b == '=' && (enc[pos] == '=' || (pos + 1 == e && enc[pos - 1] != '=') ||
+                          (pos + 2 == e && enc[pos + 1] == '=')))
+          continue; /* a padding that is still valid */
+        char c2[100];
+        memcpy(c2, enc, e + 1);
+        c2[pos] = *b;
+        ck_assert_msg(!convert_b64(L, c2, out, &n, err, sizeof err), "%s accepted", c2);
+        ck_assert_msg(strstr(err, "invalid base64 in B"), "%s: %s", c2, err);
+      }
+    }
+  }
+  lua_close(L);
+}
+END_TEST
+
 /* mm_conv_push_number directly: the rule core.tonumber shares. */
 START_TEST(test_push_number) {
   static const struct { const char *in; const char *out; } C[] = {
@@ -2508,6 +2590,7 @@ static Suite *conv_suite(void) {
   Suite *s = suite_create("conv");
   TCase *tc = tcase_create("rules");
   tcase_add_test(tc, test_case_table);
+  tcase_add_test(tc, test_b64_round_trip);
   tcase_add_test(tc, test_push_number);
   suite_add_tcase(s, tc);
   tc = tcase_create("fixtures");
