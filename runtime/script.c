@@ -717,6 +717,18 @@ static int l_collectgarbage(lua_State *L) {
   return lua_gettop(L);
 }
 
+/* type(v) as in the base library, but pushing the type names from its
+ * upvalues: the base library's lua_pushstring looks each name up in Lua's
+ * string cache (a strcmp) on every call, and decoders that walk a record
+ * call type() on every value. Upvalue t + 1 holds the name of type t.
+ * [-0, +1, v] */
+static int l_type(lua_State *L) {
+  int t = lua_type(L, 1);
+  luaL_argcheck(L, t != LUA_TNONE, 1, "value expected");
+  lua_pushvalue(L, lua_upvalueindex(t + 1));
+  return 1;
+}
+
 /* setmetatable refusing a metatable with __gc: finalizers run with hooks
  * off, so the instruction budget could not stop one that loops. The
  * setmetatable it wraps (conv's, which fills lazy tables first) is upvalue
@@ -942,6 +954,9 @@ static int open_sandbox(lua_State *L) {
   lua_setglobal(L, "collectgarbage");
   lua_pushcfunction(L, l_print);
   lua_setglobal(L, "print");
+  for (int t = LUA_TNIL; t < LUA_NUMTYPES; t++) lua_pushstring(L, lua_typename(L, t));
+  lua_pushcclosure(L, l_type, LUA_NUMTYPES);
+  lua_setglobal(L, "type");
 
   /* coroutine: new threads get the budget hook (l_co_new) */
   lua_getglobal(L, LUA_COLIBNAME);

@@ -1390,6 +1390,19 @@ START_TEST(sandbox_no_os_execute) {
 }
 END_TEST
 
+START_TEST(sandbox_type_is_the_base_librarys) {
+  /* the sandbox's own type() (fixed names) answers as the base library's */
+  sandbox_script();
+  ck_assert(eval("return type(nil) == 'nil' and type(true) == 'boolean' and type(1) == 'number'"
+                 " and type(1.5) == 'number' and type('s') == 'string' and type({}) == 'table'"
+                 " and type(print) == 'function' and type(coroutine.create(print)) == 'thread'"
+                 " and type(require('cjson').null) == 'userdata'"));
+  ck_assert(eval("local ok, e = pcall(type)\n"
+                 "return not ok and e:find(\"bad argument #1 to 'type' %(value expected%)\") ~= nil"));
+  ck_assert(eval("return select('#', type(1, 2)) == 1"));
+}
+END_TEST
+
 START_TEST(sandbox_no_io_popen) {
   sandbox_script();
   ck_assert(eval("return io.popen == nil"));
@@ -1884,6 +1897,7 @@ static Suite *script_suite(void) {
   tcase_add_test(tc, sandbox_no_os_exit);
   tcase_add_test(tc, sandbox_no_os_execute);
   tcase_add_test(tc, sandbox_no_io_popen);
+  tcase_add_test(tc, sandbox_type_is_the_base_librarys);
   tcase_add_test(tc, sandbox_no_io_open);
   tcase_add_test(tc, sandbox_no_loadlib);
   tcase_add_test(tc, sandbox_no_dofile);
