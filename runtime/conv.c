@@ -1781,6 +1781,40 @@ static int lazy_pairs(lua_State *L) {
   return 3;
 }
 
+/* Continuation of conv_pairs' call of the base library's pairs. */
+static int pairs_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L;
+  (void)status;
+  (void)ctx;
+  return 3;
+}
+
+/* pairs(t) as in the base library, except that a lazy table is filled and
+ * iterated here, as its __pairs would do, without the base library
+ * looking the metamethod up by name and calling it (a decoder walking a
+ * record calls pairs on every container of it). Upvalues: the state, the
+ * lazy metatable, the base library's next and pairs. [-0, +3, e] */
+static int conv_pairs(lua_State *L) {
+  luaL_checkany(L, 1);
+  if (!lua_getmetatable(L, 1)) { /* no metatable, no __pairs */
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+  }
+  int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
+  lua_pop(L, 1);
+  if (lazy) {
+    lua_settop(L, 1);
+    return lazy_pairs(L);
+  }
+  /* another metatable: the base library's pairs and its __pairs */
+  lua_pushvalue(L, lua_upvalueindex(4));
+  lua_insert(L, 1);
+  lua_callk(L, lua_gettop(L) - 1, 3, 0, pairs_k);
+  return 3;
+}
+
 /* __len(t): fill, then the raw length. */
 static int lazy_len(lua_State *L) {
   touch_arg1(L);
@@ -1922,7 +1956,18 @@ void mm_conv_open(lua_State *L, mm_conv_frees_t *frees) {
     lua_pushcclosure(L, conv_setmetatable, 2);
     lua_setfield(L, -3, "setmetatable");
   }
-  lua_pop(L, 2); /* st mt */
+  lua_pop(L, 1);
+  /* pairs that iterates a lazy table without its metamethod's lookup */
+  lua_pushvalue(L, sti);
+  lua_pushvalue(L, mti);
+  int tp = lua_getfield(L, -3, "next"), tn = lua_getfield(L, -4, "pairs");
+  if (tp == LUA_TFUNCTION && tn == LUA_TFUNCTION) { /* G st mt next pairs */
+    lua_pushcclosure(L, conv_pairs, 4);
+    lua_setfield(L, -2, "pairs");
+  } else {
+    lua_pop(L, 4);
+  }
+  lua_pop(L, 1); /* st mt */
 
   lua_rawsetp(L, LUA_REGISTRYINDEX, &MT_KEY);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);

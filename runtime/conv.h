@@ -30,8 +30,11 @@
  * converted so far (none before its first touch), and getmetatable
  * returns false (the metatable is protected). mm_conv_open replaces the
  * global setmetatable with one that fills a lazy table first, so
- * setmetatable(rec.dynamodb.NewImage, mt) works; open the base library
- * before calling it, and build any sandbox environment from _G after it.
+ * setmetatable(rec.dynamodb.NewImage, mt) works, and the global pairs with
+ * one that fills and iterates a lazy table itself instead of having the
+ * base library look its __pairs up by name (anything else goes to the
+ * base library's pairs); open the base library before calling it, and
+ * build any sandbox environment from _G after it.
  *
  * A malformed image (neither an object nor null) is an error when the
  * record is pushed.
@@ -119,7 +122,7 @@ static inline void mm_conv_freed(const mm_conv_frees_t *f, const void *ptr, size
 }
 
 /* Installs conv's state, metatable and origin map in L's registry and
- * wraps the global setmetatable (see above). Freed tables: with frees
+ * wraps the global setmetatable and pairs (see above). Freed tables: with frees
  * NULL, puts conv's allocator in front of L's (lua_setallocf: every
  * request goes on to L's allocator unchanged; conv only looks at frees);
  * else L's allocator reports them to frees (see mm_conv_frees_t). Change

@@ -469,6 +469,12 @@ START_TEST(test_case_table) {
 }
 END_TEST
 
+/* Pushes the document's root record, lazily. [-0, +1, e] */
+static int push_record_raw(lua_State *L) {
+  mm_conv_push_record(L, 0);
+  return 1;
+}
+
 /* Pushes the document's root AttributeValue, eagerly. [-0, +1, e] */
 static int push_av_raw(lua_State *L) {
   mm_conv_push_av(L, 0, "v");
@@ -547,6 +553,51 @@ START_TEST(test_b64_round_trip) {
       }
     }
   }
+  lua_close(L);
+}
+END_TEST
+
+/* The global pairs conv installs: a lazy table is filled and iterated;
+ * plain tables, other metatables (a __pairs that yields from a coroutine
+ * included), strings and a missing argument behave as the base library's
+ * pairs. */
+START_TEST(test_pairs_wrapper) {
+  lua_State *L = new_state(NULL);
+  static const char ev[] = "{\"eventName\":\"INSERT\",\"dynamodb\":{\"NewImage\":"
+                           "{\"a\":{\"N\":\"1\"},\"b\":{\"S\":\"x\"},\"m\":{\"M\":{\"c\":{\"BOOL\":true}}}}}}";
+  mm_json_doc_t doc;
+  parse(&doc, ev, strlen(ev));
+  mm_conv_set_doc(L, &doc, 64);
+  lua_pushcfunction(L, push_record_raw);
+  ck_assert_int_eq(lua_pcall(L, 0, 1, 0), LUA_OK);
+  lua_setglobal(L, "rec");
+  static const char code[] =
+      "local img = rec.dynamodb.NewImage\n"
+      "local n, seen = 0, {}\n"
+      "for k, v in pairs(img) do n = n + 1 seen[k] = v end\n"
+      "assert(n == 3 and seen.a == 1 and seen.b == 'x' and type(seen.m) == 'table')\n"
+      "assert(rawget(img, 'a') == 1 and getmetatable(img) == nil)\n"
+      "local m = 0 for k, v in pairs(seen.m) do m = m + 1 assert(k == 'c' and v == true) end\n"
+      "assert(m == 1)\n"
+      "local t, c = {1, 2, 3}, 0 for _ in pairs(t) do c = c + 1 end assert(c == 3)\n"
+      "local mt = {__pairs = function(t) return function(_, k) if not k then return 1, 'one' end end, t, nil end}\n"
+      "local u = setmetatable({}, mt) local got for k, v in pairs(u) do got = v end\n"
+      "assert(got == 'one')\n"
+      "local y = setmetatable({}, {__pairs = function(t)\n"
+      "  coroutine.yield('in __pairs') return next, {z = 26}, nil end})\n"
+      "local co = coroutine.wrap(function() local r for k, v in pairs(y) do r = v end return r end)\n"
+      "assert(co() == 'in __pairs' and co() == 26)\n"
+      "local ok, e = pcall(pairs)\n"
+      "assert(not ok and e:find(\"bad argument #1 to 'pairs' %(value expected%)\"), e)\n"
+      "ok, e = pcall(function() for _ in pairs('s') do end end)\n"
+      "assert(not ok and e:find('table expected, got string'), e)\n"
+      "return true\n";
+  ck_assert_int_eq(luaL_loadstring(L, code), LUA_OK);
+  int st = lua_pcall(L, 0, 1, 0);
+  ck_assert_msg(st == LUA_OK, "%s", lua_tostring(L, -1));
+  lua_settop(L, 0);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
   lua_close(L);
 }
 END_TEST
@@ -2591,6 +2642,7 @@ static Suite *conv_suite(void) {
   TCase *tc = tcase_create("rules");
   tcase_add_test(tc, test_case_table);
   tcase_add_test(tc, test_b64_round_trip);
+  tcase_add_test(tc, test_pairs_wrapper);
   tcase_add_test(tc, test_push_number);
   suite_add_tcase(s, tc);
   tc = tcase_create("fixtures");
