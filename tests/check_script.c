@@ -1178,11 +1178,12 @@ START_TEST(heap_single_huge_string) {
 }
 END_TEST
 
-START_TEST(heap_garbage_near_ceiling_is_not_poison) {
-  /* live data at 60% of the ceiling plus short-lived garbage made by
-   * string.rep, whose buffer gets no emergency GC from Lua: Lua's own
-   * collector would let the heap reach twice the live data, the ceiling.
-   * Nothing is really out of memory, so no record may fail. */
+/* Loads a decoder whose live data is at 60% of an 8 MB ceiling plus
+ * short-lived garbage made by string.rep, whose buffer gets no emergency
+ * GC from Lua: Lua's own collector would let the heap reach twice the
+ * live data, the ceiling. Nothing is really out of memory, so no record
+ * may fail. */
+static void load_garbage_near_ceiling(void) {
   mm_script_opts_t o = opts();
   o.budget = MM_DEF_LUA_BUDGET;
   o.mem_limit = 8 * 1024 * 1024;
@@ -1196,6 +1197,10 @@ START_TEST(heap_garbage_near_ceiling_is_not_poison) {
                "  key = function(v) return v end }\n",
                &o);
   event("INSERT,MODIFY,REMOVE", "\"x\":{\"S\":\"y\"}");
+}
+
+START_TEST(heap_garbage_near_ceiling_is_not_poison) {
+  load_garbage_near_ceiling();
   mm_outcome_t out;
   for (int i = 0; i < 3; i++) {
     run_value(i, &out);
@@ -1320,19 +1325,7 @@ END_TEST
 START_TEST(watch_heap_garbage_near_ceiling_is_not_poison) {
   /* heap_garbage_near_ceiling_is_not_poison, watched: the collection at
    * gc_mark comes from l_alloc arming the hook for one instruction */
-  mm_script_opts_t o = opts();
-  o.budget = MM_DEF_LUA_BUDGET;
-  o.mem_limit = 8 * 1024 * 1024;
-  load_ok_with("local keep = {}\n"
-               "return { aggregate = 'count',\n"
-               "  decode = function(rec)\n"
-               "    for i = 1, 1250 do keep[i] = string.rep('k', 4000) .. i end\n"
-               "    for i = 1, 2000 do local s = string.rep('y', 4000) .. i end\n"
-               "    return rec.eventName\n"
-               "  end,\n"
-               "  key = function(v) return v end }\n",
-               &o);
-  event("INSERT,MODIFY,REMOVE", "\"x\":{\"S\":\"y\"}");
+  load_garbage_near_ceiling();
   ck_assert_int_eq(mm_script_watch_begin(S), 1);
   mm_outcome_t out;
   for (int i = 0; i < 3; i++) {
