@@ -49,7 +49,11 @@ int mm_watch_start(mm_watch_t *w, long period_us, void (*tick)(void *ud), void *
     memset(&ev, 0, sizeof ev);
     ev.sigev_notify = SIGEV_THREAD_ID; /* this thread only, not any thread */
     ev.sigev_signo = WATCH_SIGNAL;
+#ifdef sigev_notify_thread_id
+    ev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+#else /* glibc before 2.35 names the field only in its union */
     ev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+#endif
     if (timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, &w->timer) != 0)
       return mm_err_set(err, MM_EIO, "cannot create the CPU-time watchdog: timer_create: %s",
                         strerror(errno));
