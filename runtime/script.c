@@ -192,6 +192,10 @@ static void set_gc_mark(mm_script_t *s) {
 
 static void budget_hook(lua_State *L, lua_Debug *ar);
 
+/* 1 when calls need budget_hook at all: a budget, a heap ceiling (its GC
+ * mark) or a deadline to check. */
+static int needs_hook(const mm_script_t *s) { return s->budget > 0 || s->limit || s->stop_at; }
+
 /* Sets the main thread's hook while the watchdog's handler keeps off it
  * (a tick landing inside lua_sethook could mix the two settings). */
 static void set_main_hook(mm_script_t *s, lua_Hook f, int count) {
@@ -479,8 +483,7 @@ void mm_script_watch_end(mm_script_t *s) {
   mm_watch_stop(&s->watch);
   s->watching = 0;
   s->counting = 0;
-  if (s->budget > 0 || s->limit || s->stop_at)
-    set_main_hook(s, budget_hook, s->hook_every);
+  if (needs_hook(s)) set_main_hook(s, budget_hook, s->hook_every);
 }
 
 long mm_script_watched_calls(const mm_script_t *s) { return s->watched_calls; }
@@ -552,8 +555,8 @@ static void end_call(mm_script_t *s) {
     s->in_call = 0; /* first: no tick touches the hook after this */
     if (s->counting) s->watched_calls++;
     s->counting = 0;
-    if (lua_gethook(s->L)) lua_sethook(s->L, NULL, 0, 0);
-  } else if (s->budget > 0 || s->limit || s->stop_at) {
+    if (lua_gethook(s->L)) set_main_hook(s, NULL, 0);
+  } else if (needs_hook(s)) {
     lua_sethook(s->L, budget_hook, LUA_MASKCOUNT, s->hook_every);
   }
   if (s->ceiling_hit) {
@@ -754,7 +757,7 @@ static int l_setmetatable(lua_State *L) {
  * [-0, +1, e] */
 static int l_co_new(lua_State *L) {
   mm_script_t *s = script_of(L);
-  int lend = L == s->L && !lua_gethook(L) && (s->budget > 0 || s->limit || s->stop_at);
+  int lend = L == s->L && !lua_gethook(L) && needs_hook(s);
   if (lend) set_main_hook(s, budget_hook, s->hook_every);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
@@ -1391,8 +1394,7 @@ static mm_script_t *script_open(const char *path, const mm_script_opts_t *opts) 
   lua_gc(L, LUA_GCGEN, 0, 0);
   s->limit = s->limit_cfg;  /* the ceiling starts with the script's own code */
   set_gc_mark(s);
-  if (s->budget > 0 || s->limit)
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, s->hook_every);
+  if (needs_hook(s)) lua_sethook(L, budget_hook, LUA_MASKCOUNT, s->hook_every);
 
   /* compile */
   char chunkname[sizeof s->chunk + 1];

@@ -202,6 +202,15 @@ static void run_value(int i, mm_outcome_t *out) {
                 out->err.msg);
 }
 
+/* Runs records 0..n-1, asserting a value outcome for each. */
+static void run_values(int n) {
+  mm_outcome_t out;
+  for (int i = 0; i < n; i++) {
+    run_value(i, &out);
+    mm_outcome_free(&out);
+  }
+}
+
 /* Evaluates Lua code inside the script's state (test code, not sandboxed
  * itself, but it sees the sandbox's globals); returns the first result as
  * a boolean. */
@@ -1201,11 +1210,7 @@ static void load_garbage_near_ceiling(void) {
 
 START_TEST(heap_garbage_near_ceiling_is_not_poison) {
   load_garbage_near_ceiling();
-  mm_outcome_t out;
-  for (int i = 0; i < 3; i++) {
-    run_value(i, &out);
-    mm_outcome_free(&out);
-  }
+  run_values(3);
 }
 END_TEST
 
@@ -1289,11 +1294,7 @@ END_TEST
 START_TEST(watch_long_call_under_budget) {
   /* ~4 M instructions, several ms: watched, counted, not stopped */
   watched_loop_pipeline("local n = 0 for i = 1, 2000000 do n = n + i end", WATCH_BUDGET);
-  mm_outcome_t out;
-  for (int i = 0; i < 4; i++) {
-    run_value(i, &out);
-    mm_outcome_free(&out);
-  }
+  run_values(4);
   mm_script_watch_end(S);
 }
 END_TEST
@@ -1327,11 +1328,7 @@ START_TEST(watch_heap_garbage_near_ceiling_is_not_poison) {
    * gc_mark comes from l_alloc arming the hook for one instruction */
   load_garbage_near_ceiling();
   ck_assert_int_eq(mm_script_watch_begin(S), 1);
-  mm_outcome_t out;
-  for (int i = 0; i < 3; i++) {
-    run_value(i, &out);
-    mm_outcome_free(&out);
-  }
+  run_values(3);
   mm_script_watch_end(S);
 }
 END_TEST
