@@ -279,8 +279,9 @@ typedef struct {
  * the SSE2 test, x ^ 2 maps '"' to 0x20 and control characters onto
  * 0x00-0x1F, and leaves every other byte above 0x20 unless it is 0x80 or
  * more, so one signed "below 0x21" flags '"', control characters and
- * non-ASCII bytes; '\\' gets its own compare. The parser passes the
- * vectors and lim16 in so that they are set up once per parse. */
+ * non-ASCII bytes; '\\' gets its own compare. Its one caller,
+ * string_rest, sets the vectors and lim16 up once per string it finishes
+ * (the parser's own string ends come from the block masks below). */
 static inline __attribute__((always_inline)) const uchar *
 find_stop(const uchar *p, const uchar *end
 #ifdef MM_SSE2
@@ -349,16 +350,6 @@ typedef struct {
   const uchar *at; /* the block's first byte: buffer start + 64 k */
   uint64_t stop;   /* bit i: at[i] is a stop byte, or at + i >= end */
 } block_t;
-
-static inline unsigned ctz64(uint64_t x) {
-#if defined(__GNUC__) || defined(__clang__)
-  return (unsigned)__builtin_ctzll(x);
-#else
-  unsigned n = 0;
-  while (!(x & 1)) x >>= 1, n++;
-  return n;
-#endif
-}
 
 #if defined(MM_SWAR) && !defined(MM_SSE2)
 /* High bit set in each byte of x that str_stop flags, exactly (unlike
@@ -481,7 +472,7 @@ static __attribute__((noinline)) block_t block_seek(const uchar *t, block_t b,
         m_ = blk.stop >> (t_ - blk.at);                                     \
       }                                                                     \
     }                                                                       \
-    (q_out) = t_ + ctz64(m_);                                               \
+    (q_out) = t_ + __builtin_ctzll(m_);                                     \
   } while (0)
 
 /* Result of the slow string path: the closing quote (NULL after an error,

@@ -133,8 +133,10 @@ mm_configure() {
 # kept while nothing that goes into the build changed (a key of the
 # sources, the scripts, the dependencies and the compiler); otherwise it
 # is made anew, which costs one more build of mm_bench and a few seconds of
-# training. Returns non-zero (after a WARNING) when training fails: the
-# build then goes without a profile.
+# training. Returns non-zero (after a WARNING) when the instrumented build
+# or the training fails or leaves no profile: the build then goes without
+# one. (Called in an `&&` list, so `set -e` does not stop it: every step
+# is checked here.)
 mm_pgo() {
   local dir=$1 key
   shift
@@ -150,10 +152,14 @@ mm_pgo() {
   fi
   mm_log "profile-guided build: training run (scripts/pgo/train) in ${dir#"$MM_ROOT"/}"
   rm -rf "$dir/pgo"
-  mm_configure "$dir" "$@" -DMM_PGO=generate
-  cmake --build "$dir" -j "$MM_JOBS" --target mm_bench >/dev/null
-  if ! "$MM_ROOT/scripts/pgo/train" "$dir/mm_bench" "$dir/pgo-events"; then
-    mm_log "WARNING: the training run failed; building without a profile"
+  if ! mm_configure "$dir" "$@" -DMM_PGO=generate ||
+    ! cmake --build "$dir" -j "$MM_JOBS" --target mm_bench >/dev/null; then
+    mm_log "WARNING: the instrumented build of mm_bench failed (above); building without a profile"
+    return 1
+  fi
+  if ! "$MM_ROOT/scripts/pgo/train" "$dir/mm_bench" "$dir/pgo-events" ||
+    ! compgen -G "$dir/pgo/*.gcda" >/dev/null; then
+    mm_log "WARNING: the training run failed or wrote no profile to ${dir#"$MM_ROOT"/}/pgo; building without a profile"
     rm -rf "$dir/pgo"
     return 1
   fi
