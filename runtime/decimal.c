@@ -137,22 +137,6 @@ static void set_from_u64(mm_dec_t *out, int neg, uint64_t m, int exp) {
 /* parsing                                                              */
 /* ------------------------------------------------------------------ */
 
-/*
- * Grammar: [+-] digits [ '.' digits ] [ (e|E) [+-] digits ]. Leading zeros
- * are accepted ("007"); ".5" and "5." are not. Significant digits are
- * counted after dropping leading and trailing zeros, so "1000" has one and
- * "1.50" is 1.5. Zero ("-0", "0.000", "0E+999") is always in range and has
- * no sign.
- */
-/*
- * mm_dec_parse's fast path: plain text ([+-]digits[.digits], no exponent)
- * of at most 19 digits, what the stores keep and most numbers are, read
- * straight into a uint64_t. Such a value always has at most 19
- * significant digits and a magnitude between 1E-19 and 1E+19, so no limit
- * can be hit. Returns 0 for anything else (an exponent, more digits, or
- * text that does not parse), which takes the general path and its
- * messages.
- */
 /* Reads plain text "[+-]digits[.digits]" of at most max_digits digits
  * (max_digits <= 19, so they fit a uint64_t) into *neg, *m and *nfrac
  * (digits after the point). Returns 0 for anything else. */
@@ -178,6 +162,15 @@ static int scan_plain(const char *s, size_t len, size_t max_digits, int *neg, ui
   return 1;
 }
 
+/*
+ * mm_dec_parse's fast path: plain text ([+-]digits[.digits], no exponent)
+ * of at most 19 digits, what the stores keep and most numbers are, read
+ * straight into a uint64_t. Such a value always has at most 19
+ * significant digits and a magnitude between 1E-19 and 1E+19, so no limit
+ * can be hit. Returns 0 for anything else (an exponent, more digits, or
+ * text that does not parse), which takes the general path and its
+ * messages.
+ */
 static int parse_fast(mm_dec_t *out, const char *s, size_t len) {
   int neg;
   uint64_t m;
@@ -187,6 +180,13 @@ static int parse_fast(mm_dec_t *out, const char *s, size_t len) {
   return 1;
 }
 
+/*
+ * Grammar: [+-] digits [ '.' digits ] [ (e|E) [+-] digits ]. Leading zeros
+ * are accepted ("007"); ".5" and "5." are not. Significant digits are
+ * counted after dropping leading and trailing zeros, so "1000" has one and
+ * "1.50" is 1.5. Zero ("-0", "0.000", "0E+999") is always in range and has
+ * no sign.
+ */
 int mm_dec_parse(mm_dec_t *out, const char *s, size_t len, mm_err_t *err) {
   if (s && parse_fast(out, s, len)) return 0;
   char q[QUOTE_MAX + 4];
@@ -351,12 +351,6 @@ static void spread(uint8_t p[POS_WIDTH], const mm_dec_t *a) {
   for (int k = 0; k < a->ndig; k++) p[top - k] = a->dig[k];
 }
 
-/*
- * The common case in 64-bit integers: both coefficients, aligned to the
- * smaller exponent, fit 18 digits (money, counts), so the exact result
- * fits an int64. Returns 1 when it computed out, 0 to take the general
- * path (which also produces the range errors).
- */
 /* a's coefficient (at most 18 digits), or UINT64_MAX when a digit is not
  * 0-9 (a struct built by hand: the general path rejects it). Checking
  * here spares the small path dec_valid's own pass over the digits. */
@@ -371,6 +365,12 @@ static uint64_t coef_small(const mm_dec_t *a) {
   return bad ? UINT64_MAX : c;
 }
 
+/*
+ * The common case in 64-bit integers: both coefficients, aligned to the
+ * smaller exponent, fit 18 digits (money, counts), so the exact result
+ * fits an int64. Returns 1 when it computed out, 0 to take the general
+ * path (which also produces the range errors).
+ */
 static int addsub_small(mm_dec_t *out, const mm_dec_t *a, const mm_dec_t *b, int bneg) {
   int e = a->exp < b->exp ? a->exp : b->exp;
   int sa = a->exp - e, sb = b->exp - e;
