@@ -482,10 +482,9 @@ int mm_agg_merge(const mm_delta_t *d, const void *old, size_t old_len, char **ou
   mm_buf_t b = MM_BUF_INIT;
   *out = NULL;
   *out_len = 0;
-  int rc = mm_agg_merge_buf(d, old, old_len, &b, changed, err);
+  int rc = mm_agg_merge_buf(d, old, old_len, &b, changed, err); /* *changed 0 on failure */
   if (rc) {
     mm_buf_free(&b);
-    *changed = 0;
     return rc;
   }
   *out = mm_buf_take(&b, out_len);

@@ -223,9 +223,6 @@ static void rec_free(rec_t *r) {
   mm_delta_free(&r->delta);
 }
 
-static const char *rec_seq(const rec_t *r) { return r->seq; }
-static const char *rec_id(const rec_t *r) { return r->id; }
-
 /* A copy of s in the batch arena; "" (and the run fails, see ids_failed)
  * when memory ran out, so logs and the response never see NULL. */
 static const char *keep_id(mm_pipeline_t *p, const char *s) {
@@ -496,22 +493,22 @@ static int claim_all(mm_pipeline_t *p, rec_t *recs, size_t n, mm_claim_t **claim
     if (r->state != REC_PENDING) continue;
     /* The same eventID twice in one batch is the same change delivered
      * twice: the later copy follows the first one's fate. */
-    const char *eid = rec_id(r);
+    const char *eid = r->id;
     size_t h = hash_kb(eid, strlen(eid), 0) & (cap - 1);
-    while (seen[h] && strcmp(rec_id(&recs[seen[h] - 1]), eid) != 0) h = (h + 1) & (cap - 1);
+    while (seen[h] && strcmp(recs[seen[h] - 1].id, eid) != 0) h = (h + 1) & (cap - 1);
     if (seen[h]) {
       r->same_as = (long)(seen[h] - 1);
       continue;
     }
     seen[h] = i + 1;
-    size_t len = strlen(def->name) + 1 + strlen(rec_id(r)) + 1;
+    size_t len = strlen(def->name) + 1 + strlen(r->id) + 1;
     char *cid = mm_arena_alloc(&p->batch, len);
     if (!cid) {
       *claims_out = claims;
       *nclaims_out = c;
       return MM_ENOMEM;
     }
-    snprintf(cid, len, "%s#%s", def->name, rec_id(r));
+    snprintf(cid, len, "%s#%s", def->name, r->id);
     claims[c].id = cid;
     claims[c].id_len = len - 1;
     claims[c].ttl = ttl;
@@ -527,7 +524,7 @@ static int claim_all(mm_pipeline_t *p, rec_t *recs, size_t n, mm_claim_t **claim
     mm_claim_t *cl = &claims[r->claim];
     if (cl->status) {
       r->state = REC_FAILED;
-      mm_log(MM_LOG_ERROR, rec_id(r), "dedup claim failed: %s", cl->err.msg);
+      mm_log(MM_LOG_ERROR, r->id, "dedup claim failed: %s", cl->err.msg);
       continue;
     }
     if (cl->state == MM_CLAIM_DONE) {
@@ -596,7 +593,7 @@ static void finish_all(mm_pipeline_t *p, rec_t *recs, size_t n, mm_claim_t *clai
      * redelivery would re-merge what this attempt applied: meter each
      * of those contributions. */
     p->metrics.unknown_outcomes += todo[t].napplied;
-    mm_log(MM_LOG_WARN, rec_id(r),
+    mm_log(MM_LOG_WARN, r->id,
            "dedup claim could not record applied merges (a redelivery may apply them again): %s",
            todo[t].err.msg);
   }
@@ -772,7 +769,7 @@ static void merge_all(mm_pipeline_t *p, rec_t *recs, merge_plan_t *pl, int64_t s
         idx[again++] = idx[i];
       } else {
         o->final = st - 1;
-        mm_log(MM_LOG_ERROR, rec_id(&recs[pl->refs[o->first_ref].rec]),
+        mm_log(MM_LOG_ERROR, recs[pl->refs[o->first_ref].rec].id,
                "merge of '%s' failed (%s, attempt %d of %d): %s", batch[i].key,
                mm_err_name(st), attempt, p->retry.max_attempts, batch[i].err.msg);
       }
@@ -853,8 +850,8 @@ static void park_poison(mm_pipeline_t *p, const mm_event_t *ev, rec_t *recs, siz
                              .request_id = request_id,
                              .record_json = texts.data + offs[3 * k],
                              .record_len = offs[3 * k + 1] - offs[3 * k],
-                             .event_id = rec_id(r),
-                             .seq = rec_seq(r),
+                             .event_id = r->id,
+                             .seq = r->seq,
                              .event_name = texts.data + offs[3 * k + 2]};
   }
   mm_dlq_send(p->dlq, msgs, np, stop_at, p->cfg.max_attempts, p->cfg.retry_base_ms,
@@ -867,7 +864,7 @@ static void park_poison(mm_pipeline_t *p, const mm_event_t *ev, rec_t *recs, siz
     }
     p->metrics.park_failures++;
     if (r->has_seq) r->state = REC_FAILED;
-    mm_log(MM_LOG_ERROR, rec_id(r), "poison pill could not be parked in %s (%s): %s",
+    mm_log(MM_LOG_ERROR, r->id, "poison pill could not be parked in %s (%s): %s",
            mm_dlq_target(p->dlq), r->has_seq ? "reported for redelivery"
                                              : "no SequenceNumber to report it by",
            msgs[k].err.msg);
@@ -902,7 +899,7 @@ static int build_response(const mm_event_t *ev, rec_t *recs, size_t n,
     if (!first) mm_buf_addc(&b, ',');
     first = 0;
     mm_buf_adds(&b, "{\"itemIdentifier\":");
-    const char *s = rec_seq(r);
+    const char *s = r->seq;
     mm_buf_json_str(&b, s, strlen(s));
     mm_buf_addc(&b, '}');
   }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "testutil.h"
 
 extern long mm_arena_fail_countdown; /* arena.c's allocation-failure knob */
 
@@ -190,9 +191,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return tu_run_suite(suite());
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "testutil.h"
 
 /* Every variable mm_config_from_env reads. */
 static const char *const vars[] = {
@@ -382,9 +383,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return tu_run_suite(suite());
 }

@@ -2403,12 +2403,9 @@ static Suite *ddb_suite(void) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   start_servers();
-  SRunner *sr = srunner_create(ddb_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int rc = tu_run_suite(ddb_suite());
   stop_node(&g_ddb);
   stop_node(&g_cap);
   if (g_cap_file[0]) unlink(g_cap_file);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rc;
 }

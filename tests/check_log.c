@@ -14,6 +14,7 @@
 #include "log.h"
 #include "retry.h"
 #include "util_luajson.h"
+#include "testutil.h"
 
 /* ---- capture helpers ---------------------------------------------------- */
 
@@ -423,9 +424,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return tu_run_suite(suite());
 }

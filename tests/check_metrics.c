@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "retry.h"
 #include "util_luajson.h"
+#include "testutil.h"
 
 /* Lua: the EMF rules of the specification (runtime-contract section 4),
  * then the expectations passed as a JSON object in the second argument:
@@ -413,9 +414,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return tu_run_suite(suite());
 }

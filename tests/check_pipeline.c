@@ -111,6 +111,13 @@ static void add_rec(mm_buf_t *b, int i, const char *cust, const char *total, dou
                 i, i, cust, total, 100 + i);
 }
 
+/* An event under construction: add_rec each record, then event_of. */
+static mm_buf_t event_begin(void) {
+  mm_buf_t b = MM_BUF_INIT;
+  mm_buf_adds(&b, "{\"Records\":[");
+  return b;
+}
+
 static char *event_of(mm_buf_t *b) {
   mm_buf_adds(b, "]}");
   return b->data;
@@ -147,8 +154,7 @@ END_TEST
 
 START_TEST(skip_is_counted_never_failed) {
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "skip", "1", 100);
   add_rec(&b, 2, "a", "2", 100);
   ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
@@ -169,8 +175,7 @@ START_TEST(poison_pill_counted_and_handed_to_callback) {
        "    seen[#seen+1] = rec.eventID .. '|' .. err\n"
        "    _G.SEEN = seen end }\n",
        0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "bad", "1", 100);
   add_rec(&b, 2, "a", "2", 100);
   ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
@@ -195,8 +200,7 @@ START_TEST(key_fanout_duplicate_keys_merged_once) {
        "  decode=function(r) return r.dynamodb.NewImage end,\n"
        "  keys=function(o) return {'all', 'c#'..o.cust, 'all', 'c#'..o.cust} end }\n",
        0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   add_rec(&b, 2, "b", "1", 100);
   add_rec(&b, 3, "a", "1", 100);
@@ -221,8 +225,7 @@ START_TEST(windowed_buckets_and_ttl) {
        "  decode=function(r) return r.dynamodb.NewImage end,\n"
        "  key=function(o) return o.cust end, value=function(o) return o.total end }\n",
        0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1.5", 7200);        /* bucket 2 */
   add_rec(&b, 2, "a", "2", 10799.9);       /* bucket 2 */
   add_rec(&b, 3, "a", "4", 10800);         /* bucket 3 */
@@ -246,8 +249,7 @@ START_TEST(murmur_now_pins_the_clock_for_records_without_time) {
        "  decode=function(r) return r.dynamodb.NewImage end,\n"
        "  key=function(o) return o.cust end }\n",
        0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", -1);
   run(event_of(&b));
   ck_assert_str_eq(rows("a"), "3=1;");
@@ -257,8 +259,7 @@ END_TEST
 
 START_TEST(dedup_second_delivery_is_skipped) {
   make(SUM_SCRIPT, 1);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "0.1", 100);
   add_rec(&b, 2, "a", "0.2", 100);
   char *ev = event_of(&b);
@@ -276,8 +277,7 @@ START_TEST(dedup_namespaced_by_pipeline_name) {
   /* Same eventIDs, another pipeline name sharing the dedup store would be
    * a different namespace: checked through the claim ids it writes. */
   make(SUM_SCRIPT, 1);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 7, "a", "1", 100);
   run(event_of(&b));
   mm_claim_t c = {.id = "t#ev7", .id_len = 5, .ttl = 4000000000};
@@ -296,8 +296,7 @@ END_TEST
 START_TEST(failed_merge_is_reported_then_redelivery_applies_once) {
   cfg.max_attempts = 2;
   make(SUM_SCRIPT, 1);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   add_rec(&b, 2, "b", "10", 100);
   add_rec(&b, 3, "a", "100", 100);
@@ -326,8 +325,7 @@ START_TEST(partial_record_redelivery_merges_only_missing_keys) {
        "  keys=function(o) return {'k1','k2','k3'} end,\n"
        "  value=function(o) return o.total end }\n",
        1);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "5", 100);
   char *ev = event_of(&b);
   mm_store_memory_inject(st, "k2", 1, MM_EPERM);
@@ -349,8 +347,7 @@ END_TEST
 START_TEST(failed_dedup_claim_reports_the_record) {
   cfg.max_attempts = 2;
   make(SUM_SCRIPT, 1);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   char *ev = event_of(&b);
   mm_dedup_memory_inject(dd, "t#ev1", 2, MM_ERETRY);
@@ -365,8 +362,7 @@ END_TEST
 START_TEST(transient_failures_are_retried) {
   cfg.max_attempts = 3;
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   mm_store_memory_inject(st, "c#a", 2, MM_ERETRY);
   ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
@@ -380,8 +376,7 @@ END_TEST
 START_TEST(permanent_failures_are_not_retried) {
   cfg.max_attempts = 5;
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   mm_store_memory_inject(st, "c#a", 1, MM_EPERM);
   ck_assert_str_eq(run(event_of(&b)),
@@ -395,8 +390,7 @@ END_TEST
 START_TEST(unknown_outcome_is_metered_and_retried) {
   cfg.max_attempts = 3;
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   mm_store_memory_inject(st, "c#a", 1, MM_EUNKNOWN);
   ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
@@ -409,8 +403,7 @@ END_TEST
 
 START_TEST(additive_deltas_coalesced) {
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   for (int i = 0; i < 200; i++) add_rec(&b, i, i % 2 ? "odd" : "even", "0.01", 100);
   ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
   ck_assert_uint_eq(mm_pipeline_metrics(pl)->merges, 2);
@@ -429,8 +422,7 @@ START_TEST(coalescing_keys_of_every_length) {
        "  key=function(o) return string.rep('k', #o.cust) end,\n"
        "  value=function(o) return o.total end }\n",
        0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   int count[38] = {0};
   for (int i = 0; i < 333; i++) {
     int len = 1 + i % 37;
@@ -460,8 +452,7 @@ END_TEST
 START_TEST(coalescing_limits) {
   cfg.max_attempts = 1;
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "big", "999999999999999999", 100);
   add_rec(&b, 2, "edge", "9E+125", 100);
   add_rec(&b, 3, "big", "999999999999999999", 100);
@@ -483,8 +474,7 @@ END_TEST
 START_TEST(coalesced_failure_reports_every_contributor) {
   cfg.max_attempts = 1;
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "x", "1", 100);
   add_rec(&b, 2, "y", "1", 100);
   add_rec(&b, 3, "x", "1", 100);
@@ -499,8 +489,7 @@ END_TEST
 START_TEST(deadline_margin_reports_unstarted_records) {
   cfg.deadline_margin_ms = 200;
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   add_rec(&b, 2, "a", "1", 100);
   /* 100 ms left, margin 200: nothing may start */
@@ -519,8 +508,7 @@ START_TEST(deadline_stops_retries) {
   cfg.retry_max_ms = 50;
   cfg.deadline_margin_ms = 100;
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   mm_store_memory_inject(st, "c#a", 1000, MM_ERETRY);
   int64_t deadline = mm_now_ms() + 600;
@@ -538,8 +526,7 @@ extern long mm_script_fail_countdown; /* script.c's allocation-failure knob */
  * instead of every record becoming a poison pill; the next batch runs. */
 START_TEST(document_switch_out_of_memory_fails_the_invocation) {
   make(SUM_SCRIPT, 0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "5", 1000);
   mm_buf_adds(&b, "]}");
   mm_result_t res;
@@ -566,16 +553,15 @@ extern long mm_arena_fail_countdown; /* arena.c's allocation-failure knob */
  * reported, never lost, and the next run works. Every record adds 2^i to
  * one 2,000-byte key, so the row says exactly which were applied. */
 START_TEST(batch_arena_out_of_memory_loses_nothing) {
-  make("return { aggregate='sum',\n"
-       "  decode=function(r) return r.dynamodb.NewImage end,\n"
-       "  key=function(o) return string.rep('k', 2000) end,\n"
-       "  value=function(o) return o.total end }\n",
-       0);
+  const char *script = "return { aggregate='sum',\n"
+                       "  decode=function(r) return r.dynamodb.NewImage end,\n"
+                       "  key=function(o) return string.rep('k', 2000) end,\n"
+                       "  value=function(o) return o.total end }\n";
+  make(script, 0);
   char key[2001];
   memset(key, 'k', 2000);
   key[2000] = '\0';
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   for (int i = 0; i < 20; i++) {
     char total[16];
     snprintf(total, sizeof total, "%d", 1 << i);
@@ -586,11 +572,7 @@ START_TEST(batch_arena_out_of_memory_loses_nothing) {
   for (int fail_at = 1; reached; fail_at++) {
     mm_pipeline_destroy(pl); /* a fresh arena: its first chunks are counted */
     pl = NULL;
-    make("return { aggregate='sum',\n"
-         "  decode=function(r) return r.dynamodb.NewImage end,\n"
-         "  key=function(o) return string.rep('k', 2000) end,\n"
-         "  value=function(o) return o.total end }\n",
-         0);
+    make(script, 0);
     mm_result_t res;
     mm_invoke_t inv = {.event = b.data, .len = b.len, .request_id = "oom"};
     mm_arena_fail_countdown = fail_at;
@@ -642,8 +624,7 @@ START_TEST(not_json_is_an_invocation_error) {
     mm_result_free(&res);
   }
   /* and the pipeline goes on */
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   ck_assert_str_eq(run(event_of(&b)), "{\"batchItemFailures\":[]}");
   mm_buf_free(&b);
@@ -734,8 +715,7 @@ START_TEST(poison_pills_parked_in_a_file_dlq) {
   mm_store_opts_t so = {0};
   ck_assert_msg(mm_dlq_open(&dlq, path, &so, &err) == 0, "%s", err.msg);
   mm_pipeline_set_dlq(pl, dlq);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "bad", "1", 100);
   add_rec(&b, 2, "a", "2", 100);
   add_rec(&b, 3, "bad", "3", 100);
@@ -773,8 +753,7 @@ START_TEST(unparkable_poison_pills_are_reported) {
   ck_assert_msg(mm_dlq_open(&dlq, "sqs://http://127.0.0.1:1/123456789012/dlq", &so, &err) == 0,
                 "%s", err.msg);
   mm_pipeline_set_dlq(pl, dlq);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   add_rec(&b, 2, "bad", "2", 100);
   ck_assert_str_eq(run(event_of(&b)),
@@ -795,8 +774,7 @@ START_TEST(slow_decode_stopped_at_the_deadline_margin) {
        "    return o end,\n"
        "  key=function(o) return o.cust end }\n",
        0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   add_rec(&b, 2, "slow", "1", 100);
   add_rec(&b, 3, "a", "1", 100);
@@ -813,8 +791,7 @@ START_TEST(slow_decode_stopped_at_the_deadline_margin) {
   ck_assert_uint_eq(mm_pipeline_metrics(pl)->decode_errors, 0);
   ck_assert_str_eq(rows("a"), "");
   /* the next invocation, with time, runs normally */
-  mm_buf_t c = MM_BUF_INIT;
-  mm_buf_adds(&c, "{\"Records\":[");
+  mm_buf_t c = event_begin();
   add_rec(&c, 4, "a", "1", 100);
   ck_assert_str_eq(run(event_of(&c)), "{\"batchItemFailures\":[]}");
   ck_assert_str_eq(rows("a"), "0=1;");
@@ -833,8 +810,7 @@ START_TEST(runaway_decode_is_poison_under_the_watchdog) {
        "    return o end,\n"
        "  key=function(o) return o.cust end }\n",
        0);
-  mm_buf_t b = MM_BUF_INIT;
-  mm_buf_adds(&b, "{\"Records\":[");
+  mm_buf_t b = event_begin();
   add_rec(&b, 1, "a", "1", 100);
   add_rec(&b, 2, "loop", "1", 100);
   add_rec(&b, 3, "a", "1", 100);
@@ -887,9 +863,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return tu_run_suite(suite());
 }

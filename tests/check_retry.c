@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "retry.h"
+#include "testutil.h"
 
 /* ---- schedule caps ---------------------------------------------------- */
 
@@ -239,9 +240,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return tu_run_suite(suite());
 }

@@ -479,7 +479,6 @@ START_TEST(test_keys_are_bytes) {
 }
 END_TEST
 
-/* Many keys and buckets (grows the memory table; one SQLite batch). */
 /* A row's value grows and shrinks across merges (the memory store copies
  * a new value into the row's buffer while it fits, and takes a larger one
  * when not): every intermediate value reads back exactly. */
@@ -511,6 +510,7 @@ START_TEST(test_values_grow_and_shrink) {
 }
 END_TEST
 
+/* Many keys and buckets (grows the memory table; one SQLite batch). */
 START_TEST(test_many_rows) {
   mm_store_t *s = open_backend(_i);
   enum { N = 2000 };
@@ -848,9 +848,5 @@ static Suite *store_suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(store_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return tu_run_suite(store_suite());
 }

@@ -46,3 +46,11 @@ char *tu_temp_dir(void) {
   ck_assert(p && mkdtemp(p));
   return p;
 }
+
+int tu_run_suite(Suite *s) {
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -19,5 +19,10 @@ char *tu_fixture(const char *name, size_t *len);
 const char *tu_write_temp(const char *suffix, const char *text);
 /* Makes a fresh temporary directory; returns its path (malloc'd). */
 char *tu_temp_dir(void);
+/* Runs suite s (Check's normal output, CK_FORK as the environment says)
+ * and frees the runner: EXIT_SUCCESS when every test passed, else
+ * EXIT_FAILURE. The body of every suite's main. */
+struct Suite;
+int tu_run_suite(struct Suite *s);
 
 #endif
