@@ -90,18 +90,6 @@ void mm_delta_free(mm_delta_t *d) {
   d->nmembers = 0;
 }
 
-/* Adds two sum/count deltas of one batch so a key is written once; the
- * same 38-digit limit as the store applies, so a coalesced delta that
- * overflows is refused here rather than half-applied. */
-int mm_delta_coalesce(mm_delta_t *dst, const mm_delta_t *src, mm_err_t *err) {
-  if (dst->agg != src->agg || !mm_agg_is_additive(dst->agg))
-    return mm_err_set(err, MM_EINVAL, "cannot coalesce %s delta with %s delta",
-                      mm_agg_name(dst->agg), mm_agg_name(src->agg));
-  if (!dst->v.is_num || !src->v.is_num)
-    return mm_err_set(err, MM_EINVAL, "%s delta is not a number", mm_agg_name(dst->agg));
-  return mm_dec_add(&dst->v.num, &dst->v.num, &src->v.num, err);
-}
-
 /* ------------------------------------------------------------------ */
 /* stored encodings                                                     */
 /* ------------------------------------------------------------------ */

@@ -73,8 +73,6 @@ int mm_scalar_copy(mm_scalar_t *dst, const mm_scalar_t *src, mm_err_t *err);
 int mm_scalar_cmp(const mm_scalar_t *a, const mm_scalar_t *b);
 
 void mm_delta_free(mm_delta_t *d);
-/* Adds src into dst (both additive, same agg): dst.v += src.v. */
-int mm_delta_coalesce(mm_delta_t *dst, const mm_delta_t *src, mm_err_t *err);
 
 /* Merges delta d into a stored value (old may be NULL/0 for a new row) and
  * returns the new stored value as a malloc'd buffer in *out and *out_len

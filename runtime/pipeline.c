@@ -679,9 +679,10 @@ static int plan_build(mm_pipeline_t *p, rec_t *recs, size_t n, merge_plan_t *pl)
         op_start(pl, last_ref, pl->nops++, ri, &r->delta);
         continue;
       }
-      /* Coalescing as mm_delta_coalesce does it (both deltas of this
-       * additive aggregate, numbers, summed exactly with each step's
-       * limits), with a running sum instead of one mm_dec_add each. */
+      /* Coalescing: both deltas of this additive aggregate must be
+       * numbers, summed exactly with each step's limits (a running sum,
+       * mm_dec_acc_t, fails where mm_dec_add would); anything else is
+       * kept apart as an op of its own. */
       op_t *o = &pl->ops[oi];
       mm_err_t e;
       int apart = !o->delta->v.is_num || !r->delta.v.is_num;
