@@ -117,7 +117,6 @@ typedef struct conv_state {
   size_t tsize;             /* the size Lua allocates a table with */
   lua_Alloc f;              /* the allocator conv_alloc wraps, and its ud */
   void *fud;
-  int wrapping;             /* conv_alloc (or probe_alloc) is installed */
   mm_conv_frees_t *frees;   /* or L's allocator reports frees there */
   name_ent_t names[NAME_SLOTS]; /* the name cache */
 } conv_state_t;
@@ -1851,14 +1850,14 @@ static void omap_next_gen(conv_state_t *st) {
 
 /* __gc of the state userdata, run by lua_close before any object is freed
  * (or once an mm_conv_open that failed half-way left it unreachable):
- * hands the allocator back and forgets every origin, which the allocator
- * no longer keeps exact. */
+ * hands the allocator back (when L's allocator is still conv's, for this
+ * state) and forgets every origin, which the allocator no longer keeps
+ * exact. */
 static int conv_gc(lua_State *L) {
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, 1);
-  if (st && st->wrapping) {
-    lua_setallocf(L, st->f, st->fud);
-    st->wrapping = 0;
-  }
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  if (st && ud == st && (f == conv_alloc || f == probe_alloc)) lua_setallocf(L, st->f, st->fud);
   if (st && st->frees && st->frees->st == st) st->frees->st = NULL;
   if (st) {
     st->doc = NULL;
@@ -1880,13 +1879,11 @@ static void hear_frees(lua_State *L, conv_state_t *st, mm_conv_frees_t *frees) {
   if (f == conv_alloc || f == probe_alloc) {
     conv_state_t *old = (conv_state_t *)fud;
     f = old->f;
-    fud = old->fud;
-    old->wrapping = 0;
+    fud = old->fud; /* old's conv_gc leaves the allocator alone: not its own */
   }
   st->f = f;
   st->fud = fud;
-  st->wrapping = 1; /* from here on conv_gc gives f back */
-  lua_setallocf(L, probe_alloc, st);
+  lua_setallocf(L, probe_alloc, st); /* from here on conv_gc gives f back */
   lua_createtable(L, 0, 0);
   lua_pop(L, 1);
   if (!frees) {
@@ -1894,7 +1891,6 @@ static void hear_frees(lua_State *L, conv_state_t *st, mm_conv_frees_t *frees) {
     return;
   }
   lua_setallocf(L, f, fud);
-  st->wrapping = 0;
   st->frees = frees;
   frees->tsize = st->tsize;
   frees->st = st;
