@@ -2289,7 +2289,7 @@ int mm_conv_view_getn(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t
   uint32_t mi[MM_CONV_VIEW_MAX], mk[MM_CONV_VIEW_MAX];
   origin_t o;
   unsigned want = 0, found = 0;
-  int kind, base = 0, top = 0;
+  int kind, base = -1, top = 0; /* base: the top before the Lua values pushed, if any */
   if (!d || n < 1 || n > MM_CONV_VIEW_MAX || !lua_checkstack(L, n + 3)) return -1;
   for (int i = 0; i < n; i++) {
     out[i].where = MM_CONV_REF_NIL;
@@ -2353,7 +2353,7 @@ int mm_conv_view_getn(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t
   for (int i = 0; found; i++, found >>= 1) {
     if (!(found & 1u) || member_done(&o, mi[i])) continue; /* done: nil */
     if (view_child(d, kind, mk[i], mk[i] + 1, &out[i]) != 0) {
-      if (base) lua_settop(L, base);
+      if (base >= 0) lua_settop(L, base);
       return -1;
     }
   }
