@@ -1321,7 +1321,7 @@ static void origin_of(ctx_t *c, int t, origin_t *o) {
                     "record data from an earlier invocation is no longer "
                     "available");
     lua_concat(c->L, 2);
-    memset(o, 0, sizeof *o); /* not reached: lua_error does not return */
+    memset(o, 0, sizeof *o); /* for the compiler, which does not know lua_error never returns */
     lua_error(c->L);
   }
 }
@@ -1956,8 +1956,8 @@ void mm_conv_open(lua_State *L, mm_conv_frees_t *frees) {
   /* pairs that iterates a lazy table without its metamethod's lookup */
   lua_pushvalue(L, sti);
   lua_pushvalue(L, mti);
-  int tp = lua_getfield(L, -3, "next"), tn = lua_getfield(L, -4, "pairs");
-  if (tp == LUA_TFUNCTION && tn == LUA_TFUNCTION) { /* G st mt next pairs */
+  int tn = lua_getfield(L, -3, "next"), tp = lua_getfield(L, -4, "pairs");
+  if (tn == LUA_TFUNCTION && tp == LUA_TFUNCTION) { /* G st mt next pairs */
     lua_pushcclosure(L, conv_pairs, 4);
     lua_setfield(L, -2, "pairs");
   } else {
