@@ -1520,6 +1520,39 @@ static int push_both_ways(lua_State *L) {
   return 0;
 }
 
+/* One round of the comparisons below: a document of 100 records of
+ * random shapes (shape_record; the text in a static buffer) parsed into
+ * doc and made current, its records pushed both ways (push_both_ways),
+ * math.randomseed(round), then code run, its nres results left on the
+ * stack (a failure aborts, naming the round). shape_round_end after. */
+static void shape_round(lua_State *L, mm_json_doc_t *doc, int round, const char *code,
+                        int nres) {
+  static char ev[1 << 20];
+  size_t n = 0;
+  put(ev, sizeof ev, &n, "{\"Records\":[");
+  for (unsigned i = 0; i < 100; i++) {
+    if (i) put(ev, sizeof ev, &n, ",");
+    shape_record(ev, sizeof ev, &n, i);
+  }
+  put(ev, sizeof ev, &n, "]}");
+  parse(doc, ev, n);
+  mm_conv_set_doc(L, doc, 64);
+  lua_pushcfunction(L, push_both_ways);
+  lua_pushlightuserdata(L, doc);
+  ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+  char seed[64];
+  snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
+  LUA_OK_(L, seed);
+  ck_assert_int_eq(luaL_loadstring(L, code), LUA_OK);
+  if (lua_pcall(L, 0, nres, 0) != LUA_OK)
+    ck_abort_msg("round %d: %s\n%.2000s", round, lua_tostring(L, -1), ev);
+}
+
+static void shape_round_end(lua_State *L, mm_json_doc_t *doc) {
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(doc);
+}
+
 /* The same reads, writes, deletions, pairs, decimal and materialise on
  * records pushed the fast way and the general way give the same results,
  * and leave the same raw contents, laziness and origins behind at every
@@ -1585,34 +1618,15 @@ START_TEST(test_record_fast_path) {
       "  end\n"
       "end\n"
       "return pushed\n";
-  static char ev[1 << 20];
   lua_State *L = new_state(NULL);
   add_test_globals(L);
   int pushed = 0;
   for (int round = 0; round < 20; round++) {
-    size_t n = 0;
-    put(ev, sizeof ev, &n, "{\"Records\":[");
-    for (unsigned i = 0; i < 100; i++) {
-      if (i) put(ev, sizeof ev, &n, ",");
-      shape_record(ev, sizeof ev, &n, i);
-    }
-    put(ev, sizeof ev, &n, "]}");
     mm_json_doc_t doc;
-    parse(&doc, ev, n);
-    mm_conv_set_doc(L, &doc, 64);
-    lua_pushcfunction(L, push_both_ways);
-    lua_pushlightuserdata(L, &doc);
-    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
-    char seed[64];
-    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
-    LUA_OK_(L, seed);
-    ck_assert_int_eq(luaL_loadstring(L, CODE), LUA_OK);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK)
-      ck_abort_msg("round %d: %s\n%.2000s", round, lua_tostring(L, -1), ev);
+    shape_round(L, &doc, round, CODE, 1);
     pushed += (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    mm_conv_set_doc(L, NULL, 0);
-    mm_json_free(&doc);
+    shape_round_end(L, &doc);
   }
   ck_assert_int_gt(pushed, 1500); /* most records push; some fail alike */
   ck_assert_int_eq(lua_gettop(L), 0);
@@ -1842,31 +1856,13 @@ START_TEST(test_view_getn) {
       "  end\n"
       "end\n"
       "return seen[0], seen[-1]\n";
-  static char ev[1 << 20];
   lua_State *L = new_state(NULL);
   add_test_globals(L);
   lua_register(L, "viewcmp", l_viewcmp);
   long ok = 0, failed = 0;
   for (int round = 0; round < 10; round++) {
-    size_t n = 0;
-    put(ev, sizeof ev, &n, "{\"Records\":[");
-    for (unsigned i = 0; i < 100; i++) {
-      if (i) put(ev, sizeof ev, &n, ",");
-      shape_record(ev, sizeof ev, &n, i);
-    }
-    put(ev, sizeof ev, &n, "]}");
     mm_json_doc_t doc;
-    parse(&doc, ev, n);
-    mm_conv_set_doc(L, &doc, 64);
-    lua_pushcfunction(L, push_both_ways);
-    lua_pushlightuserdata(L, &doc);
-    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
-    char seed[64];
-    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
-    LUA_OK_(L, seed);
-    ck_assert_int_eq(luaL_loadstring(L, CODE), LUA_OK);
-    if (lua_pcall(L, 0, 2, 0) != LUA_OK)
-      ck_abort_msg("round %d: %s", round, lua_tostring(L, -1));
+    shape_round(L, &doc, round, CODE, 2);
     ok += lua_tointeger(L, -2);
     failed += lua_tointeger(L, -1);
     lua_pop(L, 2);
@@ -1881,8 +1877,7 @@ START_TEST(test_view_getn) {
                        "  end\n"
                        "end\n"
                        "assert(old and viewcmp(old, false, 'eventID') == 0)\n");
-    mm_conv_set_doc(L, NULL, 0);
-    mm_json_free(&doc);
+    shape_round_end(L, &doc);
   }
   ck_assert_int_gt(ok, 5000);
   ck_assert_int_gt(failed, 10); /* views of strings, malformed images */
