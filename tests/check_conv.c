@@ -851,6 +851,13 @@ static int l_fresh(lua_State *L) {
   return 1;
 }
 
+/* Makes global fresh() push the first record of ld's event anew. */
+static void set_fresh(lua_State *L, loaded_t *ld) {
+  lua_pushlightuserdata(L, &ld->doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
+}
+
 static const char *ORDER_EVENT =
     "{\"Records\":[{\"eventID\":\"e1\",\"eventName\":\"MODIFY\",\"eventVersion\":\"1.1\","
     "\"eventSource\":\"aws:dynamodb\",\"awsRegion\":\"eu-west-1\","
@@ -1928,9 +1935,7 @@ START_TEST(test_lazy_big_map) {
           "assert(c == 69 and not is_lazy(m) and m.k31 == nil and m.k1 == 1.5)\n");
   /* many of them, partly converted or complete, then collected: tables
    * that get their memory are not taken for them */
-  lua_pushlightuserdata(L, &ld.doc);
-  lua_pushcclosure(L, l_fresh, 1);
-  lua_setglobal(L, "fresh");
+  set_fresh(L, &ld);
   LUA_OK_(L,
           "local keep = {}\n"
           "for i = 1, 300 do\n"
@@ -2053,9 +2058,7 @@ START_TEST(test_lazy_many_tables) {
   add_test_globals(L);
   loaded_t ld;
   load_event(L, &ld, ORDER_EVENT);
-  lua_pushlightuserdata(L, &ld.doc);
-  lua_pushcclosure(L, l_fresh, 1);
-  lua_setglobal(L, "fresh");
+  set_fresh(L, &ld);
   LUA_OK_(L,
           "for round = 1, 3 do\n"
           "  local keep = {}\n"
@@ -2110,9 +2113,7 @@ START_TEST(test_origin_map_shrinks) {
   for (int round = 0; round < 2; round++) {
     loaded_t ld;
     load_event(L, &ld, ORDER_EVENT);
-    lua_pushlightuserdata(L, &ld.doc);
-    lua_pushcclosure(L, l_fresh, 1);
-    lua_setglobal(L, "fresh");
+    set_fresh(L, &ld);
     if (round == 1)
       LUA_OK_(L,
               "local ok, e = pcall(function() return old.eventVersion end)\n"
@@ -2138,9 +2139,7 @@ START_TEST(test_reused_addresses) {
   add_test_globals(L);
   loaded_t ld;
   load_event(L, &ld, ORDER_EVENT);
-  lua_pushlightuserdata(L, &ld.doc);
-  lua_pushcclosure(L, l_fresh, 1);
-  lua_setglobal(L, "fresh");
+  set_fresh(L, &ld);
   static const char *const ROUND =
       "local keep = {}\n"
       "for i = 1, 500 do\n"
@@ -2186,9 +2185,7 @@ START_TEST(test_origin_map_bounded) {
   add_test_globals(L);
   loaded_t ld;
   load_event(L, &ld, ORDER_EVENT);
-  lua_pushlightuserdata(L, &ld.doc);
-  lua_pushcclosure(L, l_fresh, 1);
-  lua_setglobal(L, "fresh");
+  set_fresh(L, &ld);
   LUA_OK_(L,
           "collectgarbage()\n"
           "local base = collectgarbage('count')\n"
@@ -2599,9 +2596,7 @@ START_TEST(test_open_failure) {
       add_test_globals(L);
       loaded_t ld;
       load_event(L, &ld, ORDER_EVENT);
-      lua_pushlightuserdata(L, &ld.doc);
-      lua_pushcclosure(L, l_fresh, 1);
-      lua_setglobal(L, "fresh");
+      set_fresh(L, &ld);
       LUA_OK_(L,
               "local keep = {}\n"
               "for i = 1, 50 do keep[i] = fresh().dynamodb.NewImage.nums end\n"
