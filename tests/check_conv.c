@@ -813,6 +813,21 @@ static void unload(lua_State *L, loaded_t *ld) {
   free(ld->text);
 }
 
+/* Loading the event text fails (a record cannot be pushed) with a
+ * message containing want. */
+static void load_fails(lua_State *L, const char *text, const char *want) {
+  mm_json_doc_t doc;
+  parse(&doc, text, strlen(text));
+  mm_conv_set_doc(L, &doc, 64);
+  lua_pushcfunction(L, load_body);
+  lua_pushlightuserdata(L, &doc);
+  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
+  ck_assert_msg(strstr(lua_tostring(L, -1), want), "%s", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+}
+
 /* Sets global `lazy` (is_lazy) and `kind` for Lua code. */
 static int l_is_lazy(lua_State *L) {
   lua_pushboolean(L, mm_conv_is_lazy(L, 1));
@@ -1676,18 +1691,8 @@ START_TEST(test_record_fast_shapes) {
   unload(L, &ld);
   /* the first of two dynamodb objects holds a malformed image: pushing
    * fails, as it always did */
-  mm_json_doc_t doc;
-  const char *bad = "{\"Records\":[{\"dynamodb\":{\"Keys\":5},\"dynamodb\":{\"NewImage\":{}}}]}";
-  parse(&doc, bad, strlen(bad));
-  mm_conv_set_doc(L, &doc, 64);
-  lua_pushcfunction(L, load_body);
-  lua_pushlightuserdata(L, &doc);
-  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
-  ck_assert_msg(strstr(lua_tostring(L, -1), "Keys: image is not an object"), "%s",
-                lua_tostring(L, -1));
-  lua_pop(L, 1);
-  mm_conv_set_doc(L, NULL, 0);
-  mm_json_free(&doc);
+  load_fails(L, "{\"Records\":[{\"dynamodb\":{\"Keys\":5},\"dynamodb\":{\"NewImage\":{}}}]}",
+             "Keys: image is not an object");
   lua_close(L);
 }
 END_TEST
@@ -2429,18 +2434,7 @@ START_TEST(test_record_shape) {
           "assert(recs[3].eventName == 'X' and recs[3].dynamodb == nil)\n");
   unload(L, &ld);
   /* an image that is not an object fails when the record is pushed */
-  mm_json_doc_t doc;
-  const char *bad = "{\"dynamodb\":{\"OldImage\":[1]}}";
-  parse(&doc, bad, strlen(bad));
-  mm_conv_set_doc(L, &doc, 64);
-  lua_pushcfunction(L, load_body);
-  lua_pushlightuserdata(L, &doc);
-  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
-  ck_assert_msg(strstr(lua_tostring(L, -1), "OldImage: image is not an object"), "%s",
-                lua_tostring(L, -1));
-  lua_pop(L, 1);
-  mm_conv_set_doc(L, NULL, 0);
-  mm_json_free(&doc);
+  load_fails(L, "{\"dynamodb\":{\"OldImage\":[1]}}", "OldImage: image is not an object");
   /* no current document */
   lua_pushcfunction(L, push0_body);
   ck_assert_int_ne(lua_pcall(L, 0, 1, 0), LUA_OK);
