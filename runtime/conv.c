@@ -117,7 +117,6 @@ typedef struct conv_state {
   size_t tsize;             /* the size Lua allocates a table with */
   lua_Alloc f;              /* the allocator conv_alloc wraps, and its ud */
   void *fud;
-  int wrapping;             /* conv_alloc (or probe_alloc) is installed */
   mm_conv_frees_t *frees;   /* or L's allocator reports frees there */
   name_ent_t names[NAME_SLOTS]; /* the name cache */
 } conv_state_t;
@@ -1322,7 +1321,7 @@ static void origin_of(ctx_t *c, int t, origin_t *o) {
                     "record data from an earlier invocation is no longer "
                     "available");
     lua_concat(c->L, 2);
-    memset(o, 0, sizeof *o); /* not reached: lua_error does not return */
+    memset(o, 0, sizeof *o); /* for the compiler, which does not know lua_error never returns */
     lua_error(c->L);
   }
 }
@@ -1851,14 +1850,14 @@ static void omap_next_gen(conv_state_t *st) {
 
 /* __gc of the state userdata, run by lua_close before any object is freed
  * (or once an mm_conv_open that failed half-way left it unreachable):
- * hands the allocator back and forgets every origin, which the allocator
- * no longer keeps exact. */
+ * hands the allocator back (when L's allocator is still conv's, for this
+ * state) and forgets every origin, which the allocator no longer keeps
+ * exact. */
 static int conv_gc(lua_State *L) {
   conv_state_t *st = (conv_state_t *)lua_touserdata(L, 1);
-  if (st && st->wrapping) {
-    lua_setallocf(L, st->f, st->fud);
-    st->wrapping = 0;
-  }
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  if (st && ud == st && (f == conv_alloc || f == probe_alloc)) lua_setallocf(L, st->f, st->fud);
   if (st && st->frees && st->frees->st == st) st->frees->st = NULL;
   if (st) {
     st->doc = NULL;
@@ -1880,13 +1879,11 @@ static void hear_frees(lua_State *L, conv_state_t *st, mm_conv_frees_t *frees) {
   if (f == conv_alloc || f == probe_alloc) {
     conv_state_t *old = (conv_state_t *)fud;
     f = old->f;
-    fud = old->fud;
-    old->wrapping = 0;
+    fud = old->fud; /* old's conv_gc leaves the allocator alone: not its own */
   }
   st->f = f;
   st->fud = fud;
-  st->wrapping = 1; /* from here on conv_gc gives f back */
-  lua_setallocf(L, probe_alloc, st);
+  lua_setallocf(L, probe_alloc, st); /* from here on conv_gc gives f back */
   lua_createtable(L, 0, 0);
   lua_pop(L, 1);
   if (!frees) {
@@ -1894,7 +1891,6 @@ static void hear_frees(lua_State *L, conv_state_t *st, mm_conv_frees_t *frees) {
     return;
   }
   lua_setallocf(L, f, fud);
-  st->wrapping = 0;
   st->frees = frees;
   frees->tsize = st->tsize;
   frees->st = st;
@@ -1960,8 +1956,8 @@ void mm_conv_open(lua_State *L, mm_conv_frees_t *frees) {
   /* pairs that iterates a lazy table without its metamethod's lookup */
   lua_pushvalue(L, sti);
   lua_pushvalue(L, mti);
-  int tp = lua_getfield(L, -3, "next"), tn = lua_getfield(L, -4, "pairs");
-  if (tp == LUA_TFUNCTION && tn == LUA_TFUNCTION) { /* G st mt next pairs */
+  int tn = lua_getfield(L, -3, "next"), tp = lua_getfield(L, -4, "pairs");
+  if (tn == LUA_TFUNCTION && tp == LUA_TFUNCTION) { /* G st mt next pairs */
     lua_pushcclosure(L, conv_pairs, 4);
     lua_setfield(L, -2, "pairs");
   } else {
@@ -2293,7 +2289,7 @@ int mm_conv_view_getn(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t
   uint32_t mi[MM_CONV_VIEW_MAX], mk[MM_CONV_VIEW_MAX];
   origin_t o;
   unsigned want = 0, found = 0;
-  int kind, base = 0, top = 0;
+  int kind, base = -1, top = 0; /* base: the top before the Lua values pushed, if any */
   if (!d || n < 1 || n > MM_CONV_VIEW_MAX || !lua_checkstack(L, n + 3)) return -1;
   for (int i = 0; i < n; i++) {
     out[i].where = MM_CONV_REF_NIL;
@@ -2357,7 +2353,7 @@ int mm_conv_view_getn(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t
   for (int i = 0; found; i++, found >>= 1) {
     if (!(found & 1u) || member_done(&o, mi[i])) continue; /* done: nil */
     if (view_child(d, kind, mk[i], mk[i] + 1, &out[i]) != 0) {
-      if (base) lua_settop(L, base);
+      if (base >= 0) lua_settop(L, base);
       return -1;
     }
   }

@@ -813,6 +813,21 @@ static void unload(lua_State *L, loaded_t *ld) {
   free(ld->text);
 }
 
+/* Loading the event text fails (a record cannot be pushed) with a
+ * message containing want. */
+static void load_fails(lua_State *L, const char *text, const char *want) {
+  mm_json_doc_t doc;
+  parse(&doc, text, strlen(text));
+  mm_conv_set_doc(L, &doc, 64);
+  lua_pushcfunction(L, load_body);
+  lua_pushlightuserdata(L, &doc);
+  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
+  ck_assert_msg(strstr(lua_tostring(L, -1), want), "%s", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(&doc);
+}
+
 /* Sets global `lazy` (is_lazy) and `kind` for Lua code. */
 static int l_is_lazy(lua_State *L) {
   lua_pushboolean(L, mm_conv_is_lazy(L, 1));
@@ -849,6 +864,13 @@ static int l_fresh(lua_State *L) {
   const mm_json_doc_t *doc = lua_touserdata(L, lua_upvalueindex(1));
   mm_conv_push_record(L, mm_json_get(doc, 0, "Records", 7) + 1);
   return 1;
+}
+
+/* Makes global fresh() push the first record of ld's event anew. */
+static void set_fresh(lua_State *L, loaded_t *ld) {
+  lua_pushlightuserdata(L, &ld->doc);
+  lua_pushcclosure(L, l_fresh, 1);
+  lua_setglobal(L, "fresh");
 }
 
 static const char *ORDER_EVENT =
@@ -1520,6 +1542,39 @@ static int push_both_ways(lua_State *L) {
   return 0;
 }
 
+/* One round of the comparisons below: a document of 100 records of
+ * random shapes (shape_record; the text in a static buffer) parsed into
+ * doc and made current, its records pushed both ways (push_both_ways),
+ * math.randomseed(round), then code run, its nres results left on the
+ * stack (a failure aborts, naming the round). shape_round_end after. */
+static void shape_round(lua_State *L, mm_json_doc_t *doc, int round, const char *code,
+                        int nres) {
+  static char ev[1 << 20];
+  size_t n = 0;
+  put(ev, sizeof ev, &n, "{\"Records\":[");
+  for (unsigned i = 0; i < 100; i++) {
+    if (i) put(ev, sizeof ev, &n, ",");
+    shape_record(ev, sizeof ev, &n, i);
+  }
+  put(ev, sizeof ev, &n, "]}");
+  parse(doc, ev, n);
+  mm_conv_set_doc(L, doc, 64);
+  lua_pushcfunction(L, push_both_ways);
+  lua_pushlightuserdata(L, doc);
+  ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
+  char seed[64];
+  snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
+  LUA_OK_(L, seed);
+  ck_assert_int_eq(luaL_loadstring(L, code), LUA_OK);
+  if (lua_pcall(L, 0, nres, 0) != LUA_OK)
+    ck_abort_msg("round %d: %s\n%.2000s", round, lua_tostring(L, -1), ev);
+}
+
+static void shape_round_end(lua_State *L, mm_json_doc_t *doc) {
+  mm_conv_set_doc(L, NULL, 0);
+  mm_json_free(doc);
+}
+
 /* The same reads, writes, deletions, pairs, decimal and materialise on
  * records pushed the fast way and the general way give the same results,
  * and leave the same raw contents, laziness and origins behind at every
@@ -1585,34 +1640,15 @@ START_TEST(test_record_fast_path) {
       "  end\n"
       "end\n"
       "return pushed\n";
-  static char ev[1 << 20];
   lua_State *L = new_state(NULL);
   add_test_globals(L);
   int pushed = 0;
   for (int round = 0; round < 20; round++) {
-    size_t n = 0;
-    put(ev, sizeof ev, &n, "{\"Records\":[");
-    for (unsigned i = 0; i < 100; i++) {
-      if (i) put(ev, sizeof ev, &n, ",");
-      shape_record(ev, sizeof ev, &n, i);
-    }
-    put(ev, sizeof ev, &n, "]}");
     mm_json_doc_t doc;
-    parse(&doc, ev, n);
-    mm_conv_set_doc(L, &doc, 64);
-    lua_pushcfunction(L, push_both_ways);
-    lua_pushlightuserdata(L, &doc);
-    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
-    char seed[64];
-    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
-    LUA_OK_(L, seed);
-    ck_assert_int_eq(luaL_loadstring(L, CODE), LUA_OK);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK)
-      ck_abort_msg("round %d: %s\n%.2000s", round, lua_tostring(L, -1), ev);
+    shape_round(L, &doc, round, CODE, 1);
     pushed += (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    mm_conv_set_doc(L, NULL, 0);
-    mm_json_free(&doc);
+    shape_round_end(L, &doc);
   }
   ck_assert_int_gt(pushed, 1500); /* most records push; some fail alike */
   ck_assert_int_eq(lua_gettop(L), 0);
@@ -1655,18 +1691,8 @@ START_TEST(test_record_fast_shapes) {
   unload(L, &ld);
   /* the first of two dynamodb objects holds a malformed image: pushing
    * fails, as it always did */
-  mm_json_doc_t doc;
-  const char *bad = "{\"Records\":[{\"dynamodb\":{\"Keys\":5},\"dynamodb\":{\"NewImage\":{}}}]}";
-  parse(&doc, bad, strlen(bad));
-  mm_conv_set_doc(L, &doc, 64);
-  lua_pushcfunction(L, load_body);
-  lua_pushlightuserdata(L, &doc);
-  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
-  ck_assert_msg(strstr(lua_tostring(L, -1), "Keys: image is not an object"), "%s",
-                lua_tostring(L, -1));
-  lua_pop(L, 1);
-  mm_conv_set_doc(L, NULL, 0);
-  mm_json_free(&doc);
+  load_fails(L, "{\"Records\":[{\"dynamodb\":{\"Keys\":5},\"dynamodb\":{\"NewImage\":{}}}]}",
+             "Keys: image is not an object");
   lua_close(L);
 }
 END_TEST
@@ -1842,31 +1868,13 @@ START_TEST(test_view_getn) {
       "  end\n"
       "end\n"
       "return seen[0], seen[-1]\n";
-  static char ev[1 << 20];
   lua_State *L = new_state(NULL);
   add_test_globals(L);
   lua_register(L, "viewcmp", l_viewcmp);
   long ok = 0, failed = 0;
   for (int round = 0; round < 10; round++) {
-    size_t n = 0;
-    put(ev, sizeof ev, &n, "{\"Records\":[");
-    for (unsigned i = 0; i < 100; i++) {
-      if (i) put(ev, sizeof ev, &n, ",");
-      shape_record(ev, sizeof ev, &n, i);
-    }
-    put(ev, sizeof ev, &n, "]}");
     mm_json_doc_t doc;
-    parse(&doc, ev, n);
-    mm_conv_set_doc(L, &doc, 64);
-    lua_pushcfunction(L, push_both_ways);
-    lua_pushlightuserdata(L, &doc);
-    ck_assert_int_eq(lua_pcall(L, 1, 0, 0), LUA_OK);
-    char seed[64];
-    snprintf(seed, sizeof seed, "math.randomseed(%d)", round);
-    LUA_OK_(L, seed);
-    ck_assert_int_eq(luaL_loadstring(L, CODE), LUA_OK);
-    if (lua_pcall(L, 0, 2, 0) != LUA_OK)
-      ck_abort_msg("round %d: %s", round, lua_tostring(L, -1));
+    shape_round(L, &doc, round, CODE, 2);
     ok += lua_tointeger(L, -2);
     failed += lua_tointeger(L, -1);
     lua_pop(L, 2);
@@ -1881,8 +1889,7 @@ START_TEST(test_view_getn) {
                        "  end\n"
                        "end\n"
                        "assert(old and viewcmp(old, false, 'eventID') == 0)\n");
-    mm_conv_set_doc(L, NULL, 0);
-    mm_json_free(&doc);
+    shape_round_end(L, &doc);
   }
   ck_assert_int_gt(ok, 5000);
   ck_assert_int_gt(failed, 10); /* views of strings, malformed images */
@@ -1933,9 +1940,7 @@ START_TEST(test_lazy_big_map) {
           "assert(c == 69 and not is_lazy(m) and m.k31 == nil and m.k1 == 1.5)\n");
   /* many of them, partly converted or complete, then collected: tables
    * that get their memory are not taken for them */
-  lua_pushlightuserdata(L, &ld.doc);
-  lua_pushcclosure(L, l_fresh, 1);
-  lua_setglobal(L, "fresh");
+  set_fresh(L, &ld);
   LUA_OK_(L,
           "local keep = {}\n"
           "for i = 1, 300 do\n"
@@ -2058,9 +2063,7 @@ START_TEST(test_lazy_many_tables) {
   add_test_globals(L);
   loaded_t ld;
   load_event(L, &ld, ORDER_EVENT);
-  lua_pushlightuserdata(L, &ld.doc);
-  lua_pushcclosure(L, l_fresh, 1);
-  lua_setglobal(L, "fresh");
+  set_fresh(L, &ld);
   LUA_OK_(L,
           "for round = 1, 3 do\n"
           "  local keep = {}\n"
@@ -2115,9 +2118,7 @@ START_TEST(test_origin_map_shrinks) {
   for (int round = 0; round < 2; round++) {
     loaded_t ld;
     load_event(L, &ld, ORDER_EVENT);
-    lua_pushlightuserdata(L, &ld.doc);
-    lua_pushcclosure(L, l_fresh, 1);
-    lua_setglobal(L, "fresh");
+    set_fresh(L, &ld);
     if (round == 1)
       LUA_OK_(L,
               "local ok, e = pcall(function() return old.eventVersion end)\n"
@@ -2143,9 +2144,7 @@ START_TEST(test_reused_addresses) {
   add_test_globals(L);
   loaded_t ld;
   load_event(L, &ld, ORDER_EVENT);
-  lua_pushlightuserdata(L, &ld.doc);
-  lua_pushcclosure(L, l_fresh, 1);
-  lua_setglobal(L, "fresh");
+  set_fresh(L, &ld);
   static const char *const ROUND =
       "local keep = {}\n"
       "for i = 1, 500 do\n"
@@ -2191,9 +2190,7 @@ START_TEST(test_origin_map_bounded) {
   add_test_globals(L);
   loaded_t ld;
   load_event(L, &ld, ORDER_EVENT);
-  lua_pushlightuserdata(L, &ld.doc);
-  lua_pushcclosure(L, l_fresh, 1);
-  lua_setglobal(L, "fresh");
+  set_fresh(L, &ld);
   LUA_OK_(L,
           "collectgarbage()\n"
           "local base = collectgarbage('count')\n"
@@ -2437,18 +2434,7 @@ START_TEST(test_record_shape) {
           "assert(recs[3].eventName == 'X' and recs[3].dynamodb == nil)\n");
   unload(L, &ld);
   /* an image that is not an object fails when the record is pushed */
-  mm_json_doc_t doc;
-  const char *bad = "{\"dynamodb\":{\"OldImage\":[1]}}";
-  parse(&doc, bad, strlen(bad));
-  mm_conv_set_doc(L, &doc, 64);
-  lua_pushcfunction(L, load_body);
-  lua_pushlightuserdata(L, &doc);
-  ck_assert_int_ne(lua_pcall(L, 1, 0, 0), LUA_OK);
-  ck_assert_msg(strstr(lua_tostring(L, -1), "OldImage: image is not an object"), "%s",
-                lua_tostring(L, -1));
-  lua_pop(L, 1);
-  mm_conv_set_doc(L, NULL, 0);
-  mm_json_free(&doc);
+  load_fails(L, "{\"dynamodb\":{\"OldImage\":[1]}}", "OldImage: image is not an object");
   /* no current document */
   lua_pushcfunction(L, push0_body);
   ck_assert_int_ne(lua_pcall(L, 0, 1, 0), LUA_OK);
@@ -2604,9 +2590,7 @@ START_TEST(test_open_failure) {
       add_test_globals(L);
       loaded_t ld;
       load_event(L, &ld, ORDER_EVENT);
-      lua_pushlightuserdata(L, &ld.doc);
-      lua_pushcclosure(L, l_fresh, 1);
-      lua_setglobal(L, "fresh");
+      set_fresh(L, &ld);
       LUA_OK_(L,
               "local keep = {}\n"
               "for i = 1, 50 do keep[i] = fresh().dynamodb.NewImage.nums end\n"
