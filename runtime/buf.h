@@ -2,8 +2,8 @@
  * buf.h - a growable byte buffer and JSON text output.
  *
  * Provides: mm_buf_t (append bytes, formatted text, JSON string literals
- * and numbers) and mm_utf8_next, the one UTF-8 decoder the runtime's
- * writers share. Every append returns 0 or MM_ENOMEM; after a failure the
+ * and numbers), mm_utf8_next, the one UTF-8 decoder the runtime's
+ * writers share, and mm_b64_decode, its one base64 decoder. Every append returns 0 or MM_ENOMEM; after a failure the
  * buffer keeps what it had and remembers the failure (mm_buf_failed), so a
  * writer may append a whole document and check once. The data is owned by
  * the buffer (mm_buf_free) until taken with mm_buf_take.
@@ -54,5 +54,13 @@ int mm_buf_read_file(const char *path, char **out, size_t *len, mm_err_t *err);
 /* 64-bit FNV-1a of p[0..n): the hash of the in-process hash tables and the
  * base of sketch.h's item hash (so its values are stored: never change it). */
 uint64_t mm_fnv1a(const void *p, size_t n);
+
+/* Decodes RFC 4648 base64 (standard alphabet, padded to a multiple of 4,
+ * '=' only in the last quantum's last one or two places; non-zero pad bits
+ * are tolerated) into out, which must hold n / 4 * 3 bytes. Returns the
+ * decoded length, or -1 for malformed text. The one decoder of the
+ * runtime: AttributeValues of type B (conv.c) and stored sketches
+ * (store_dynamodb.c). */
+long mm_b64_decode(const char *s, size_t n, char *out);
 
 #endif

@@ -802,54 +802,6 @@ static int push_num_node(lua_State *L, const mm_json_doc_t *d, uint32_t i) {
   return mm_conv_push_number(L, s, n);
 }
 
-/* Value + 1 of each base64 character (RFC 4648 standard alphabet); 0 for
- * every other byte, '=' included. */
-static const unsigned char b64val[256] = {
-    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7,
-    ['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14,
-    ['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21,
-    ['V'] = 22, ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28,
-    ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35,
-    ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,
-    ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49,
-    ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
-    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63,
-    ['/'] = 64,
-};
-
-/* Decodes RFC 4648 base64 (standard alphabet, padded to a multiple of 4,
- * '=' only at the end). Returns the decoded length or -1. Every quad but
- * the last is four table reads and one test; the last one handles the
- * padding. */
-static long b64_decode(const char *s, size_t n, char *out) {
-  const unsigned char *u = (const unsigned char *)s;
-  size_t o = 0, i = 0;
-  if (n % 4) return -1;
-  if (n == 0) return 0;
-  for (; i + 4 < n; i += 4) {
-    unsigned a = b64val[u[i]], b = b64val[u[i + 1]], c = b64val[u[i + 2]],
-             d = b64val[u[i + 3]];
-    if (!a || !b || !c || !d) return -1;
-    uint32_t q = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
-    out[o++] = (char)(q >> 16);
-    out[o++] = (char)(q >> 8);
-    out[o++] = (char)q;
-  }
-  /* the last quad: "xxxx", "xxx=" or "xx==" */
-  unsigned a = b64val[u[i]], b = b64val[u[i + 1]];
-  if (!a || !b) return -1;
-  out[o++] = (char)((a - 1) << 2 | (b - 1) >> 4);
-  if (u[i + 2] == '=') return u[i + 3] == '=' ? (long)o : -1;
-  unsigned c = b64val[u[i + 2]];
-  if (!c) return -1;
-  out[o++] = (char)(((b - 1) & 15) << 4 | (c - 1) >> 2);
-  if (u[i + 3] == '=') return (long)o;
-  unsigned d = b64val[u[i + 3]];
-  if (!d) return -1;
-  out[o++] = (char)(((c - 1) & 3) << 6 | (d - 1));
-  return (long)o;
-}
-
 /* Pushes the bytes of base64 STR node i; raises "<path of errnode>:
  * invalid base64 in <type>". [-0, +1, e] */
 static void push_b64(ctx_t *c, uint32_t i, uint32_t errnode, int type) {
@@ -864,7 +816,7 @@ static void push_b64(ctx_t *c, uint32_t i, uint32_t errnode, int type) {
   }
   luaL_Buffer b;
   char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 1);
-  long len = b64_decode(s, n, out);
+  long len = mm_b64_decode(s, n, out);
   if (len < 0) raise_at(c, errnode, "invalid base64 in %s", TYPE_NAMES[type]);
   luaL_pushresultsize(&b, (size_t)len);
   if (unescaped) lua_remove(L, -2);

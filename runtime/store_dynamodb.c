@@ -86,42 +86,21 @@ static void b64_encode(mm_buf_t *b, const unsigned char *p, size_t n) {
   }
 }
 
-static int b64_val(unsigned char ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+') return 62;
-  if (ch == '/') return 63;
-  return -1;
-}
-
 /* Decodes padded base64 into a malloc'd buffer. Returns 0, MM_EINVAL for
  * malformed text, MM_ENOMEM. */
 static int b64_decode(const char *s, size_t n, unsigned char **out, size_t *out_len) {
   *out = NULL;
   *out_len = 0;
-  if (n % 4) return MM_EINVAL;
   unsigned char *d = malloc(n / 4 * 3 + 1);
   if (!d) return MM_ENOMEM;
-  size_t j = 0;
-  for (size_t i = 0; i < n; i += 4) {
-    int v[4];
-    for (int k = 0; k < 4; k++) {
-      unsigned char ch = (unsigned char)s[i + k];
-      v[k] = ch == '=' && i + 4 == n && k >= 2 ? -2 : b64_val(ch);
-      if (v[k] == -1) goto bad;
-    }
-    if (v[0] < 0 || v[1] < 0 || (v[2] == -2 && v[3] != -2)) goto bad;
-    d[j++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-    if (v[2] >= 0) d[j++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
-    if (v[3] >= 0) d[j++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+  long len = mm_b64_decode(s, n, (char *)d);
+  if (len < 0) {
+    free(d);
+    return MM_EINVAL;
   }
   *out = d;
-  *out_len = j;
+  *out_len = (size_t)len;
   return 0;
-bad:
-  free(d);
-  return MM_EINVAL;
 }
 
 /* The AttributeValue object of attribute `name` in item object `item`:
