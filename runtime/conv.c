@@ -113,6 +113,7 @@ typedef struct conv_state {
   uint32_t gen;             /* bumped by mm_conv_set_doc; never 0 */
   omap_ent_t *map;          /* the origin map: a userdata in the registry */
   uint32_t cap, used;       /* its slots; entries of this gen */
+  uint32_t moves;           /* bumped whenever entries may move (see omap_moved) */
   const void *mtp;          /* the lazy metatable (anchored in the registry) */
   size_t tsize;             /* the size Lua allocates a table with */
   lua_Alloc f;              /* the allocator conv_alloc wraps, and its ud */
@@ -281,6 +282,7 @@ static void omap_forget(conv_state_t *st, const void *t) {
   }
   m[i].gen = 0; /* a free slot: no generation is 0 */
   st->used--;
+  st->moves++;
 }
 
 void mm_conv_forget(void *st_, const void *ptr) {
@@ -314,6 +316,7 @@ static void omap_alloc(lua_State *L, conv_state_t *st, uint32_t cap, int move) {
   uint32_t ocap = st->cap;
   st->map = m;
   st->cap = cap;
+  st->moves++;
   for (uint32_t j = 0; old && j < ocap; j++) {
     if (old[j].gen != st->gen) continue;
     uint32_t i = omap_hash(old[j].t, cap);
@@ -323,21 +326,30 @@ static void omap_alloc(lua_State *L, conv_state_t *st, uint32_t cap, int move) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &MAP_KEY); /* the old one is garbage now */
 }
 
-/* Records packed origin p of table t, lazy or not (new, or an update:
- * then nothing is allocated). [-0, +0, m] */
-static void omap_put(lua_State *L, conv_state_t *st, const void *t, lua_Integer p, int lazy) {
-  omap_ent_t *e = omap_find(st, t);
-  if (!e) {
-    if ((st->used + 1) * 2 > st->cap) omap_alloc(L, st, st->cap * 2, 1);
-    uint32_t i = omap_hash(t, st->cap);
-    while (st->map[i].gen == st->gen) i = (i + 1) & (st->cap - 1);
-    e = &st->map[i];
-    e->t = t;
-    e->gen = st->gen;
-    st->used++;
-  }
+/* Records packed origin p of table t, lazy or not, which has no entry:
+ * a table conv has just made (the entry of an earlier table at its
+ * address went when that table was freed). [-0, +0, m] */
+static void omap_add(lua_State *L, conv_state_t *st, const void *t, lua_Integer p, int lazy) {
+#ifndef NDEBUG
+  if (omap_find(st, t)) abort(); /* the map would not be exact */
+#endif
+  if ((st->used + 1) * 2 > st->cap) omap_alloc(L, st, st->cap * 2, 1);
+  uint32_t i = omap_hash(t, st->cap);
+  while (st->map[i].gen == st->gen) i = (i + 1) & (st->cap - 1);
+  omap_ent_t *e = &st->map[i];
+  e->t = t;
+  e->gen = st->gen;
   e->packed = p;
   e->lazy = (uint32_t)lazy;
+  st->used++;
+}
+
+/* Entry e of table t, found when st->moves was `moves`, after calls that
+ * may have allocated: e itself while no entry has moved since (entries
+ * only move when one is dropped or the map grows), else found again. */
+static inline omap_ent_t *omap_moved(const conv_state_t *st, omap_ent_t *e, uint32_t moves,
+                                     const void *t) {
+  return e && st->moves == moves ? e : omap_find(st, t);
 }
 
 /* Reads the origin in entry e of table t (absolute index). [-0, +0, -] */
@@ -629,6 +641,31 @@ int mm_conv_push_number(lua_State *L, const char *s, size_t n) {
     lua_pushinteger(L, neg ? -(lua_Integer)fast : (lua_Integer)fast);
     return 0;
   }
+  /* The next most common case, a fraction without exponent ("812.36")
+   * of at most 19 digits: what the general path below gives, in one pass
+   * (leading zeros do not change the coefficient; trailing ones of the
+   * fraction go as there). Anything else goes on below, from p. */
+  if (p < end && *p == '.' && ni <= 18) {
+    const char *fp = p + 1, *q = fp, *lim = fp + (19 - ni);
+    uint64_t u = fast;
+    while (q < end && q < lim && is_digit(*q)) u = u * 10 + (uint64_t)(*q++ - '0');
+    if (q == end && q > fp) {
+      size_t nf = (size_t)(q - fp);
+      while (nf > 0 && u % 10 == 0) {
+        u /= 10;
+        nf--;
+      }
+      if (nf == 0) { /* integral, below 10^18 */
+        lua_pushinteger(L, neg ? -(lua_Integer)u : (lua_Integer)u);
+        return 0;
+      }
+      if (u <= (UINT64_C(1) << 53)) { /* Clinger's fast path, as below */
+        double v = (double)u / MM_POW10[nf];
+        lua_pushnumber(L, (lua_Number)(neg ? -v : v));
+        return 0;
+      }
+    }
+  }
 
   /* Fraction and exponent. */
   const char *fp = p;
@@ -897,8 +934,8 @@ static __attribute__((noinline)) int av_resolve_slow(ctx_t *c, uint32_t av, uint
 }
 
 /* av_resolve_slow, with the usual shape inline: an object of one member
- * whose name is a type of one or two letters without escapes and whose
- * value is not null (nearly every AttributeValue of nearly every event).
+ * whose name is a type without escapes and whose value is not null (nor
+ * false for NULL): nearly every AttributeValue of nearly every event.
  * Anything else takes the whole classification. [-0, +0, v] */
 static inline int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
   const mm_json_doc_t *d = c->doc;
@@ -921,6 +958,11 @@ static inline int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
       case 'N': t = T_NS; break;
       case 'B': t = T_BS; break;
       }
+    } else if (mm_json_len(d, k) == 4) {
+      if (memcmp(s, "BOOL", 4) == 0)
+        t = T_BOOL;
+      else if (memcmp(s, "NULL", 4) == 0 && mm_json_type(d, v) != MM_JSON_FALSE)
+        t = T_NULL; /* "NULL": false is no type */
     }
     if (t != T_NONE) {
       *payload = v;
@@ -932,7 +974,7 @@ static inline int av_resolve(ctx_t *c, uint32_t av, uint32_t *payload) {
 
 /* Records the origin of new complete container t. [-0, +0, m] */
 static void remember(ctx_t *c, int t, int kind, int level, uint32_t node) {
-  omap_put(c->L, c->st, lua_topointer(c->L, t), pack(kind, level, node), 0);
+  omap_add(c->L, c->st, lua_topointer(c->L, t), pack(kind, level, node), 0);
 }
 
 static void push_value(ctx_t *c, uint32_t av, int level);
@@ -973,20 +1015,25 @@ static void new_container(ctx_t *c, int kind, uint32_t node, int level,
                           uint32_t av) {
   lua_State *L = c->L;
   uint32_t cnt = mm_json_len(c->doc, node);
+  int n = (int)(cnt < INT32_MAX ? cnt : 0);
   if (level > c->max_depth)
     raise_at(c, av, "nesting deeper than %d levels", c->max_depth);
-  luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
-  if (kind == K_MAP)
-    lua_createtable(L, 0, (int)(cnt < INT32_MAX ? cnt : 0));
-  else
-    lua_createtable(L, (int)(cnt < INT32_MAX ? cnt : 0), 0);
-  int t = lua_gettop(L);
-  if (c->mt && cnt > 0) {
-    omap_put(L, c->st, lua_topointer(L, t), pack(kind, level, node), 1);
+  if (c->mt && cnt > 0) { /* lazy: callers leave room for a table and the metatable */
+    if (kind == K_MAP)
+      lua_createtable(L, 0, n);
+    else
+      lua_createtable(L, n, 0);
+    omap_add(L, c->st, lua_topointer(L, -1), pack(kind, level, node), 1);
     lua_pushvalue(L, c->mt);
-    lua_setmetatable(L, t);
+    lua_setmetatable(L, -2);
     return;
   }
+  luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
+  if (kind == K_MAP)
+    lua_createtable(L, 0, n);
+  else
+    lua_createtable(L, n, 0);
+  int t = lua_gettop(L);
   remember(c, t, kind, level, node);
   if (cnt > 0) fill(c, t, kind, node, level);
 }
@@ -1163,7 +1210,7 @@ static void new_record_table(ctx_t *c, int kind, uint32_t obj) {
       k = mm_json_next(d, v);
     }
   }
-  omap_put(L, c->st, lua_topointer(L, t),
+  omap_add(L, c->st, lua_topointer(L, t),
            pack(kind, kind == K_REC ? 1 : 2, obj) | (lua_Integer)(mask << MASK_SHIFT), 1);
   lua_pushvalue(L, c->mt);
   lua_setmetatable(L, t);
@@ -1264,25 +1311,40 @@ static void ctx_meta(lua_State *L, ctx_t *c) {
   c->mt = lua_upvalueindex(2); /* pseudo-indices: nothing pushed */
 }
 
-/* Reads the origin of lazy table t (absolute index); raises the
- * stale-data error when t is not of the current document. [-0, +0, v] */
-static void origin_of(ctx_t *c, int t, origin_t *o) {
-  if (!c->doc || !origin_find(c->L, c->st, t, o) || o->node >= c->doc->count) {
-    push_where(c->L);
-    lua_pushliteral(c->L,
-                    "record data from an earlier invocation is no longer "
-                    "available");
-    lua_concat(c->L, 2);
-    memset(o, 0, sizeof *o); /* for the compiler, which does not know lua_error never returns */
-    lua_error(c->L);
-  }
+/* Raises the stale-data error. [-0, +1, v] */
+static __attribute__((noinline, noreturn)) void raise_stale(lua_State *L) {
+  push_where(L);
+  lua_pushliteral(L, "record data from an earlier invocation is no longer available");
+  lua_concat(L, 2);
+  lua_error(L);
+  abort(); /* not reached */
 }
 
-/* Writes a small map's mask back (a bitmap is updated in place).
- * [-0, +0, -]: t already has its entry, so no allocation. */
-static void origin_store(ctx_t *c, int t, const origin_t *o) {
+/* A lazy table being worked on: its address, its origin map entry and the
+ * map's moves when that was found (see omap_moved). */
+typedef struct lazy_ref {
+  const void *p;
+  omap_ent_t *e;
+  uint32_t moves;
+} lazy_ref_t;
+
+/* Reads the origin of lazy table t (absolute index) and fills r; raises
+ * the stale-data error when t is not of the current document.
+ * [-0, +0, v] */
+static void origin_at(ctx_t *c, int t, origin_t *o, lazy_ref_t *r) {
+  r->p = lua_topointer(c->L, t);
+  r->e = c->doc ? omap_find(c->st, r->p) : NULL;
+  r->moves = c->st->moves;
+  if (!r->e || !origin_entry(c->L, r->e, t, o) || o->node >= c->doc->count)
+    raise_stale(c->L);
+}
+
+
+/* Writes a small map's mask back (a bitmap is updated in place) into
+ * the entry of the lazy table r. [-0, +0, -]: no allocation. */
+static void origin_store(ctx_t *c, const lazy_ref_t *r, const origin_t *o) {
   if (o->big) return;
-  omap_ent_t *e = omap_find(c->st, lua_topointer(c->L, t));
+  omap_ent_t *e = omap_moved(c->st, r->e, r->moves, r->p);
   if (e) e->packed = o->packed | (lua_Integer)(o->mask << MASK_SHIFT);
 }
 
@@ -1314,12 +1376,12 @@ static void origin_make_big(ctx_t *c, int t, origin_t *o, uint32_t cnt) {
   o->big = b;
 }
 
-/* Makes lazy table t ordinary: its entry keeps the plain origin (a
- * bitmap is dropped), then its metatable goes. [-0, +0, -]: the entry is
- * there, and removing a key allocates nothing. */
-static void set_complete(ctx_t *c, int t, const origin_t *o) {
+/* Makes lazy table t (r: its entry) ordinary: its entry keeps the plain
+ * origin (a bitmap is dropped), then its metatable goes. [-0, +0, -]: the
+ * entry is there, and removing a key allocates nothing. */
+static void set_complete(ctx_t *c, int t, const lazy_ref_t *r, const origin_t *o) {
   lua_State *L = c->L;
-  omap_ent_t *e = omap_find(c->st, lua_topointer(L, t));
+  omap_ent_t *e = omap_moved(c->st, r->e, r->moves, r->p);
   if (e) {
     e->packed = o->packed;
     e->lazy = 0;
@@ -1332,29 +1394,39 @@ static void set_complete(ctx_t *c, int t, const origin_t *o) {
   lua_setmetatable(L, t);
 }
 
-/* Converts what lazy table t (absolute index, origin o) still lacks - a
- * list whole, a map's members not done yet - and makes it ordinary.
- * [-0, +0, e] */
-static void finish(ctx_t *c, int t, origin_t *o) {
+/* Converts what lazy table t (absolute index, r: its entry, origin o)
+ * still lacks - a list whole, a map's members not done yet - and makes
+ * it ordinary. [-0, +0, e] */
+static void finish(ctx_t *c, int t, const lazy_ref_t *r, origin_t *o) {
   lua_State *L = c->L;
   const mm_json_doc_t *d = c->doc;
   c->base_name = NULL; /* lazy data lives in an image: paths start there */
   if (o->kind == K_LIST) {
     fill(c, t, K_LIST, o->node, o->level);
   } else {
-    uint32_t cnt = mm_json_len(d, o->node), k = o->node + 1;
+    const mm_json_node_t *nodes = d->nodes;
+    uint32_t cnt = nodes[o->node].len, k = o->node + 1;
     luaL_checkstack(L, STACK_NEED, "AttributeValue nesting");
-    for (uint32_t i = 0; i < cnt; i++) {
-      uint32_t v = k + 1;
-      if (!member_done(o, i) && !member_skipped(d, o->kind, k, v)) {
+    if (o->kind == K_MAP && !o->big && o->mask == 0) { /* nothing done yet */
+      for (uint32_t i = 0; i < cnt; i++) {
         push_key(c, k);
-        push_member(c, o->kind, o->level, k, v);
+        push_value(c, k + 1, o->level);
         lua_rawset(L, t);
+        k = nodes[k + 1].next;
       }
-      k = mm_json_next(d, v);
+    } else {
+      for (uint32_t i = 0; i < cnt; i++) {
+        uint32_t v = k + 1;
+        if (!member_done(o, i) && !member_skipped(d, o->kind, k, v)) {
+          push_key(c, k);
+          push_member(c, o->kind, o->level, k, v);
+          lua_rawset(L, t);
+        }
+        k = nodes[v].next;
+      }
     }
   }
-  set_complete(c, t, o);
+  set_complete(c, t, r, o);
 }
 
 /* Fills the lazy table at absolute index t completely (see finish);
@@ -1362,8 +1434,9 @@ static void finish(ctx_t *c, int t, origin_t *o) {
  * [-0, +0, e] */
 static void fill_lazy(ctx_t *c, int t) {
   origin_t o;
-  origin_of(c, t, &o);
-  finish(c, t, &o);
+  lazy_ref_t r;
+  origin_at(c, t, &o, &r);
+  finish(c, t, &r, &o);
 }
 
 /* Where member `key` of a lazy map is on the tape. */
@@ -1419,7 +1492,7 @@ static int find_member(const mm_json_doc_t *d, int kind, uint32_t obj, const nam
   m->count = m->idx = m->k = m->v = m->first = m->kfirst = 0;
   for (uint32_t i = 0; i < cnt; i++) {
     const mm_json_node_t *kn = &nodes[k];
-    if (__builtin_expect(kn->len == n || (kn->tag & 8u) != 0, 0) && name_is(d, k, nm) &&
+    if (__builtin_expect((kn->len == n) | ((kn->tag >> 3) & 1u), 0) && name_is(d, k, nm) &&
         !member_skipped(d, kind, k, k + 1)) {
       if (m->count++ == 0) {
         m->first = i;
@@ -1483,9 +1556,12 @@ static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t
  */
 static void prefill(ctx_t *c, int t) {
   origin_t o;
-  const omap_ent_t *e = omap_find(c->st, lua_topointer(c->L, t));
-  if (!e || e->packed == OMAP_BIG) return;
-  unpack(e->packed, &o);
+  lazy_ref_t r;
+  r.p = lua_topointer(c->L, t);
+  r.e = omap_find(c->st, r.p);
+  r.moves = c->st->moves;
+  if (!r.e || r.e->packed == OMAP_BIG) return;
+  unpack(r.e->packed, &o);
   uint32_t cnt = mm_json_len(c->doc, o.node);
   if (cnt > MASK_BITS) return;
   luaL_checkstack(c->L, STACK_NEED, "record");
@@ -1495,9 +1571,9 @@ static void prefill(ctx_t *c, int t) {
     prefill_member(c, t, &o, "NewImage", 8, UV_NEWIMAGE);
   }
   if (all_done(&o, cnt))
-    set_complete(c, t, &o);
+    set_complete(c, t, &r, &o);
   else
-    origin_store(c, t, &o);
+    origin_store(c, &r, &o);
 }
 
 /* Test hook, in the manner of script.c's mm_script_fail_countdown (only
@@ -1513,10 +1589,10 @@ int mm_conv_fast_off;
 static void make_lazy(ctx_t *c, int t, lua_Integer p, uint64_t mask, uint32_t cnt) {
   lua_State *L = c->L;
   if (mask == (UINT64_C(1) << cnt) - 1) { /* cnt <= MASK_BITS */
-    omap_put(L, c->st, lua_topointer(L, t), p, 0);
+    omap_add(L, c->st, lua_topointer(L, t), p, 0);
     return;
   }
-  omap_put(L, c->st, lua_topointer(L, t), p | (lua_Integer)(mask << MASK_SHIFT), 1);
+  omap_add(L, c->st, lua_topointer(L, t), p | (lua_Integer)(mask << MASK_SHIFT), 1);
   lua_pushvalue(L, c->mt);
   lua_setmetatable(L, t);
 }
@@ -1586,12 +1662,10 @@ static int push_record_fast(ctx_t *c, uint32_t rec) {
       uint32_t icnt = mm_json_len(d, img);
       lua_getiuservalue(L, c->sti, UV_NEWIMAGE);
       lua_createtable(L, 0, (int)(icnt < INT32_MAX ? icnt : 0)); /* ... "NewImage" img */
+      omap_add(L, c->st, lua_topointer(L, t + 4), pack(K_MAP, 1, img), icnt > 0);
       if (icnt > 0) {
-        omap_put(L, c->st, lua_topointer(L, t + 4), pack(K_MAP, 1, img), 1);
         lua_pushvalue(L, c->mt);
         lua_setmetatable(L, t + 4);
-      } else {
-        omap_put(L, c->st, lua_topointer(L, t + 4), pack(K_MAP, 1, img), 0);
       }
       lua_rawset(L, t + 2);
     }
@@ -1608,13 +1682,14 @@ static int push_record_fast(ctx_t *c, uint32_t rec) {
 static int lazy_index(lua_State *L) {
   ctx_t c;
   origin_t o;
+  lazy_ref_t r;
   match_t m;
   size_t klen;
   if (lua_gettop(L) != 2) lua_settop(L, 2); /* the VM passes two */
   ctx_meta(L, &c); /* t k */
-  origin_of(&c, 1, &o);
+  origin_at(&c, 1, &o, &r);
   if (o.kind == K_LIST) {
-    finish(&c, 1, &o);
+    finish(&c, 1, &r, &o);
     lua_settop(L, 2);
     lua_rawget(L, 1);
     return 1;
@@ -1642,9 +1717,9 @@ static int lazy_index(lua_State *L) {
   lua_rawset(L, 1);
   mark_matches(c.doc, &o, o.node, &m, &nm);
   if (all_done(&o, cnt))
-    set_complete(&c, 1, &o);
+    set_complete(&c, 1, &r, &o);
   else
-    origin_store(&c, 1, &o);
+    origin_store(&c, &r, &o);
   return 1;
 }
 
@@ -1654,13 +1729,14 @@ static int lazy_index(lua_State *L) {
 static int lazy_newindex(lua_State *L) {
   ctx_t c;
   origin_t o;
+  lazy_ref_t r;
   match_t m;
   size_t klen;
   lua_settop(L, 3);
   ctx_meta(L, &c); /* t k v */
-  origin_of(&c, 1, &o);
+  origin_at(&c, 1, &o, &r);
   if (o.kind == K_LIST || lua_type(L, 2) != LUA_TSTRING) {
-    if (o.kind == K_LIST) finish(&c, 1, &o);
+    if (o.kind == K_LIST) finish(&c, 1, &r, &o);
     lua_settop(L, 3);
     lua_rawset(L, 1);
     return 0;
@@ -1679,35 +1755,51 @@ static int lazy_newindex(lua_State *L) {
   lua_rawset(L, 1);
   if (found) {
     if (all_done(&o, cnt))
-      set_complete(&c, 1, &o);
+      set_complete(&c, 1, &r, &o);
     else
-      origin_store(&c, 1, &o);
+      origin_store(&c, &r, &o);
   }
   return 0;
 }
 
-/* For __pairs, __len and setmetatable: converts the rest of the value at
- * index 1 when it is a lazy table. A lazy table of this document is known
- * from its origin map entry; anything else is lazy when it has the lazy
- * metatable (of an earlier invocation: fill_lazy raises). [-0, +0, e] */
-static void touch_arg1(lua_State *L) {
+static void touch_arg1(lua_State *L);
+
+/* touch_arg1 for a table at index 1 whose entry r->e (r->p: its address)
+ * is lazy. [-0, +0, e] */
+static void finish_arg1(lua_State *L, lazy_ref_t *r) {
   ctx_t c;
   origin_t o;
-  const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
-  const omap_ent_t *e = lua_type(L, 1) == LUA_TTABLE ? omap_find(st, lua_topointer(L, 1)) : NULL;
-  if (e && e->lazy) {
-    ctx_meta(L, &c);
-    if (st->doc && origin_entry(L, e, 1, &o) && o.node < st->doc->count) {
-      finish(&c, 1, &o);
+  ctx_meta(L, &c);
+  r->moves = c.st->moves;
+  if (c.doc && origin_entry(L, r->e, 1, &o) && o.node < c.doc->count)
+    finish(&c, 1, r, &o);
+  else
+    fill_lazy(&c, 1); /* raises */
+}
+
+/* For __pairs, __len and setmetatable: converts the rest of the value at
+ * index 1 when it is a lazy table. A table of this document is known from
+ * its origin map entry (lazy or not: only this file sets and removes the
+ * lazy metatable, together with the entry's flag); anything else is lazy
+ * when it has the lazy metatable (of an earlier invocation: fill_lazy
+ * raises). [-0, +0, e] */
+static void touch_arg1(lua_State *L) {
+  ctx_t c;
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
+    lazy_ref_t r;
+    r.p = lua_topointer(L, 1);
+    r.e = omap_find(st, r.p);
+    if (r.e) {
+      if (r.e->lazy) finish_arg1(L, &r);
       return;
     }
-  } else {
-    if (!lua_getmetatable(L, 1)) return;
-    int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
-    lua_pop(L, 1);
-    if (!lazy) return;
-    ctx_meta(L, &c);
   }
+  if (!lua_getmetatable(L, 1)) return;
+  int lazy = lua_rawequal(L, -1, lua_upvalueindex(2));
+  lua_pop(L, 1);
+  if (!lazy) return;
+  ctx_meta(L, &c);
   fill_lazy(&c, 1);
 }
 
@@ -1746,6 +1838,20 @@ static int pairs_k(lua_State *L, int status, lua_KContext ctx) {
  * record calls pairs on every container of it). Upvalues: the state, the
  * lazy metatable, the base library's next and pairs. [-0, +3, e] */
 static int conv_pairs(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TTABLE) { /* a lazy table of this document: at once */
+    const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
+    lazy_ref_t r;
+    r.p = lua_topointer(L, 1);
+    r.e = omap_find(st, r.p);
+    if (r.e && r.e->lazy) {
+      lua_settop(L, 1);
+      finish_arg1(L, &r);
+      lua_pushcfunction(L, raw_next);
+      lua_pushvalue(L, 1);
+      lua_pushnil(L);
+      return 3;
+    }
+  }
   luaL_checkany(L, 1);
   if (!lua_getmetatable(L, 1)) { /* no metatable, no __pairs */
     lua_pushvalue(L, lua_upvalueindex(3));
@@ -1794,6 +1900,7 @@ static int conv_setmetatable(lua_State *L) {
 /* Starts a new generation of the origin map: every entry is older. */
 static void omap_next_gen(conv_state_t *st) {
   st->used = 0;
+  st->moves++;
   if (++st->gen == 0) { /* every entry is older now: start afresh */
     if (st->map) memset(st->map, 0, (size_t)st->cap * sizeof *st->map);
     st->gen = 1;
@@ -2283,13 +2390,14 @@ int mm_conv_view_getn(lua_State *L, const mm_conv_view_t *v, const mm_conv_ref_t
   }
   if (want) { /* one pass over the members: the last match of each wins */
     const mm_json_node_t *nodes = d->nodes;
-    uint64_t lens = 0; /* the lengths wanted (63: 63 or more) */
+    uint64_t lens = 0; /* the lengths wanted, modulo 64 */
     for (int i = 0; i < n; i++)
-      if ((want >> i) & 1u) lens |= UINT64_C(1) << (names->len[i] < 63 ? names->len[i] : 63);
+      if ((want >> i) & 1u) lens |= UINT64_C(1) << (names->len[i] & 63);
     uint32_t cnt = nodes[o.node].len, key = o.node + 1;
     for (uint32_t j = 0; j < cnt; j++) {
       const mm_json_node_t *kn = &nodes[key];
-      if (__builtin_expect(((lens >> (kn->len < 63 ? kn->len : 63)) & 1u) || (kn->tag & 8u), 0)) {
+      /* a wanted length (modulo 64), or escapes (tag bit 3) */
+      if (__builtin_expect(((lens >> (kn->len & 63)) | (kn->tag >> 3)) & 1u, 0)) {
         for (int i = 0; i < n; i++) {
           if ((want >> i) & 1u && mm_json_key_eq(d, key, names->s[i], names->len[i]) &&
               !member_skipped(d, kind, key, key + 1)) {

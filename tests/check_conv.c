@@ -642,6 +642,96 @@ START_TEST(test_push_number) {
 }
 END_TEST
 
+/* The N rule, written out plainly: integral values within int64 are
+ * integers (exact, via 128-bit arithmetic), anything else strtod's
+ * double. s is a valid number text. Returns 1 for an integer (*i). */
+static int ref_number(const char *s, lua_Integer *i, double *f) {
+  const char *p = s;
+  int neg = *p == '-';
+  if (*p == '-' || *p == '+') p++;
+  char dig[128];
+  size_t nd = 0, nf = 0;
+  for (; *p >= '0' && *p <= '9'; p++) dig[nd++] = *p;
+  if (*p == '.')
+    for (p++; *p >= '0' && *p <= '9'; p++, nf++) dig[nd++] = *p;
+  long exp = *p == 'e' || *p == 'E' ? strtol(p + 1, NULL, 10) : 0;
+  long scale = exp - (long)nf; /* value = dig * 10^scale */
+  size_t first = 0;
+  while (first < nd && dig[first] == '0') first++;
+  if (first == nd) {
+    *i = 0;
+    return 1;
+  }
+  while (dig[nd - 1] == '0') { /* trailing zeros into the scale */
+    nd--;
+    scale++;
+  }
+  if (scale >= 0 && (long)(nd - first) + scale <= 19) {
+    unsigned __int128 u = 0;
+    for (size_t j = first; j < nd; j++) u = u * 10 + (unsigned)(dig[j] - '0');
+    for (long j = 0; j < scale; j++) u *= 10;
+    if (!neg && u <= (unsigned __int128)INT64_MAX) {
+      *i = (lua_Integer)u;
+      return 1;
+    }
+    if (neg && u <= (unsigned __int128)INT64_MAX + 1) {
+      *i = (lua_Integer)(-(__int128)u);
+      return 1;
+    }
+  }
+  *f = strtod(s, NULL);
+  return 0;
+}
+
+/* mm_conv_push_number against ref_number on random number texts of the
+ * shapes events carry and around them: signs, leading and trailing
+ * zeros, fractions of 0 to 24 digits, exponents. */
+static uint64_t num_state = 0x9E3779B97F4A7C15ull;
+static unsigned num_rand(unsigned k) {
+  num_state ^= num_state << 13;
+  num_state ^= num_state >> 7;
+  num_state ^= num_state << 17;
+  return (unsigned)(num_state % k);
+}
+
+START_TEST(test_push_number_random) {
+  lua_State *L = new_state(NULL);
+  char s[160];
+  for (int round = 0; round < 200000; round++) {
+    size_t n = 0;
+#define RND(k) num_rand(k)
+    unsigned r = RND(8);
+    if (r == 0) s[n++] = '-';
+    if (r == 1) s[n++] = '+';
+    unsigned ni = RND(4) == 0 ? RND(25) : RND(8), nf = RND(3) == 0 ? 0 : RND(4) == 0 ? RND(25) : RND(6);
+    int dot = nf > 0 || RND(8) == 0;
+    if (ni == 0 && nf == 0) ni = 1;
+    for (unsigned j = 0; j < ni; j++) s[n++] = (char)('0' + (RND(3) == 0 ? 0 : RND(10)));
+    if (dot) s[n++] = '.';
+    for (unsigned j = 0; j < nf; j++) s[n++] = (char)('0' + (RND(3) == 0 ? 0 : RND(10)));
+    if (RND(6) == 0)
+      n += (size_t)snprintf(s + n, sizeof s - n, "%s%s%u", RND(2) ? "e" : "E",
+                            RND(3) == 0 ? "-" : RND(2) ? "+" : "", RND(30));
+#undef RND
+    s[n] = '\0';
+    lua_Integer ri = 0;
+    double rf = 0;
+    int isint = ref_number(s, &ri, &rf);
+    ck_assert_msg(mm_conv_push_number(L, s, n) == 0, "'%s' should be a number", s);
+    if (isint) {
+      ck_assert_msg(lua_isinteger(L, -1) && lua_tointeger(L, -1) == ri, "'%s': integer %lld",
+                    s, (long long)ri);
+    } else {
+      double got = (double)lua_tonumber(L, -1);
+      ck_assert_msg(!lua_isinteger(L, -1) && memcmp(&got, &rf, sizeof got) == 0,
+                    "'%s': float %.17g, got %.17g", s, rf, got);
+    }
+    lua_pop(L, 1);
+  }
+  lua_close(L);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Fixtures                                                             */
 /* ------------------------------------------------------------------ */
@@ -2628,6 +2718,7 @@ static Suite *conv_suite(void) {
   tcase_add_test(tc, test_b64_round_trip);
   tcase_add_test(tc, test_pairs_wrapper);
   tcase_add_test(tc, test_push_number);
+  tcase_add_test(tc, test_push_number_random);
   suite_add_tcase(s, tc);
   tc = tcase_create("fixtures");
   tcase_add_test(tc, test_fixtures);
