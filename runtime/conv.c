@@ -851,11 +851,18 @@ static void push_b64(ctx_t *c, uint32_t i, uint32_t errnode, int type) {
     s = lua_tolstring(L, -1, &n);
     unescaped = 1;
   }
-  luaL_Buffer b;
-  char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 1);
-  long len = mm_b64_decode(s, n, out);
-  if (len < 0) raise_at(c, errnode, "invalid base64 in %s", TYPE_NAMES[type]);
-  luaL_pushresultsize(&b, (size_t)len);
+  char small[256]; /* the usual short value: no buffer on the stack */
+  if (n / 4 * 3 + 1 <= sizeof small) {
+    long len = mm_b64_decode(s, n, small);
+    if (len < 0) raise_at(c, errnode, "invalid base64 in %s", TYPE_NAMES[type]);
+    lua_pushlstring(L, small, (size_t)len);
+  } else {
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 1);
+    long len = mm_b64_decode(s, n, out);
+    if (len < 0) raise_at(c, errnode, "invalid base64 in %s", TYPE_NAMES[type]);
+    luaL_pushresultsize(&b, (size_t)len);
+  }
   if (unescaped) lua_remove(L, -2);
 }
 

@@ -485,7 +485,7 @@ static int push_av_raw(lua_State *L) {
  * when the conversion raised (message in err). */
 static int convert_b64(lua_State *L, const char *b64, char *out, size_t *outlen, char *err,
                        size_t errsz) {
-  char json[512];
+  char json[3000];
   mm_json_doc_t doc;
   snprintf(json, sizeof json, "{\"B\":\"%s\"}", b64);
   parse(&doc, json, strlen(json));
@@ -510,19 +510,23 @@ static int convert_b64(lua_State *L, const char *b64, char *out, size_t *outlen,
 
 /* B: every length from 0 to 64 bytes round-trips through base64, and a
  * byte outside the alphabet (or a '=' before the padding) anywhere in a
- * quantum, last or not, is refused. */
+ * quantum, last or not, is refused; so do longer values around the size
+ * conv decodes without a Lua buffer (255 bytes) and well beyond it, with
+ * corruptions at their first, middle and last positions. */
 START_TEST(test_b64_round_trip) {
   static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   lua_State *L = new_state(NULL);
   uint32_t seed = 12345;
   char err[256];
-  for (size_t len = 0; len <= 64; len++) {
-    unsigned char raw[64];
+  static const size_t LONG[] = {250, 251, 252, 253, 254, 255, 256, 257, 258, 700, 2000};
+  for (size_t li = 0; li < 65 + sizeof LONG / sizeof LONG[0]; li++) {
+    size_t len = li <= 64 ? li : LONG[li - 65];
+    unsigned char raw[2000];
     for (size_t i = 0; i < len; i++) {
       seed = seed * 1103515245u + 12345u;
       raw[i] = (unsigned char)(seed >> 16);
     }
-    char enc[100];
+    char enc[2800];
     size_t e = 0;
     for (size_t i = 0; i < len; i += 3) {
       uint32_t q = (uint32_t)raw[i] << 16 | (i + 1 < len ? (uint32_t)raw[i + 1] << 8 : 0) |
@@ -533,19 +537,20 @@ START_TEST(test_b64_round_trip) {
       enc[e++] = i + 2 < len ? A[q & 63] : '=';
     }
     enc[e] = '\0';
-    char out[64];
+    char out[2000];
     size_t n = 0;
     ck_assert_msg(convert_b64(L, enc, out, &n, err, sizeof err), "len %zu: %s", len, err);
     ck_assert_uint_eq(n, len);
     ck_assert(memcmp(out, raw, len) == 0);
-    /* corrupt each position */
+    /* corrupt each position (of a long value: the first, middle and last) */
     static const char bad[] = "!-_.~ =";
     for (size_t pos = 0; pos < e; pos++) {
+      if (len > 64 && pos > 0 && pos != e / 2 && pos + 1 < e) continue;
       for (const char *b = bad; *b; b++) {
         if (*b == '=' && (enc[pos] == '=' || (pos + 1 == e && enc[pos - 1] != '=') ||
                           (pos + 2 == e && enc[pos + 1] == '=')))
           continue; /* a padding that is still valid */
-        char c2[100];
+        char c2[2800];
         memcpy(c2, enc, e + 1);
         c2[pos] = *b;
         ck_assert_msg(!convert_b64(L, c2, out, &n, err, sizeof err), "%s accepted", c2);
