@@ -755,6 +755,11 @@ static void push_str(lua_State *L, const mm_json_doc_t *d, uint32_t i) {
     lua_pushlstring(L, s, n);
     return;
   }
+  char small[256]; /* decoding never grows a string */
+  if (n <= sizeof small) {
+    lua_pushlstring(L, small, mm_json_unescape(s, n, small));
+    return;
+  }
   luaL_Buffer b;
   char *p = luaL_buffinitsize(L, &b, n);
   luaL_pushresultsize(&b, mm_json_unescape(s, n, p));

@@ -508,6 +508,57 @@ static int convert_b64(lua_State *L, const char *b64, char *out, size_t *outlen,
   return ok;
 }
 
+/* Protected: pushes the document's root AttributeValue, then its M's one
+ * member name and that member's S. */
+static int push_member_name(lua_State *L) {
+  mm_conv_push_av(L, 0, "v");
+  lua_pushnil(L);
+  ck_assert(lua_next(L, -2));
+  return 2;
+}
+
+/* Escaped strings, values and member names, of every raw length around
+ * the size conv decodes without a Lua buffer (256 bytes) and beyond. */
+START_TEST(test_escaped_lengths) {
+  static const size_t TARGET[] = {250, 251, 252, 253, 254, 255, 256, 257, 258, 259, 260, 261, 262, 300, 1000};
+  lua_State *L = new_state(NULL);
+  for (size_t ti = 0; ti < sizeof TARGET / sizeof TARGET[0]; ti++) {
+    for (int shift = 0; shift < 3; shift++) {
+      char raw[1100], want[1100], json[2400];
+      size_t n = 0, w = 0;
+      for (unsigned u = (unsigned)shift; n < TARGET[ti]; u++) {
+        switch (u % 3) { /* 1, 2 and 6 bytes of text for 1, 1 and 2 bytes */
+        case 0: raw[n++] = 'a'; want[w++] = 'a'; break;
+        case 1: memcpy(raw + n, "\\n", 2); n += 2; want[w++] = '\n'; break;
+        default: memcpy(raw + n, "\\u00e9", 6); n += 6; want[w++] = '\xc3'; want[w++] = '\xa9'; break;
+        }
+      }
+      raw[n] = '\0';
+      for (int as_name = 0; as_name < 2; as_name++) {
+        if (as_name)
+          snprintf(json, sizeof json, "{\"M\":{\"%s\":{\"S\":\"x\"}}}", raw);
+        else
+          snprintf(json, sizeof json, "{\"S\":\"%s\"}", raw);
+        mm_json_doc_t doc;
+        parse(&doc, json, strlen(json));
+        mm_conv_set_doc(L, &doc, 64);
+        lua_settop(L, 0);
+        lua_pushcfunction(L, as_name ? push_member_name : push_av_raw);
+        ck_assert_msg(lua_pcall(L, 0, as_name ? 2 : 1, 0) == LUA_OK, "%s", lua_tostring(L, -1));
+        size_t got;
+        const char *s = lua_tolstring(L, 1, &got);
+        ck_assert_msg(got == w && memcmp(s, want, w) == 0, "raw length %zu (%s): got %zu want %zu: %.40s", n,
+                      as_name ? "name" : "value", got, w, s);
+        lua_settop(L, 0);
+        mm_conv_set_doc(L, NULL, 0);
+        mm_json_free(&doc);
+      }
+    }
+  }
+  lua_close(L);
+}
+END_TEST
+
 /* B: every length from 0 to 64 bytes round-trips through base64, and a
  * byte outside the alphabet (or a '=' before the padding) anywhere in a
  * quantum, last or not, is refused; so do longer values around the size
@@ -2721,6 +2772,7 @@ static Suite *conv_suite(void) {
   TCase *tc = tcase_create("rules");
   tcase_add_test(tc, test_case_table);
   tcase_add_test(tc, test_b64_round_trip);
+  tcase_add_test(tc, test_escaped_lengths);
   tcase_add_test(tc, test_pairs_wrapper);
   tcase_add_test(tc, test_push_number);
   tcase_add_test(tc, test_push_number_random);
