@@ -989,7 +989,7 @@ static void remember(ctx_t *c, int t, int kind, int level, uint32_t node) {
   omap_add(c->L, c->st, lua_topointer(c->L, t), pack(kind, level, node), 0);
 }
 
-static void push_value(ctx_t *c, uint32_t av, int level);
+static inline void push_value(ctx_t *c, uint32_t av, int level);
 
 /* Fills table t with the members of container node (kind K_MAP: an object
  * of name -> AttributeValue; K_LIST: an array of AttributeValues) at
@@ -1079,9 +1079,8 @@ static void push_set(ctx_t *c, int type, uint32_t arr) {
   }
 }
 
-/* Pushes AttributeValue av held by a container at nesting `level`.
- * [-0, +1, e] */
-static void push_value(ctx_t *c, uint32_t av, int level) {
+/* push_value for anything but the usual S and N. [-0, +1, e] */
+static __attribute__((noinline)) void push_value_rest(ctx_t *c, uint32_t av, int level) {
   lua_State *L = c->L;
   const mm_json_doc_t *d = c->doc;
   uint32_t p = 0;
@@ -1124,6 +1123,28 @@ static void push_value(ctx_t *c, uint32_t av, int level) {
     push_set(c, type, p);
     break;
   }
+}
+
+/* Pushes AttributeValue av held by a container at nesting `level`. The
+ * commonest values - {"S":"text"} without escapes, {"N":...} that
+ * converts - inline; the rest (and every error) in push_value_rest.
+ * [-0, +1, e] */
+static inline void push_value(ctx_t *c, uint32_t av, int level) {
+  const mm_json_doc_t *d = c->doc;
+  const mm_json_node_t *nd = &d->nodes[av]; /* av, its type key, the payload */
+  if ((nd[0].tag & 7u) == MM_JSON_OBJ && nd[0].len == 1 && (nd[1].tag & 8u) == 0 &&
+      nd[1].len == 1) {
+    char t = d->src[nd[1].tag >> 4];
+    uint32_t jt = nd[2].tag & 7u;
+    if (t == 'S' && jt == MM_JSON_STR && (nd[2].tag & 8u) == 0) {
+      lua_pushlstring(c->L, d->src + (nd[2].tag >> 4), nd[2].len);
+      return;
+    }
+    if (t == 'N' && (jt == MM_JSON_NUM || (jt == MM_JSON_STR && (nd[2].tag & 8u) == 0)) &&
+        mm_conv_push_number(c->L, d->src + (nd[2].tag >> 4), nd[2].len) == 0)
+      return;
+  }
+  push_value_rest(c, av, level);
 }
 
 /* ------------------------------------------------------------------ */
