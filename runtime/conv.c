@@ -240,7 +240,12 @@ static __attribute__((noinline)) int origin_get_big(lua_State *L, int t, origin_
  *
  * An entry can move when another is deleted, and any allocation can
  * collect (and so delete): a pointer to an entry is only good until the
- * next allocation.
+ * next allocation - unless st->moves, bumped by every deletion, growth
+ * and new generation, is still what it was when the entry was found
+ * (omap_moved), which spares a conversion step looking its table up
+ * twice. Exactness also means that a table conv has just made has no
+ * entry yet, so it is entered without a lookup (omap_add; debug builds
+ * check).
  */
 static inline uint32_t omap_hash(const void *t, uint32_t cap) {
   uint64_t a = (uint64_t)(uintptr_t)t;
@@ -1371,7 +1376,6 @@ static void origin_at(ctx_t *c, int t, origin_t *o, lazy_ref_t *r) {
   if (!r->e || !origin_entry(c->L, r->e, t, o) || o->node >= c->doc->count)
     raise_stale(c->L);
 }
-
 
 /* Writes a small map's mask back (a bitmap is updated in place) into
  * the entry of the lazy table r. [-0, +0, -]: no allocation. */
