@@ -626,37 +626,38 @@ size_t mm_dec_add_text(const char *s, size_t len, const mm_dec_t *d, char *buf) 
     m /= 10;
     e++;
   }
-  /* the digits, right to left */
-  char dig[20];
-  int nd = 0;
-  while (m) {
-    dig[19 - nd++] = (char)('0' + m % 10);
-    m /= 10;
-  }
-  const char *p = dig + 20 - nd;
+  /* digit count as in set_from_u64 */
+  int t = (64 - __builtin_clzll(m)) * 1233 >> 12;
+  int nd = t + (m >= U64_POW10[t]);
   long plain = neg + (e >= 0 ? nd + e : (nd > -e ? nd + 1 : 2 - e));
   if (plain > PLAIN_MAX) return 0;
-  size_t n = 0;
+  /* The layout first, then the digits right to left straight into place:
+   * copying them from a scratch array made variable-length memcpys that
+   * GCC (with a profile) expands into rep movsb, slow to start for the
+   * few bytes a sum has. */
+  size_t n = 0, at;     /* at: where the digits start */
+  size_t point = 0;     /* digits before the '.', 0 for none inside */
   if (neg) buf[n++] = '-';
   if (e >= 0) {
-    memcpy(buf + n, p, (size_t)nd);
+    at = n;
     n += (size_t)nd;
-    memset(buf + n, '0', (size_t)e);
-    n += (size_t)e;
+    for (int z = 0; z < e; z++) buf[n++] = '0';
   } else if (nd > -e) {
-    size_t point = (size_t)(nd + e);
-    memcpy(buf + n, p, point);
-    n += point;
-    buf[n++] = '.';
-    memcpy(buf + n, p + point, (size_t)nd - point);
-    n += (size_t)nd - point;
+    at = n;
+    point = (size_t)(nd + e);
+    n += (size_t)nd + 1;
   } else {
     buf[n++] = '0';
     buf[n++] = '.';
-    memset(buf + n, '0', (size_t)(-e - nd));
-    n += (size_t)(-e - nd);
-    memcpy(buf + n, p, (size_t)nd);
+    for (int z = 0; z < -e - nd; z++) buf[n++] = '0';
+    at = n;
     n += (size_t)nd;
+  }
+  char *q = buf + at + (size_t)nd + (point ? 1 : 0); /* past the last digit */
+  for (int i = nd; i > 0; i--) {
+    if (point && (size_t)i == point) *--q = '.';
+    *--q = (char)('0' + m % 10);
+    m /= 10;
   }
   buf[n] = '\0';
   return n;

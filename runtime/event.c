@@ -232,8 +232,13 @@ int mm_event_record(const mm_event_t *ev, uint32_t node, mm_record_info_t *info,
   int rc = MM_OK, r;
 
   mm_err_clear(&e2);
-  memset(info, 0, sizeof *info);
+  /* field by field: the two id buffers are 512 bytes, and this runs for
+   * every record */
   info->node = node;
+  info->dynamodb = 0;
+  info->event_id[0] = info->seq[0] = '\0';
+  info->has_time = 0;
+  info->time = 0;
   if (mm_json_type(d, node) != MM_JSON_OBJ)
     return mm_err_set(err, MM_EINVAL, "record is %s, not an object",
                       type_name(mm_json_type(d, node)));
