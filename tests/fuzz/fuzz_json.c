@@ -12,14 +12,20 @@
  *    (last duplicate wins), every number readable by mm_json_double;
  *  - the default depth limit gives the identical tape;
  *  - mm_event_parse and mm_event_record run on it without breaking their
- *    own promises.
+ *    own promises;
+ *  - at both depth limits, the earlier version of the parser kept in
+ *    json_ref.c gives the same result: error code and message, or every
+ *    node of the tape (json_diff.h).
  * An invariant failure aborts, which libFuzzer reports as a crash.
  *
  * Built two ways (cmake/10-json.cmake): with -fsanitize=fuzzer as the
  * fuzz_json target (MM_FUZZ=ON, clang), and with MM_FUZZ_REPLAY as a
  * plain program whose main() runs every file (or every file in every
  * directory) named on the command line, so CTest replays the seed corpus
- * and the fixtures in every normal test run.
+ * and the fixtures in every normal test run; the replay then compares the
+ * parser with json_ref.c on a bounded number of mutations of those inputs
+ * (json_diff_run: REPLAY_MUTATIONS or REPLAY_SECONDS, whichever ends
+ * first; json_diff.sh runs millions, and the parser's other builds).
  */
 #include <math.h>
 #include <stdint.h>
@@ -29,6 +35,7 @@
 
 #include "event.h"
 #include "json.h"
+#include "json_diff.h"
 
 /* Depth limit used for fuzzing: small, so deep inputs hit it often. */
 #define FUZZ_DEPTH 16
@@ -374,6 +381,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mm_err_clear(&e);
   int rc = mm_json_parse(&d, (const char *)data, size, FUZZ_DEPTH, &e);
   int ref_ok = ref_parse(data, size, FUZZ_DEPTH, &ref_nodes);
+  json_diff_check(data, size, FUZZ_DEPTH);
+  json_diff_check(data, size, 0);
   if (rc != 0) {
     size_t at = (size_t)-1;
     FZ_CHECK(!ref_ok);
@@ -406,6 +415,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #include <dirent.h>
 #include <sys/stat.h>
 
+/* The mutation pass after the replay: enough for a few seconds at most
+ * (about half a second in a normal build, a few under sanitizers). */
+#define REPLAY_MUTATIONS 200000
+#define REPLAY_SECONDS 3.0
+
+/* The replayed inputs, kept as the mutation pass's seeds. */
+static unsigned char **kept;
+static size_t *kept_len, nkept, capkept;
+
 /* Runs one file through the target. Returns 1 when it was a file. */
 static int replay_file(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -430,7 +448,14 @@ static int replay_file(const char *path) {
   memcpy(exact, buf, n);
   free(buf);
   LLVMFuzzerTestOneInput(exact, n);
-  free(exact);
+  if (nkept == capkept) {
+    capkept = capkept ? 2 * capkept : 64;
+    kept = realloc(kept, capkept * sizeof *kept);
+    kept_len = realloc(kept_len, capkept * sizeof *kept_len);
+    FZ_CHECK(kept != NULL && kept_len != NULL);
+  }
+  kept[nkept] = exact;
+  kept_len[nkept++] = n;
   return 1;
 }
 
@@ -463,6 +488,12 @@ int main(int argc, char **argv) {
   int seen = 0;
   for (int i = 1; i < argc; i++) seen += replay(argv[i], 2);
   printf("fuzz_json_replay: %d inputs replayed\n", seen);
+  unsigned long m = json_diff_run(kept, kept_len, nkept, REPLAY_MUTATIONS,
+                                  REPLAY_SECONDS, 1);
+  printf("fuzz_json_replay: %lu mutated inputs parsed as json_ref.c does\n", m);
+  for (size_t k = 0; k < nkept; k++) free(kept[k]);
+  free(kept);
+  free(kept_len);
   return seen > 0 ? 0 : 1; /* an empty corpus is a broken test */
 }
 #endif
