@@ -554,6 +554,21 @@ static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
   return t;
 }
 
+/* The 4 bytes at p as a word; LIT_* are the literals' words (loaded the
+ * same way, so byte order does not matter; the compiler folds them). */
+static inline uint32_t load32(const uchar *p) {
+  uint32_t x;
+  memcpy(&x, p, 4);
+  return x;
+}
+#define LIT_TRUE load32((const uchar *)"true")
+#define LIT_ALSE load32((const uchar *)"alse")
+#define LIT_NULL load32((const uchar *)"null")
+
+/* The node at byte offset o of the tape (see `cur`). */
+#define AT(o) (*(mm_json_node_t *)(void *)((char *)nodes + (o)))
+#define OFF(i) ((size_t)(i) * sizeof(mm_json_node_t))
+
 /* Appends a node whose `next` is provisional for containers (fixed when
  * they close). */
 #define PUSH(type_tag, off, ln, nxt)                                        \
@@ -567,7 +582,7 @@ static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
     mm_json_node_t *n_ = &nodes[count];                                     \
     n_->tag = (uint32_t)(type_tag) | ((uint32_t)(off) << 4);                \
     n_->len = (uint32_t)(ln);                                               \
-    n_->next = (nxt);                                                       \
+    n_->next = (uint32_t)(nxt);                                                    \
     count++;                                                                \
   } while (0)
 
@@ -632,8 +647,11 @@ parse_tape(mm_json_doc_t *doc, const char *buf, size_t len, const uchar *p,
            unsigned max_depth, mm_err_t *err, mm_json_node_t *nodes,
            uint32_t cap, uint32_t most, const int fixed) {
   const uchar *base = (const uchar *)buf, *end = base + len;
-  uint32_t count = 0;       /* nodes written */
-  uint32_t cur = NO_PARENT; /* innermost open container */
+  size_t count = 0;         /* nodes written */
+  /* innermost open container: its byte offset in the tape (so that its
+   * node is one addressing mode away, and stays valid when the tape
+   * moves), or NO_PARENT */
+  size_t cur = NO_PARENT;
   unsigned depth_left = max_depth; /* containers that may still open */
   int rc = MM_OK;
 #ifdef MM_SSE2
@@ -663,7 +681,7 @@ value: /* white space allowed before it */
     if (depth_left == 0) goto too_deep;
     depth_left--;
     PUSH(MM_JSON_ARR, p - base, 0, cur);
-    cur = count - 1;
+    cur = OFF(count - 1);
     p++;
     SKIP_WS();
     if (p < end && *p == ']') {
@@ -736,37 +754,60 @@ value: /* white space allowed before it */
     goto fail;
   }
 
-open_obj: /* p is at '{' */
-  if (depth_left == 0) goto too_deep;
-  PUSH(MM_JSON_OBJ, p - base, 0, cur);
-  p++;
-  if (LIKELY(p < end) && LIKELY(*p == '"')) {
-    /* Most objects of an event are attribute values, {"S":"..."}: one
-     * member with a string value. They are read here straight through,
-     * without making the object `cur` and then closing it (parent link,
-     * depth counter, the close path's loads). Anything else joins the
-     * general states at the same byte with the same tape, so what is
-     * accepted and every error message stay the same. */
-    STRING_NODE();
-    if (LIKELY(end - p >= 2) && LIKELY(p[0] == ':') && LIKELY(p[1] == '"')) {
-      p++;
-      STRING_NODE();
-      mm_json_node_t *o = &nodes[count - 3];
-      o->len = 1;
-      if (LIKELY(p < end) && LIKELY(*p == '}')) {
-        o->next = count; /* closed: `cur` and the depth never changed */
-        p++;
-        goto after;
-      }
-      cur = count - 3; /* more members: the object is open after all */
-      depth_left--;
-      goto obj_next;
-    }
-    cur = count - 2; /* the first member's value is not a string */
-    depth_left--;
-    goto key_colon;
-  }
-  cur = count - 1;
+/*
+ * Most objects of an event are attribute values, {"S":"..."}, {"N":"..."}
+ * or {"BOOL":true}: one member with a string or literal value. They are
+ * read straight through, without making the object `cur` and then closing
+ * it (parent link, depth counter, the close path's loads). Anything else
+ * joins the general states at the same byte with the same tape, so what is
+ * accepted and every error message stay the same. There are two copies:
+ * an object that is a member's value (the usual case) goes on at
+ * `member_end`, which knows that `cur` is an object; any other at `after`.
+ */
+#define OPEN_OBJ(closed_)                                                   \
+  do {                                                                      \
+    if (depth_left == 0) goto too_deep;                                     \
+    PUSH(MM_JSON_OBJ, p - base, 0, cur);                                    \
+    p++;                                                                    \
+    if (UNLIKELY(p >= end) || UNLIKELY(*p != '"')) goto open_obj_rest;      \
+    STRING_NODE();                                                          \
+    if (UNLIKELY(end - p < 2) || UNLIKELY(p[0] != ':'))                     \
+      goto open_obj_key;                                                    \
+    if (LIKELY(p[1] == '"')) {                                              \
+      p++;                                                                  \
+      STRING_NODE();                                                        \
+    } else if (p[1] == 't' && end - p >= 5 && load32(p + 1) == LIT_TRUE) { \
+      PUSH(MM_JSON_TRUE, p + 1 - base, 0, count + 1);                       \
+      p += 5;                                                               \
+    } else if (p[1] == 'f' && end - p >= 6 && load32(p + 2) == LIT_ALSE) { \
+      PUSH(MM_JSON_FALSE, p + 1 - base, 0, count + 1);                      \
+      p += 6;                                                               \
+    } else if (p[1] == 'n' && end - p >= 5 && load32(p + 1) == LIT_NULL) { \
+      PUSH(MM_JSON_NULL, p + 1 - base, 0, count + 1);                       \
+      p += 5;                                                               \
+    } else { /* another value, or a bad literal: the general path says */   \
+      goto open_obj_key;                                                    \
+    }                                                                       \
+    mm_json_node_t *o_ = &nodes[count - 3];                                 \
+    o_->len = 1;                                                            \
+    if (LIKELY(p < end) && LIKELY(*p == '}')) {                             \
+      o_->next = (uint32_t)count; /* `cur` and the depth never changed */   \
+      p++;                                                                  \
+      goto closed_;                                                         \
+    }                                                                       \
+    cur = OFF(count - 3); /* more members: the object is open after all */  \
+    depth_left--;                                                           \
+    goto obj_next;                                                          \
+  } while (0)
+
+open_obj: /* p is at '{' of a value that is not a member's */
+  OPEN_OBJ(after);
+open_obj_key: /* the first member's value is not a string (or literal) */
+  cur = OFF(count - 2);
+  depth_left--;
+  goto key_colon;
+open_obj_rest: /* p is just after '{' and not at '"' */
+  cur = OFF(count - 1);
   depth_left--;
   p = skip_ws_cold(p, end);
   if (p < end && *p == '}') {
@@ -798,31 +839,34 @@ key: /* p is at the opening quote of a member name */
     if (p < end) {
       if (*p == '"') {
         STRING_NODE();
-        nodes[cur].len++;
+        AT(cur).len++;
         goto obj_next;
       }
-      if (*p == '{') goto open_obj;
+      if (*p == '{') OPEN_OBJ(member_end);
     }
     goto value;
   }
 
+member_end: /* a member's value just ended at p (not in the value states) */
+  AT(cur).len++;
+  goto obj_next;
+
 close: /* the container `cur` just ended at p */
   {
-    mm_json_node_t *c = &nodes[cur];
-    uint32_t parent = c->next;
-    c->next = count;
-    cur = parent;
+    mm_json_node_t *c = &AT(cur);
+    cur = c->next;
+    c->next = (uint32_t)count;
     depth_left++;
     if (cur == NO_PARENT) goto done;
-    nodes[cur].len++;
-    if ((nodes[cur].tag & 7u) == MM_JSON_OBJ) goto obj_next;
+    AT(cur).len++;
+    if ((AT(cur).tag & 7u) == MM_JSON_OBJ) goto obj_next;
     goto arr_next;
   }
 
 after: /* a scalar (or a container closed in open_obj) just ended at p */
   if (cur == NO_PARENT) goto done;
-  nodes[cur].len++;
-  if ((nodes[cur].tag & 7u) != MM_JSON_OBJ) goto arr_next;
+  AT(cur).len++;
+  if ((AT(cur).tag & 7u) != MM_JSON_OBJ) goto arr_next;
   /* fall through */
 
 obj_next: /* a member of object `cur` just ended at p */
@@ -876,7 +920,7 @@ done:
   doc->src = buf;
   doc->src_len = len;
   doc->nodes = nodes;
-  doc->count = count;
+  doc->count = (uint32_t)count;
   doc->cap = cap;
   return MM_OK;
 
