@@ -472,7 +472,7 @@ static __attribute__((noinline)) block_t block_seek(const uchar *t, block_t b,
         m_ = blk.stop >> (t_ - blk.at);                                     \
       }                                                                     \
     }                                                                       \
-    (q_out) = t_ + __builtin_ctzll(m_);                                     \
+    (q_out) = t_ + (unsigned)__builtin_ctzll(m_);                           \
   } while (0)
 
 /* Result of the slow string path: the closing quote (NULL after an error,
@@ -565,13 +565,22 @@ static inline uint32_t load32(const uchar *p) {
 #define LIT_ALSE load32((const uchar *)"alse")
 #define LIT_NULL load32((const uchar *)"null")
 
+/* 1 when k holds '"', one byte a string body takes as it is, '"' and ':'
+ * (k + 4 readable): a one-letter member name such as DynamoDB's type tags
+ * S, N, B, M and L, read without a string scan. */
+static inline int short_key(const uchar *k) {
+  static const uchar mask[4] = {0xFF, 0, 0xFF, 0xFF}, want[4] = {'"', 0, '"', ':'};
+  return (load32(k) & load32(mask)) == load32(want) && !str_stop(k[1]);
+}
+
 /* The node at byte offset o of the tape (see `cur`). */
 #define AT(o) (*(mm_json_node_t *)(void *)((char *)nodes + (o)))
 #define OFF(i) ((size_t)(i) * sizeof(mm_json_node_t))
 
+/* Nodes are pushed with a pointer to their first byte (`at`). */
 /* Appends a node whose `next` is provisional for containers (fixed when
  * they close). */
-#define PUSH(type_tag, off, ln, nxt)                                        \
+#define PUSH(type_tag, at, ln, nxt)                                        \
   do {                                                                      \
     if (!fixed && UNLIKELY(count == cap)) {                                 \
       tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                    \
@@ -580,10 +589,26 @@ static inline uint32_t load32(const uchar *p) {
       if (!nodes) goto nomem;                                               \
     }                                                                       \
     mm_json_node_t *n_ = &nodes[count];                                     \
-    n_->tag = (uint32_t)(type_tag) | ((uint32_t)(off) << 4);                \
+    n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
     n_->len = (uint32_t)(ln);                                               \
-    n_->next = (uint32_t)(nxt);                                                    \
+    n_->next = (uint32_t)(nxt);                                             \
     count++;                                                                \
+  } while (0)
+
+/* PUSH for a scalar, whose `next` is the index after it. */
+#define PUSH_LEAF(type_tag, at, ln)                                        \
+  do {                                                                      \
+    if (!fixed && UNLIKELY(count == cap)) {                                 \
+      tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                    \
+      nodes = t_.nodes;                                                     \
+      cap = t_.cap;                                                         \
+      if (!nodes) goto nomem;                                               \
+    }                                                                       \
+    mm_json_node_t *n_ = &nodes[count];                                     \
+    n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
+    n_->len = (uint32_t)(ln);                                               \
+    count++;                                                                \
+    n_->next = (uint32_t)count;                                             \
   } while (0)
 
 /* Scans the string whose opening quote is at p, pushes its STR node and
@@ -594,12 +619,12 @@ static inline uint32_t load32(const uchar *p) {
     const uchar *s_ = p + 1, *q_;                                           \
     BLOCK_FIND(s_, q_);                                                     \
     if (q_ < end && *q_ == '"') {                                           \
-      PUSH(MM_JSON_STR, s_ - base, q_ - s_, count + 1);                     \
+      PUSH_LEAF(MM_JSON_STR, s_, q_ - s_);                     \
     } else {                                                                \
       str_end_t r_ = string_rest(q_, end, base, err);                       \
       if (!r_.q) goto fail_inval;                                           \
       q_ = r_.q;                                                            \
-      PUSH(MM_JSON_STR | r_.esc, s_ - base, q_ - s_, count + 1);            \
+      PUSH_LEAF(MM_JSON_STR | r_.esc, s_, q_ - s_);            \
     }                                                                       \
     p = q_ + 1;                                                             \
   } while (0)
@@ -680,7 +705,7 @@ value: /* white space allowed before it */
   case '[':
     if (depth_left == 0) goto too_deep;
     depth_left--;
-    PUSH(MM_JSON_ARR, p - base, 0, cur);
+    PUSH(MM_JSON_ARR, p, 0, cur);
     cur = OFF(count - 1);
     p++;
     SKIP_WS();
@@ -694,7 +719,7 @@ value: /* white space allowed before it */
       rc = fail_at(err, base, p, "invalid literal (expected true)");
       goto fail;
     }
-    PUSH(MM_JSON_TRUE, p - base, 0, count + 1);
+    PUSH_LEAF(MM_JSON_TRUE, p, 0);
     p += 4;
     goto after;
   case 'f':
@@ -702,7 +727,7 @@ value: /* white space allowed before it */
       rc = fail_at(err, base, p, "invalid literal (expected false)");
       goto fail;
     }
-    PUSH(MM_JSON_FALSE, p - base, 0, count + 1);
+    PUSH_LEAF(MM_JSON_FALSE, p, 0);
     p += 5;
     goto after;
   case 'n':
@@ -710,7 +735,7 @@ value: /* white space allowed before it */
       rc = fail_at(err, base, p, "invalid literal (expected null)");
       goto fail;
     }
-    PUSH(MM_JSON_NULL, p - base, 0, count + 1);
+    PUSH_LEAF(MM_JSON_NULL, p, 0);
     p += 4;
     goto after;
   case '-': case '0': case '1': case '2': case '3': case '4': case '5':
@@ -746,7 +771,7 @@ value: /* white space allowed before it */
       }
       p = skip_digits(p, end);
     }
-    PUSH(MM_JSON_NUM, s - base, p - s, count + 1);
+    PUSH_LEAF(MM_JSON_NUM, s, p - s);
     goto after;
   }
   default:
@@ -767,25 +792,32 @@ value: /* white space allowed before it */
 #define OPEN_OBJ(closed_)                                                   \
   do {                                                                      \
     if (depth_left == 0) goto too_deep;                                     \
-    PUSH(MM_JSON_OBJ, p - base, 0, cur);                                    \
-    p++;                                                                    \
-    if (UNLIKELY(p >= end) || UNLIKELY(*p != '"')) goto open_obj_rest;      \
-    STRING_NODE();                                                          \
-    if (UNLIKELY(end - p < 2) || UNLIKELY(p[0] != ':'))                     \
-      goto open_obj_key;                                                    \
-    if (LIKELY(p[1] == '"')) {                                              \
+    PUSH(MM_JSON_OBJ, p, 0, cur);                                           \
+    if (LIKELY(end - p >= 6) && LIKELY(short_key(p + 1))) {                 \
+      PUSH_LEAF(MM_JSON_STR, p + 2, 1);                                     \
+      p += 5;                                                               \
+    } else {                                                                \
       p++;                                                                  \
+      if (UNLIKELY(p >= end) || UNLIKELY(*p != '"')) goto open_obj_rest;    \
       STRING_NODE();                                                        \
-    } else if (p[1] == 't' && end - p >= 5 && load32(p + 1) == LIT_TRUE) { \
-      PUSH(MM_JSON_TRUE, p + 1 - base, 0, count + 1);                       \
+      if (UNLIKELY(end - p < 2) || UNLIKELY(p[0] != ':'))                   \
+        goto open_obj_key;                                                  \
+      p++;                                                                  \
+    }                                                                       \
+    /* p is after the ':' of the first member, and before end */            \
+    if (LIKELY(*p == '"')) {                                                \
+      STRING_NODE();                                                        \
+    } else if (*p == 't' && end - p >= 4 && load32(p) == LIT_TRUE) {        \
+      PUSH_LEAF(MM_JSON_TRUE, p, 0);                                        \
+      p += 4;                                                               \
+    } else if (*p == 'f' && end - p >= 5 && load32(p + 1) == LIT_ALSE) {    \
+      PUSH_LEAF(MM_JSON_FALSE, p, 0);                                       \
       p += 5;                                                               \
-    } else if (p[1] == 'f' && end - p >= 6 && load32(p + 2) == LIT_ALSE) { \
-      PUSH(MM_JSON_FALSE, p + 1 - base, 0, count + 1);                      \
-      p += 6;                                                               \
-    } else if (p[1] == 'n' && end - p >= 5 && load32(p + 1) == LIT_NULL) { \
-      PUSH(MM_JSON_NULL, p + 1 - base, 0, count + 1);                       \
-      p += 5;                                                               \
+    } else if (*p == 'n' && end - p >= 4 && load32(p) == LIT_NULL) {        \
+      PUSH_LEAF(MM_JSON_NULL, p, 0);                                        \
+      p += 4;                                                               \
     } else { /* another value, or a bad literal: the general path says */   \
+      p--;                                                                  \
       goto open_obj_key;                                                    \
     }                                                                       \
     mm_json_node_t *o_ = &nodes[count - 3];                                 \
@@ -857,14 +889,14 @@ close: /* the container `cur` just ended at p */
     cur = c->next;
     c->next = (uint32_t)count;
     depth_left++;
-    if (cur == NO_PARENT) goto done;
+    if ((uint32_t)cur == NO_PARENT) goto done;
     AT(cur).len++;
     if ((AT(cur).tag & 7u) == MM_JSON_OBJ) goto obj_next;
     goto arr_next;
   }
 
 after: /* a scalar (or a container closed in open_obj) just ended at p */
-  if (cur == NO_PARENT) goto done;
+  if ((uint32_t)cur == NO_PARENT) goto done;
   AT(cur).len++;
   if ((AT(cur).tag & 7u) != MM_JSON_OBJ) goto arr_next;
   /* fall through */

@@ -18,6 +18,9 @@
  * mutated input in an exact-size buffer so that a sanitizer build sees
  * any read past the end. Depth limits vary too.
  *
+ * json_diff_exhaustive also checks every input one byte away from a few
+ * short inputs in the shapes the parser has fast paths for.
+ *
  * Included by fuzz_json.c (the libFuzzer target and its CTest replay,
  * which also runs a short mutation pass) and by json_diff.c (a standalone
  * program for long runs and for the parser's other builds: SWAR without
@@ -249,6 +252,50 @@ static JD_UNUSED double jd_now(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Short inputs in the shapes the parser has fast paths for (attribute
+ * values of one member, short names, literals, nested M and L), which
+ * json_diff_exhaustive varies byte by byte. */
+static const char *const jd_shapes[] = {
+    "{\"k\":{\"S\":\"v\"},\"n\":{\"N\":\"12\"},\"b\":{\"BOOL\":false},"
+    "\"z\":{\"NULL\":true},\"t\":{\"BOOL\":true}}",
+    "[{\"M\":{\"x\":{\"L\":[{\"S\":\"y\"},{\"N\":\"-1.5e3\"}]},\"e\":{}}},"
+    "{\"SS\":[\"a\",\"b\"]},{\"B\":\"AA==\"},{\"S\":\"\"}]",
+    "{\"a\":{\"S\":\"v\",\"x\":1},\"b\":{\"S\":1},\"c\":{\"S\" : \"v\" }}",
+    "{\"Keys\":{\"id\":{\"S\":\"\\u00e9\xC3\xA9\"}},\"n\":null,\"f\":false}"};
+
+/* Every input one byte away from each of jd_shapes: each byte replaced
+ * by each of the 256 values, each byte deleted, each value inserted at
+ * each position; at the default depth limit and at a limit of 2. Returns
+ * the number of inputs checked. */
+static JD_UNUSED unsigned long json_diff_exhaustive(void) {
+  unsigned long done = 0;
+  unsigned char buf[512];
+  for (size_t t = 0; t < sizeof jd_shapes / sizeof *jd_shapes; t++) {
+    const unsigned char *src = (const unsigned char *)jd_shapes[t];
+    size_t n = strlen(jd_shapes[t]);
+    for (size_t at = 0; at <= n; at++) {
+      for (int op = 0; op < 3; op++) { /* replace, delete, insert */
+        if (op < 2 && at == n) continue;
+        for (unsigned v = 0; v < (op == 1 ? 1u : 256u); v++) {
+          size_t m = at, rest = op == 2 ? at : at + 1;
+          memcpy(buf, src, at);
+          if (op != 1) buf[m++] = (unsigned char)v;
+          memcpy(buf + m, src + rest, n - rest);
+          m += n - rest;
+          unsigned char *exact = malloc(m ? m : 1);
+          if (!exact) abort();
+          memcpy(exact, buf, m);
+          json_diff_check(exact, m, 0);
+          json_diff_check(exact, m, 2);
+          free(exact);
+          done++;
+        }
+      }
+    }
+  }
+  return done;
+}
+
 /* Checks each of the nseeds inputs as it is, then mutations of them in
  * turn, until `count` mutated inputs were checked or `seconds` (when > 0)
  * have passed. Returns the number of mutated inputs checked. */
@@ -263,6 +310,7 @@ static JD_UNUSED unsigned long json_diff_run(unsigned char *const *seeds,
     json_diff_check(seeds[i], lens[i], jd_depth(&st));
     if (lens[i] > most) most = lens[i];
   }
+  json_diff_exhaustive();
   if (!nseeds) return 0;
   size_t cap = most + 1024;
   unsigned char *work = malloc(cap);
