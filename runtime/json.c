@@ -570,7 +570,10 @@ static inline uint32_t load32(const uchar *p) {
  * S, N, B, M and L, read without a string scan. */
 static inline int short_key(const uchar *k) {
   static const uchar mask[4] = {0xFF, 0, 0xFF, 0xFF}, want[4] = {'"', 0, '"', ':'};
-  return (load32(k) & load32(mask)) == load32(want) && !str_stop(k[1]);
+  /* '#' to 0x7F but '\\': fewer tests than str_stop, and ' ' and '!',
+   * which it leaves to the general path, are no type tags */
+  return (load32(k) & load32(mask)) == load32(want) &&
+         (uchar)(k[1] - '#') <= 0x7F - '#' && k[1] != '\\';
 }
 
 /* The node at byte offset o of the tape (see `cur`). */
@@ -592,6 +595,22 @@ static inline int short_key(const uchar *k) {
     n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
     n_->len = (uint32_t)(ln);                                               \
     n_->next = (uint32_t)(nxt);                                             \
+    count++;                                                                \
+  } while (0)
+
+/* PUSH for an object that may turn out to have one member (OPEN_OBJ):
+ * `next` is left unwritten, set when it closes or becomes `cur`. */
+#define PUSH_OBJ(at, ln)                                                    \
+  do {                                                                      \
+    if (!fixed && UNLIKELY(count == cap)) {                                 \
+      tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                    \
+      nodes = t_.nodes;                                                     \
+      cap = t_.cap;                                                         \
+      if (!nodes) goto nomem;                                               \
+    }                                                                       \
+    mm_json_node_t *n_ = &nodes[count];                                     \
+    n_->tag = (uint32_t)MM_JSON_OBJ | ((uint32_t)((at) - base) << 4);       \
+    n_->len = (ln);                                                         \
     count++;                                                                \
   } while (0)
 
@@ -792,7 +811,9 @@ value: /* white space allowed before it */
 #define OPEN_OBJ(closed_)                                                   \
   do {                                                                      \
     if (depth_left == 0) goto too_deep;                                     \
-    PUSH(MM_JSON_OBJ, p, 0, cur);                                           \
+    /* len 1 as if the object had one member: the other ways set it right */\
+    size_t o_ = OFF(count);                                                 \
+    PUSH_OBJ(p, 1);                                                         \
     if (LIKELY(end - p >= 6) && LIKELY(short_key(p + 1))) {                 \
       PUSH_LEAF(MM_JSON_STR, p + 2, 1);                                     \
       p += 5;                                                               \
@@ -820,14 +841,13 @@ value: /* white space allowed before it */
       p--;                                                                  \
       goto open_obj_key;                                                    \
     }                                                                       \
-    mm_json_node_t *o_ = &nodes[count - 3];                                 \
-    o_->len = 1;                                                            \
     if (LIKELY(p < end) && LIKELY(*p == '}')) {                             \
-      o_->next = (uint32_t)count; /* `cur` and the depth never changed */   \
+      AT(o_).next = (uint32_t)count; /* `cur`, the depth never changed */   \
       p++;                                                                  \
       goto closed_;                                                         \
     }                                                                       \
-    cur = OFF(count - 3); /* more members: the object is open after all */  \
+    AT(o_).next = (uint32_t)cur; /* more members: the object is open */     \
+    cur = o_;                                                               \
     depth_left--;                                                           \
     goto obj_next;                                                          \
   } while (0)
@@ -835,10 +855,14 @@ value: /* white space allowed before it */
 open_obj: /* p is at '{' of a value that is not a member's */
   OPEN_OBJ(after);
 open_obj_key: /* the first member's value is not a string (or literal) */
+  AT(OFF(count - 2)).len = 0;
+  AT(OFF(count - 2)).next = (uint32_t)cur;
   cur = OFF(count - 2);
   depth_left--;
   goto key_colon;
 open_obj_rest: /* p is just after '{' and not at '"' */
+  AT(OFF(count - 1)).len = 0;
+  AT(OFF(count - 1)).next = (uint32_t)cur;
   cur = OFF(count - 1);
   depth_left--;
   p = skip_ws_cold(p, end);
