@@ -270,7 +270,7 @@ typedef struct {
   __m128i two, lim, bslash;
 } stop_vec_t;
 #define STOP_VEC_INIT                                                       \
-  {_mm_set1_epi8(2), _mm_set1_epi8(0x21), _mm_set1_epi8('\\')}
+  {_mm_set1_epi8(2), _mm_set1_epi8(0x20), _mm_set1_epi8('\\')}
 #endif
 
 /* First byte in [p, end) that str_stop flags, or end. 16 bytes at a time
@@ -278,8 +278,11 @@ typedef struct {
  * then 8 at a time with SWAR, then bytewise; no read goes past end. In
  * the SSE2 test, x ^ 2 maps '"' to 0x20 and control characters onto
  * 0x00-0x1F, and leaves every other byte above 0x20 unless it is 0x80 or
- * more, so one signed "below 0x21" flags '"', control characters and
- * non-ASCII bytes; '\\' gets its own compare. Its one caller,
+ * more, so one signed "above 0x20" passes every byte but '"', control
+ * characters and non-ASCII bytes; '\\' gets its own compare, and the
+ * result is the mask of the bytes a string body takes as they are (with
+ * SSE2's two-operand forms that order needs no register copies), whose
+ * complement is the stop mask. Its one caller,
  * string_rest, sets the vectors and lim16 up once per string it finishes
  * (the parser's own string ends come from the block masks below). */
 static inline __attribute__((always_inline)) const uchar *
@@ -291,9 +294,9 @@ find_stop(const uchar *p, const uchar *end
 #ifdef MM_SSE2
   while ((uintptr_t)p <= lim16) {
     __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-    __m128i m = _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(x, v.two), v.lim),
-                             _mm_cmpeq_epi8(x, v.bslash));
-    unsigned mask = (unsigned)_mm_movemask_epi8(m);
+    __m128i ok = _mm_andnot_si128(_mm_cmpeq_epi8(x, v.bslash),
+                                  _mm_cmpgt_epi8(_mm_xor_si128(x, v.two), v.lim));
+    unsigned mask = (unsigned)_mm_movemask_epi8(ok) ^ 0xFFFFu;
     if (mask) return p + (unsigned)__builtin_ctz(mask);
     p += 16;
   }
@@ -378,15 +381,16 @@ static inline __attribute__((always_inline)) uint64_t stop_mask64(const uchar *p
 #define STOP16(k)                                                           \
   do {                                                                      \
     __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k)); \
-    __m128i s = _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(x, v.two), v.lim), \
-                             _mm_cmpeq_epi8(x, v.bslash));                  \
-    m |= (uint64_t)(unsigned)_mm_movemask_epi8(s) << (16 * k);              \
+    __m128i ok = _mm_andnot_si128(_mm_cmpeq_epi8(x, v.bslash),             \
+                                  _mm_cmpgt_epi8(_mm_xor_si128(x, v.two), v.lim)); \
+    m |= (uint64_t)(unsigned)_mm_movemask_epi8(ok) << (16 * k);             \
   } while (0)
-  STOP16(0);
+  STOP16(0); /* m: the bytes find_stop passes */
   STOP16(1);
   STOP16(2);
   STOP16(3);
 #undef STOP16
+  m = ~m;
 #elif defined(MM_SWAR)
   for (int k = 0; k < 8; k++) {
     uint64_t x;
@@ -712,6 +716,13 @@ value: /* white space allowed before it */
     rc = fail_expect(err, base, p, end, "a value");
     goto fail;
   }
+  /* array elements of stream events are strings (string sets) and
+   * objects (lists): tested before the jump table */
+  if (LIKELY(*p == '"')) {
+    STRING_NODE();
+    goto after;
+  }
+  if (*p == '{') goto open_obj;
   switch (*p) {
   case ' ': case '\t': case '\n': case '\r':
     SKIP_WS();
