@@ -594,8 +594,9 @@ static inline int short_key(const uchar *k) {
       nodes = t_.nodes;                                                     \
       cap = t_.cap;                                                         \
       if (!nodes) goto nomem;                                               \
+      np = nodes + count;                                                   \
     }                                                                       \
-    mm_json_node_t *n_ = &nodes[count];                                     \
+    mm_json_node_t *n_ = np++;                                              \
     n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
     n_->len = (uint32_t)(ln);                                               \
     n_->next = (uint32_t)(nxt);                                             \
@@ -611,8 +612,9 @@ static inline int short_key(const uchar *k) {
       nodes = t_.nodes;                                                     \
       cap = t_.cap;                                                         \
       if (!nodes) goto nomem;                                               \
+      np = nodes + count;                                                   \
     }                                                                       \
-    mm_json_node_t *n_ = &nodes[count];                                     \
+    mm_json_node_t *n_ = np++;                                              \
     n_->tag = (uint32_t)MM_JSON_OBJ | ((uint32_t)((at) - base) << 4);       \
     n_->len = (ln);                                                         \
     count++;                                                                \
@@ -626,8 +628,9 @@ static inline int short_key(const uchar *k) {
       nodes = t_.nodes;                                                     \
       cap = t_.cap;                                                         \
       if (!nodes) goto nomem;                                               \
+      np = nodes + count;                                                   \
     }                                                                       \
-    mm_json_node_t *n_ = &nodes[count];                                     \
+    mm_json_node_t *n_ = np++;                                              \
     n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
     n_->len = (uint32_t)(ln);                                               \
     count++;                                                                \
@@ -696,6 +699,7 @@ parse_tape(mm_json_doc_t *doc, const char *buf, size_t len, const uchar *p,
            uint32_t cap, uint32_t most, const int fixed) {
   const uchar *base = (const uchar *)buf, *end = base + len;
   size_t count = 0;         /* nodes written */
+  mm_json_node_t *np = nodes; /* nodes + count, where the next push goes */
   /* innermost open container: its byte offset in the tape (so that its
    * node is one addressing mode away, and stays valid when the tape
    * moves), or NO_PARENT */
@@ -823,7 +827,7 @@ value: /* white space allowed before it */
   do {                                                                      \
     if (depth_left == 0) goto too_deep;                                     \
     /* len 1 as if the object had one member: the other ways set it right */\
-    size_t o_ = OFF(count);                                                 \
+    size_t o_ = (size_t)((char *)np - (char *)nodes);                       \
     PUSH_OBJ(p, 1);                                                         \
     if (LIKELY(end - p >= 6) && LIKELY(short_key(p + 1))) {                 \
       PUSH_LEAF(MM_JSON_STR, p + 2, 1);                                     \
