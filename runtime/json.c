@@ -580,22 +580,28 @@ static inline int short_key(const uchar *k) {
          (uchar)(k[1] - '#') <= 0x7F - '#' && k[1] != '\\';
 }
 
-/* The node at byte offset o of the tape (see `cur`). */
-#define AT(o) (*(mm_json_node_t *)(void *)((char *)nodes + (o)))
-#define OFF(i) ((size_t)(i) * sizeof(mm_json_node_t))
+/* The parent link a container opened now gets: the index of `cur`, or
+ * NO_PARENT. */
+#define LINK() (cur ? (uint32_t)(cur - nodes) : NO_PARENT)
+
+/* Moves the tape's pointers to a grown tape (nodes NULL: out of memory). */
+#define GROW()                                                              \
+  do {                                                                      \
+    size_t c_ = cur ? (size_t)(cur - nodes) : 0;                            \
+    tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                      \
+    nodes = t_.nodes;                                                       \
+    cap = t_.cap;                                                           \
+    if (!nodes) goto nomem;                                                 \
+    np = nodes + count;                                                     \
+    if (cur) cur = nodes + c_;                                              \
+  } while (0)
 
 /* Nodes are pushed with a pointer to their first byte (`at`). */
 /* Appends a node whose `next` is provisional for containers (fixed when
  * they close). */
 #define PUSH(type_tag, at, ln, nxt)                                        \
   do {                                                                      \
-    if (!fixed && UNLIKELY(count == cap)) {                                 \
-      tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                    \
-      nodes = t_.nodes;                                                     \
-      cap = t_.cap;                                                         \
-      if (!nodes) goto nomem;                                               \
-      np = nodes + count;                                                   \
-    }                                                                       \
+    if (!fixed && UNLIKELY(count == cap)) GROW();                           \
     mm_json_node_t *n_ = np++;                                              \
     n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
     n_->len = (uint32_t)(ln);                                               \
@@ -607,13 +613,7 @@ static inline int short_key(const uchar *k) {
  * `next` is left unwritten, set when it closes or becomes `cur`. */
 #define PUSH_OBJ(at, ln)                                                    \
   do {                                                                      \
-    if (!fixed && UNLIKELY(count == cap)) {                                 \
-      tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                    \
-      nodes = t_.nodes;                                                     \
-      cap = t_.cap;                                                         \
-      if (!nodes) goto nomem;                                               \
-      np = nodes + count;                                                   \
-    }                                                                       \
+    if (!fixed && UNLIKELY(count == cap)) GROW();                           \
     mm_json_node_t *n_ = np++;                                              \
     n_->tag = (uint32_t)MM_JSON_OBJ | ((uint32_t)((at) - base) << 4);       \
     n_->len = (ln);                                                         \
@@ -623,13 +623,7 @@ static inline int short_key(const uchar *k) {
 /* PUSH for a scalar, whose `next` is the index after it. */
 #define PUSH_LEAF(type_tag, at, ln)                                        \
   do {                                                                      \
-    if (!fixed && UNLIKELY(count == cap)) {                                 \
-      tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                    \
-      nodes = t_.nodes;                                                     \
-      cap = t_.cap;                                                         \
-      if (!nodes) goto nomem;                                               \
-      np = nodes + count;                                                   \
-    }                                                                       \
+    if (!fixed && UNLIKELY(count == cap)) GROW();                           \
     mm_json_node_t *n_ = np++;                                              \
     n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
     n_->len = (uint32_t)(ln);                                               \
@@ -700,10 +694,7 @@ parse_tape(mm_json_doc_t *doc, const char *buf, size_t len, const uchar *p,
   const uchar *base = (const uchar *)buf, *end = base + len;
   size_t count = 0;         /* nodes written */
   mm_json_node_t *np = nodes; /* nodes + count, where the next push goes */
-  /* innermost open container: its byte offset in the tape (so that its
-   * node is one addressing mode away, and stays valid when the tape
-   * moves), or NO_PARENT */
-  size_t cur = NO_PARENT;
+  mm_json_node_t *cur = NULL; /* innermost open container, NULL at the root */
   unsigned depth_left = max_depth; /* containers that may still open */
   int rc = MM_OK;
 #ifdef MM_SSE2
@@ -739,8 +730,8 @@ value: /* white space allowed before it */
   case '[':
     if (depth_left == 0) goto too_deep;
     depth_left--;
-    PUSH(MM_JSON_ARR, p, 0, cur);
-    cur = OFF(count - 1);
+    PUSH(MM_JSON_ARR, p, 0, LINK());
+    cur = np - 1;
     p++;
     SKIP_WS();
     if (p < end && *p == ']') {
@@ -827,7 +818,6 @@ value: /* white space allowed before it */
   do {                                                                      \
     if (depth_left == 0) goto too_deep;                                     \
     /* len 1 as if the object had one member: the other ways set it right */\
-    size_t o_ = (size_t)((char *)np - (char *)nodes);                       \
     PUSH_OBJ(p, 1);                                                         \
     if (LIKELY(end - p >= 6) && LIKELY(short_key(p + 1))) {                 \
       PUSH_LEAF(MM_JSON_STR, p + 2, 1);                                     \
@@ -857,12 +847,12 @@ value: /* white space allowed before it */
       goto open_obj_key;                                                    \
     }                                                                       \
     if (LIKELY(p < end) && LIKELY(*p == '}')) {                             \
-      AT(o_).next = (uint32_t)count; /* `cur`, the depth never changed */   \
+      np[-3].next = (uint32_t)count; /* `cur`, the depth never changed */   \
       p++;                                                                  \
       goto closed_;                                                         \
     }                                                                       \
-    AT(o_).next = (uint32_t)cur; /* more members: the object is open */     \
-    cur = o_;                                                               \
+    np[-3].next = LINK(); /* more members: the object is open after all */ \
+    cur = np - 3;                                                           \
     depth_left--;                                                           \
     goto obj_next;                                                          \
   } while (0)
@@ -870,15 +860,15 @@ value: /* white space allowed before it */
 open_obj: /* p is at '{' of a value that is not a member's */
   OPEN_OBJ(after);
 open_obj_key: /* the first member's value is not a string (or literal) */
-  AT(OFF(count - 2)).len = 0;
-  AT(OFF(count - 2)).next = (uint32_t)cur;
-  cur = OFF(count - 2);
+  np[-2].len = 0;
+  np[-2].next = LINK();
+  cur = np - 2;
   depth_left--;
   goto key_colon;
 open_obj_rest: /* p is just after '{' and not at '"' */
-  AT(OFF(count - 1)).len = 0;
-  AT(OFF(count - 1)).next = (uint32_t)cur;
-  cur = OFF(count - 1);
+  np[-1].len = 0;
+  np[-1].next = LINK();
+  cur = np - 1;
   depth_left--;
   p = skip_ws_cold(p, end);
   if (p < end && *p == '}') {
@@ -910,7 +900,7 @@ key: /* p is at the opening quote of a member name */
     if (p < end) {
       if (*p == '"') {
         STRING_NODE();
-        AT(cur).len++;
+        cur->len++;
         goto obj_next;
       }
       if (*p == '{') OPEN_OBJ(member_end);
@@ -919,25 +909,25 @@ key: /* p is at the opening quote of a member name */
   }
 
 member_end: /* a member's value just ended at p (not in the value states) */
-  AT(cur).len++;
+  cur->len++;
   goto obj_next;
 
 close: /* the container `cur` just ended at p */
   {
-    mm_json_node_t *c = &AT(cur);
-    cur = c->next;
-    c->next = (uint32_t)count;
+    uint32_t link = cur->next;
+    cur->next = (uint32_t)count;
     depth_left++;
-    if ((uint32_t)cur == NO_PARENT) goto done;
-    AT(cur).len++;
-    if ((AT(cur).tag & 7u) == MM_JSON_OBJ) goto obj_next;
+    if (link == NO_PARENT) goto done;
+    cur = nodes + link;
+    cur->len++;
+    if ((cur->tag & 7u) == MM_JSON_OBJ) goto obj_next;
     goto arr_next;
   }
 
 after: /* a scalar (or a container closed in open_obj) just ended at p */
-  if ((uint32_t)cur == NO_PARENT) goto done;
-  AT(cur).len++;
-  if ((AT(cur).tag & 7u) != MM_JSON_OBJ) goto arr_next;
+  if (!cur) goto done;
+  cur->len++;
+  if ((cur->tag & 7u) != MM_JSON_OBJ) goto arr_next;
   /* fall through */
 
 obj_next: /* a member of object `cur` just ended at p */
