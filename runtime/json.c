@@ -682,6 +682,11 @@ static inline int short_key(const uchar *k) {
 #ifndef MM_JSON_TAPE_FIXED_MAX /* tests may set 0 to force growth */
 #define MM_JSON_TAPE_FIXED_MAX ((size_t)32 << 20)
 #endif
+/* Nodes of a tape that may grow, to start with (tests may set 1, so that
+ * small inputs grow it at every other push too). */
+#ifndef MM_JSON_TAPE_START
+#define MM_JSON_TAPE_START(len) ((len) / 4 + 16)
+#endif
 
 /* The parser proper, for buf[0..len) with BOM, limits and the first tape
  * (cap nodes, at most `most`) already settled by mm_json_parse. `fixed`
@@ -1016,7 +1021,8 @@ int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
       (uint32_t)((len + 1 + (max_depth < len ? max_depth : len)) / 2 + 1);
   int fixed = (size_t)most * sizeof(mm_json_node_t) <= MM_JSON_TAPE_FIXED_MAX;
   uint32_t cap = most;
-  if (!fixed && cap > len / 4 + 16) cap = (uint32_t)(len / 4 + 16);
+  if (!fixed && cap > MM_JSON_TAPE_START(len))
+    cap = (uint32_t)MM_JSON_TAPE_START(len);
   mm_json_node_t *nodes = malloc((size_t)cap * sizeof *nodes);
   if (!nodes) {
     return mm_err_set(err, MM_ENOMEM, "out of memory for the JSON tape "

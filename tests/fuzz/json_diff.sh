@@ -5,7 +5,8 @@
 # that matters and runs every one on the same seeds:
 #   sse2   runtime/json.c as shipped on x86-64 (SSE2 block masks)
 #   swar   without SSE2 (__SSE2__ undefined): the SWAR masks arm64 uses
-#   grow   a tape that starts small and grows (MM_JSON_TAPE_FIXED_MAX=0)
+#   grow   a tape that starts at one node and grows (MM_JSON_TAPE_FIXED_MAX=0,
+#          MM_JSON_TAPE_START(n)=1), so that pushes anywhere move it
 #   asan   the sse2 build under AddressSanitizer and UBSan
 #   asan-swar the swar build under both
 # Without PATHs the seeds are the seed corpus, ../shared/fixtures and, when
@@ -58,7 +59,7 @@ build() { # NAME [flags for json.c] -- [flags for everything]
 san=(-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 build sse2 -- -O2 -g
 build swar -U__SSE2__ -- -O2 -g
-build grow -DMM_JSON_TAPE_FIXED_MAX=0 -- -O2 -g
+build grow -DMM_JSON_TAPE_FIXED_MAX=0 '-DMM_JSON_TAPE_START(n)=1' -- -O2 -g
 build asan -- "${san[@]}"
 build asan-swar -U__SSE2__ -- "${san[@]}"
 for v in sse2 swar grow; do
