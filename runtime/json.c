@@ -565,6 +565,11 @@ static inline uint32_t load32(const uchar *p) {
   memcpy(&x, p, 4);
   return x;
 }
+static inline uint32_t load16(const uchar *p) {
+  uint16_t x;
+  memcpy(&x, p, 2);
+  return x;
+}
 #define LIT_TRUE load32((const uchar *)"true")
 #define LIT_ALSE load32((const uchar *)"alse")
 #define LIT_NULL load32((const uchar *)"null")
@@ -579,6 +584,9 @@ static inline int short_key(const uchar *k) {
   return (load32(k) & load32(mask)) == load32(want) &&
          (uchar)(k[1] - '#') <= 0x7F - '#' && k[1] != '\\';
 }
+
+/* Bytes a fast path may read from p when p is below `safe`. */
+#define SAFE_READ 8
 
 /* The parent link a container opened now gets: the index of `cur`, or
  * NO_PARENT. */
@@ -700,6 +708,10 @@ parse_tape(mm_json_doc_t *doc, const char *buf, size_t len, const uchar *p,
   size_t count = 0;         /* nodes written */
   mm_json_node_t *np = nodes; /* nodes + count, where the next push goes */
   mm_json_node_t *cur = NULL; /* innermost open container, NULL at the root */
+  /* below it, at least SAFE_READ bytes are left from p: the fast paths
+   * test several bytes at once without a bound check for each */
+  const uintptr_t safe =
+      len >= SAFE_READ ? (uintptr_t)end - (SAFE_READ - 1) : (uintptr_t)base;
   unsigned depth_left = max_depth; /* containers that may still open */
   int rc = MM_OK;
 #ifdef MM_SSE2
@@ -824,7 +836,7 @@ value: /* white space allowed before it */
     if (depth_left == 0) goto too_deep;                                     \
     /* len 1 as if the object had one member: the other ways set it right */\
     PUSH_OBJ(p, 1);                                                         \
-    if (LIKELY(end - p >= 6) && LIKELY(short_key(p + 1))) {                 \
+    if (LIKELY((uintptr_t)p < safe) && LIKELY(short_key(p + 1))) {          \
       PUSH_LEAF(MM_JSON_STR, p + 2, 1);                                     \
       p += 5;                                                               \
     } else {                                                                \
@@ -890,6 +902,13 @@ key: /* p is at the opening quote of a member name */
   {
     STRING_NODE();
   key_colon: /* p is after the member name */
+    if (LIKELY((uintptr_t)p < safe)) { /* ':' and the value's first byte */
+      uint32_t w = load16(p);
+      p++;
+      if (LIKELY(w == load16((const uchar *)":\""))) goto member_str;
+      if (LIKELY(w == load16((const uchar *)":{"))) goto member_obj;
+      p--;
+    }
     if (LIKELY(p < end) && LIKELY(*p == ':')) {
       p++;
     } else {
@@ -904,11 +923,15 @@ key: /* p is at the opening quote of a member name */
      * its type tag's value) without the dispatch */
     if (p < end) {
       if (*p == '"') {
+      member_str:
         STRING_NODE();
         cur->len++;
         goto obj_next;
       }
-      if (*p == '{') OPEN_OBJ(member_end);
+      if (*p == '{') {
+      member_obj:
+        OPEN_OBJ(member_end);
+      }
     }
     goto value;
   }
