@@ -959,6 +959,10 @@ after: /* a scalar (or a container closed in open_obj) just ended at p */
   /* fall through */
 
 obj_next: /* a member of object `cur` just ended at p */
+  if (LIKELY((uintptr_t)p < safe) && LIKELY(load16(p) == load16((const uchar *)",\""))) {
+    p++;
+    goto key;
+  }
   if (p < end) {
     if (*p == ',') goto obj_comma;
     if (*p == '}') {
