@@ -15,10 +15,17 @@
  * computed once per block (SSE2 on x86-64, a SWAR word test elsewhere), so
  * finding a string's end is a shift and a count of trailing zeros; only
  * non-ASCII bytes go through the UTF-8 checks (out of line, with escapes
- * and errors, 16 or 8 bytes at a time between them). Member names, string
- * and object member values and compact separators have their own paths
- * without the general dispatch, and the tape is usually allocated once at
- * the most nodes the input can need, so pushes check no capacity.
+ * and errors, 16 or 8 bytes at a time between them). The shapes of a
+ * stream event have paths of their own without the general dispatch: a
+ * member name and its ':' and the value's first byte (one 2-byte test), a
+ * string or object member value, an attribute value {"S":"..."} or
+ * {"BOOL":true} read straight through (a one-letter type tag without a
+ * string scan), and ',"' between members. Each leaves for the general
+ * states at the same byte with the same tape, so what is accepted and
+ * every error message stay those of the general path, which
+ * tests/fuzz/json_diff.h checks against an earlier version of this file.
+ * The tape is usually allocated once at the most nodes the input can need,
+ * so pushes check no capacity.
  *
  * Error codes: MM_EINVAL for malformed input, MM_ELIMIT for the nesting
  * limit and oversized input, MM_ENOMEM when the tape cannot grow. Messages
@@ -294,8 +301,9 @@ find_stop(const uchar *p, const uchar *end
 #ifdef MM_SSE2
   while ((uintptr_t)p <= lim16) {
     __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-    __m128i ok = _mm_andnot_si128(_mm_cmpeq_epi8(x, v.bslash),
-                                  _mm_cmpgt_epi8(_mm_xor_si128(x, v.two), v.lim));
+    __m128i ok = _mm_andnot_si128(
+        _mm_cmpeq_epi8(x, v.bslash),
+        _mm_cmpgt_epi8(_mm_xor_si128(x, v.two), v.lim));
     unsigned mask = (unsigned)_mm_movemask_epi8(ok) ^ 0xFFFFu;
     if (mask) return p + (unsigned)__builtin_ctz(mask);
     p += 16;
@@ -381,8 +389,9 @@ static inline __attribute__((always_inline)) uint64_t stop_mask64(const uchar *p
 #define STOP16(k)                                                           \
   do {                                                                      \
     __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k)); \
-    __m128i ok = _mm_andnot_si128(_mm_cmpeq_epi8(x, v.bslash),             \
-                                  _mm_cmpgt_epi8(_mm_xor_si128(x, v.two), v.lim)); \
+    __m128i ok = _mm_andnot_si128(                                          \
+        _mm_cmpeq_epi8(x, v.bslash),                                        \
+        _mm_cmpgt_epi8(_mm_xor_si128(x, v.two), v.lim));                    \
     m |= (uint64_t)(unsigned)_mm_movemask_epi8(ok) << (16 * k);             \
   } while (0)
   STOP16(0); /* m: the bytes find_stop passes */
@@ -578,7 +587,8 @@ static inline uint32_t load16(const uchar *p) {
  * (k + 4 readable): a one-letter member name such as DynamoDB's type tags
  * S, N, B, M and L, read without a string scan. */
 static inline int short_key(const uchar *k) {
-  static const uchar mask[4] = {0xFF, 0, 0xFF, 0xFF}, want[4] = {'"', 0, '"', ':'};
+  static const uchar mask[4] = {0xFF, 0, 0xFF, 0xFF};
+  static const uchar want[4] = {'"', 0, '"', ':'};
   /* '#' to 0x7F but '\\': fewer tests than str_stop, and ' ' and '!',
    * which it leaves to the general path, are no type tags */
   return (load32(k) & load32(mask)) == load32(want) &&
@@ -607,7 +617,7 @@ static inline int short_key(const uchar *k) {
 /* Nodes are pushed with a pointer to their first byte (`at`). */
 /* Appends a node whose `next` is provisional for containers (fixed when
  * they close). */
-#define PUSH(type_tag, at, ln, nxt)                                        \
+#define PUSH(type_tag, at, ln, nxt)                                         \
   do {                                                                      \
     if (!fixed && UNLIKELY(count == cap)) GROW();                           \
     mm_json_node_t *n_ = np++;                                              \
@@ -629,7 +639,7 @@ static inline int short_key(const uchar *k) {
   } while (0)
 
 /* PUSH for a scalar, whose `next` is the index after it. */
-#define PUSH_LEAF(type_tag, at, ln)                                        \
+#define PUSH_LEAF(type_tag, at, ln)                                         \
   do {                                                                      \
     if (!fixed && UNLIKELY(count == cap)) GROW();                           \
     mm_json_node_t *n_ = np++;                                              \
@@ -647,12 +657,12 @@ static inline int short_key(const uchar *k) {
     const uchar *s_ = p + 1, *q_;                                           \
     BLOCK_FIND(s_, q_);                                                     \
     if (q_ < end && *q_ == '"') {                                           \
-      PUSH_LEAF(MM_JSON_STR, s_, q_ - s_);                     \
+      PUSH_LEAF(MM_JSON_STR, s_, q_ - s_);                                  \
     } else {                                                                \
       str_end_t r_ = string_rest(q_, end, base, err);                       \
       if (!r_.q) goto fail_inval;                                           \
       q_ = r_.q;                                                            \
-      PUSH_LEAF(MM_JSON_STR | r_.esc, s_, q_ - s_);            \
+      PUSH_LEAF(MM_JSON_STR | r_.esc, s_, q_ - s_);                         \
     }                                                                       \
     p = q_ + 1;                                                             \
   } while (0)
@@ -662,13 +672,17 @@ static inline int short_key(const uchar *k) {
 /*
  * The parser is a set of states joined by gotos: `value` (a value is
  * expected, white space allowed), `key` (p is at a member name's quote),
- * `open_obj`, `close` (container `cur` just ended), `after` (a scalar just
- * ended) and `obj_next`/`arr_next` (a container's element just ended).
- * While a container is open its node's `next` holds the parent link and
- * its `len` its element count so far (bumped in memory as each element
- * ends: a register for it made GCC spill the block mask instead); `next`
- * is put right when it closes, so nesting costs no memory beyond the
- * tape.
+ * `open_obj` and `member_obj` (an object, in a value or as a member's
+ * value), `close` (container `cur` just ended), `after` (a scalar just
+ * ended), `member_end` (a member's value just ended) and
+ * `obj_next`/`arr_next` (a container's element just ended). `cur` points
+ * at the innermost open container's node (NULL at the root; moved along
+ * when the tape grows). While a container is open its node's `next` holds
+ * the parent link (an index) and its `len` its element count so far
+ * (bumped in memory as each element ends: a register for it made GCC
+ * spill the block mask instead); `next` is put right when it closes, so
+ * nesting costs no memory beyond the tape. Pushes go through `np`, the
+ * next free node, kept beside `count`.
  *
  * Tape size: a node is pushed once its first byte is read, and every node
  * but the root was preceded by a byte of its own (',' or ':'), except a
@@ -825,11 +839,15 @@ value: /* white space allowed before it */
  * Most objects of an event are attribute values, {"S":"..."}, {"N":"..."}
  * or {"BOOL":true}: one member with a string or literal value. They are
  * read straight through, without making the object `cur` and then closing
- * it (parent link, depth counter, the close path's loads). Anything else
- * joins the general states at the same byte with the same tape, so what is
- * accepted and every error message stay the same. There are two copies:
- * an object that is a member's value (the usual case) goes on at
- * `member_end`, which knows that `cur` is an object; any other at `after`.
+ * it (parent link, depth counter, the close path's loads). The object is
+ * pushed with len 1 and no parent link, which only the ways out that leave
+ * it open write. A one-letter name (the type tags S, N, B, M, L) is
+ * recognised from the 4 bytes after '{' while `safe` says they are there,
+ * without a string scan. Anything else joins the general states at the
+ * same byte with the same tape, so what is accepted and every error
+ * message stay the same. There are two copies: an object that is a
+ * member's value (the usual case) goes on at `member_end`, which knows
+ * that `cur` is an object; any other at `after`.
  */
 #define OPEN_OBJ(closed_)                                                   \
   do {                                                                      \
@@ -868,7 +886,7 @@ value: /* white space allowed before it */
       p++;                                                                  \
       goto closed_;                                                         \
     }                                                                       \
-    np[-3].next = LINK(); /* more members: the object is open after all */ \
+    np[-3].next = LINK(); /* more members: the object is open after all */  \
     cur = np - 3;                                                           \
     depth_left--;                                                           \
     goto obj_next;                                                          \
@@ -959,7 +977,8 @@ after: /* a scalar (or a container closed in open_obj) just ended at p */
   /* fall through */
 
 obj_next: /* a member of object `cur` just ended at p */
-  if (LIKELY((uintptr_t)p < safe) && LIKELY(load16(p) == load16((const uchar *)",\""))) {
+  if (LIKELY((uintptr_t)p < safe) &&
+      LIKELY(load16(p) == load16((const uchar *)",\""))) {
     p++;
     goto key;
   }
