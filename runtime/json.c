@@ -614,9 +614,8 @@ static inline int short_key(const uchar *k) {
     if (cur) cur = nodes + c_;                                              \
   } while (0)
 
-/* Nodes are pushed with a pointer to their first byte (`at`). */
-/* Appends a node whose `next` is provisional for containers (fixed when
- * they close). */
+/* Appends a node for the value whose first byte is at `at`, with a
+ * `next` that is provisional for containers (fixed when they close). */
 #define PUSH(type_tag, at, ln, nxt)                                         \
   do {                                                                      \
     if (!fixed && UNLIKELY(count == cap)) GROW();                           \
@@ -634,7 +633,7 @@ static inline int short_key(const uchar *k) {
     if (!fixed && UNLIKELY(count == cap)) GROW();                           \
     mm_json_node_t *n_ = np++;                                              \
     n_->tag = (uint32_t)MM_JSON_OBJ | ((uint32_t)((at) - base) << 4);       \
-    n_->len = (ln);                                                         \
+    n_->len = (uint32_t)(ln);                                               \
     count++;                                                                \
   } while (0)
 
@@ -742,13 +741,15 @@ value: /* white space allowed before it */
     rc = fail_expect(err, base, p, end, "a value");
     goto fail;
   }
-  /* array elements of stream events are strings (string sets) and
-   * objects (lists): tested before the jump table */
+  /* strings and objects (string sets' and lists' elements in stream
+   * events) before the jump table of the rest */
   if (LIKELY(*p == '"')) {
     STRING_NODE();
     goto after;
   }
   if (*p == '{') goto open_obj;
+  /* (the switch's '"' and '{' cases are not reached: without them GCC
+   * makes slower code for the rest) */
   switch (*p) {
   case ' ': case '\t': case '\n': case '\r':
     SKIP_WS();
