@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# tests/fuzz/json_diff.sh [-n COUNT] [-t SECONDS] [-s SEED] [PATH...] -
-# builds json_diff.c (the differential test of json_diff.h: the parser
-# against its reference copy json_ref.c) with each build of the parser
-# that matters and runs every one on the same seeds:
+# tests/fuzz/json_diff.sh [-r REV] [-n COUNT] [-t SECONDS] [-s SEED] [PATH...] -
+# builds json_diff.c (runtime/json.c against runtime/json.c as it was at
+# commit REV, default ca27cf9, the parser before its fast paths were
+# reworked; taken from git into the build dir as json_ref.c) with each
+# build of the parser that matters and runs every one on the same seeds.
+# Run it after any change to the parser that means to keep its behaviour,
+# with REV the commit before the change:
 #   sse2   runtime/json.c as shipped on x86-64 (SSE2 block masks)
 #   swar   without SSE2 (__SSE2__ undefined): the SWAR masks arm64 uses
 #   grow   a tape that starts at one node and grows (MM_JSON_TAPE_FIXED_MAX=0,
@@ -18,9 +21,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-count=1000000 secs=60 seed=1
+count=1000000 secs=60 seed=1 rev=ca27cf9
 while [ $# -gt 0 ]; do
   case $1 in
+    -r) rev=$2; shift 2 ;;
     -n) count=$2; shift 2 ;;
     -t) secs=$2; shift 2 ;;
     -s) seed=$2; shift 2 ;;
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
 done
 out=${TMPDIR:-/tmp}/json_diff
 mkdir -p "$out"
+git -C "$root" show "$rev:runtime/json.c" >"$out/json_ref.c"
 seeds=("$@")
 if [ ${#seeds[@]} -eq 0 ]; then
   seeds=("$here/corpus_json")
@@ -45,7 +50,7 @@ if [ ${#seeds[@]} -eq 0 ]; then
 fi
 cc=${CC:-cc}
 common=(-std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
-        -I"$root/runtime" -I"$here")
+        -I"$root/runtime" -I"$here" -I"$out")
 build() { # NAME [flags for json.c] -- [flags for everything]
   local name=$1 jflags=() flags=()
   shift

@@ -1,34 +1,24 @@
 /*
- * json_diff.h - differential test of the JSON parser against a reference
- * copy of an earlier version of it (tests/fuzz/json_ref.c).
+ * json_mutate.h - bounded random mutations of JSON inputs, for checking
+ * the JSON parser beyond its seeds.
  *
- * json_ref.c is runtime/json.c as it was before the parser's fast paths
- * were reworked (main at ca27cf9), kept byte for byte and compiled here
- * under renamed symbols (ref_json_*). A rework of the parser must not
- * change what it accepts, any node of the tape, the error code or any
- * byte of an error message; json_diff_check parses one input with both and
- * aborts on the first difference, naming it.
- *
- * json_diff_run feeds json_diff_check bounded random mutations of seed
- * inputs: byte flips, truncations, deletions, duplicated ranges and
- * insertions of what the parser treats specially (quotes, backslashes and
- * escapes, UTF-8 lead and continuation bytes, control characters, white
- * space, structural characters, number parts, literals), often at 64-byte
- * block edges (the parser's string ends come from per-block masks), each
+ * jd_run feeds a check function bounded random mutations of seed inputs:
+ * byte flips, truncations, deletions, duplicated ranges and insertions of
+ * what the parser treats specially (quotes, backslashes and escapes,
+ * UTF-8 lead and continuation bytes, control characters, white space,
+ * structural characters, number parts, literals), often at 64-byte block
+ * edges (the parser's string ends come from per-block masks), each
  * mutated input in an exact-size buffer so that a sanitizer build sees
- * any read past the end. Depth limits vary too.
+ * any read past the end. Depth limits vary too. jd_exhaustive checks
+ * every input one byte away from a few short inputs in the shapes the
+ * parser has fast paths for.
  *
- * json_diff_exhaustive also checks every input one byte away from a few
- * short inputs in the shapes the parser has fast paths for.
- *
- * Included by fuzz_json.c (the libFuzzer target and its CTest replay,
- * which also runs a short mutation pass) and by json_diff.c (a standalone
- * program for long runs and for the parser's other builds: SWAR without
- * SSE2, a tape that grows; see json_diff.sh). One translation unit may
- * include this once: json_ref.c's static names are file scope.
+ * Used by fuzz_json.c (its CTest replay runs the fuzz target's oracle and
+ * invariants on a short mutation pass) and by json_diff.c (the parser
+ * against an earlier version of itself, byte for byte; see json_diff.sh).
  */
-#ifndef MM_JSON_DIFF_H
-#define MM_JSON_DIFF_H
+#ifndef MM_JSON_MUTATE_H
+#define MM_JSON_MUTATE_H
 
 #include <stdint.h>
 #include <stdio.h>
@@ -36,100 +26,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "err.h"
-#include "json.h"
-
-/* The reference parser, every external name renamed (json.h is already
- * included, so its prototypes keep the real names). */
-#define mm_json_parse ref_json_parse
-#define mm_json_free ref_json_free
-#define mm_json_unescape ref_json_unescape
-#define mm_json_get ref_json_get
-#define mm_json_str_eq ref_json_str_eq
-#define mm_json_strdup ref_json_strdup
-#define mm_json_double ref_json_double
-#define mm_json_emit ref_json_emit
-int ref_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
-                   unsigned max_depth, mm_err_t *err);
-void ref_json_free(mm_json_doc_t *doc);
-size_t ref_json_unescape(const char *raw, size_t len, char *dst);
-uint32_t ref_json_get(const mm_json_doc_t *d, uint32_t obj, const char *key,
-                      size_t klen);
-int ref_json_str_eq(const mm_json_doc_t *d, uint32_t i, const char *s,
-                    size_t n);
-char *ref_json_strdup(const mm_json_doc_t *d, uint32_t i, size_t *len_out);
-int ref_json_double(const mm_json_doc_t *d, uint32_t i, double *out);
-void ref_json_emit(mm_buf_t *b, const mm_json_doc_t *d, uint32_t node,
-                   mm_json_str_fn str_fn);
-#include "json_ref.c"
-#undef mm_json_parse
-#undef mm_json_free
-#undef mm_json_unescape
-#undef mm_json_get
-#undef mm_json_str_eq
-#undef mm_json_strdup
-#undef mm_json_double
-#undef mm_json_emit
+/* Checks one input at depth limit `depth` (0: the default); aborts on a
+ * failure. */
+typedef void (*jd_check_fn)(const unsigned char *s, size_t n, unsigned depth);
 
 /* The helpers below are not all used by every includer. */
 #define JD_UNUSED __attribute__((unused))
-
-/* Counters of json_diff_check, for the runners' summaries. */
-static JD_UNUSED unsigned long jd_checked, jd_accepted;
-
-/* Prints the input (escaped, at most 2000 bytes) and the difference, and
- * aborts, which libFuzzer reports as a crash. */
-static JD_UNUSED void jd_fail(const unsigned char *s, size_t n, unsigned depth,
-                    const char *what) {
-  fprintf(stderr, "json_diff: %s (%zu bytes, max_depth %u)\ninput: \"", what,
-          n, depth);
-  for (size_t i = 0; i < n && i < 2000; i++) {
-    if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
-      fputc(s[i], stderr);
-    else
-      fprintf(stderr, "\\x%02X", s[i]);
-  }
-  fprintf(stderr, "\"%s\n", n > 2000 ? "..." : "");
-  abort();
-}
-
-/* Parses s[0..n) with the parser under test and the reference at the
- * same depth limit; aborts unless return code, error code, message and
- * the whole document (every node's tag, len and next) are identical. */
-static JD_UNUSED void json_diff_check(const unsigned char *s, size_t n, unsigned depth) {
-  mm_json_doc_t a, b;
-  mm_err_t ea, eb;
-  char what[2 * MM_ERR_MAX + 128];
-  mm_err_clear(&ea);
-  mm_err_clear(&eb);
-  int ra = mm_json_parse(&a, (const char *)s, n, depth, &ea);
-  int rb = ref_json_parse(&b, (const char *)s, n, depth, &eb);
-  jd_checked++;
-  if (ra != rb || ea.code != eb.code || strcmp(ea.msg, eb.msg) != 0) {
-    snprintf(what, sizeof what, "rc %d vs reference %d: \"%s\" vs \"%s\"", ra,
-             rb, ea.msg, eb.msg);
-    jd_fail(s, n, depth, what);
-  }
-  if (a.src != b.src || a.src_len != b.src_len || a.count != b.count ||
-      (ra != 0 && (a.nodes || b.nodes || a.cap || b.cap))) {
-    snprintf(what, sizeof what, "document: count %u vs %u, src_len %zu vs %zu",
-             a.count, b.count, a.src_len, b.src_len);
-    jd_fail(s, n, depth, what);
-  }
-  for (uint32_t i = 0; i < a.count; i++) {
-    const mm_json_node_t *x = &a.nodes[i], *y = &b.nodes[i];
-    if (x->tag != y->tag || x->len != y->len || x->next != y->next) {
-      snprintf(what, sizeof what,
-               "node %u: tag %08X len %u next %u vs reference tag %08X len "
-               "%u next %u",
-               i, x->tag, x->len, x->next, y->tag, y->len, y->next);
-      jd_fail(s, n, depth, what);
-    }
-  }
-  if (ra == 0) jd_accepted++;
-  mm_json_free(&a);
-  ref_json_free(&b);
-}
 
 /* ------------------------------------------------------------------ */
 /* Mutations                                                            */
@@ -254,7 +156,7 @@ static JD_UNUSED double jd_now(void) {
 
 /* Short inputs in the shapes the parser has fast paths for (attribute
  * values of one member, short names, literals, nested M and L), which
- * json_diff_exhaustive varies byte by byte. */
+ * jd_exhaustive varies byte by byte. */
 static const char *const jd_shapes[] = {
     "{\"k\":{\"S\":\"v\"},\"n\":{\"N\":\"12\"},\"b\":{\"BOOL\":false},"
     "\"z\":{\"NULL\":true},\"t\":{\"BOOL\":true}}",
@@ -267,7 +169,7 @@ static const char *const jd_shapes[] = {
  * by each of the 256 values, each byte deleted, each value inserted at
  * each position; at the default depth limit and at a limit of 2. Returns
  * the number of inputs checked. */
-static JD_UNUSED unsigned long json_diff_exhaustive(void) {
+static JD_UNUSED unsigned long jd_exhaustive(jd_check_fn check) {
   unsigned long done = 0;
   unsigned char buf[512];
   for (size_t t = 0; t < sizeof jd_shapes / sizeof *jd_shapes; t++) {
@@ -285,8 +187,8 @@ static JD_UNUSED unsigned long json_diff_exhaustive(void) {
           unsigned char *exact = malloc(m ? m : 1);
           if (!exact) abort();
           memcpy(exact, buf, m);
-          json_diff_check(exact, m, 0);
-          json_diff_check(exact, m, 2);
+          check(exact, m, 0);
+          check(exact, m, 2);
           free(exact);
           done++;
         }
@@ -296,21 +198,20 @@ static JD_UNUSED unsigned long json_diff_exhaustive(void) {
   return done;
 }
 
-/* Checks each of the nseeds inputs as it is, then mutations of them in
- * turn, until `count` mutated inputs were checked or `seconds` (when > 0)
+/* Checks (with `check`) each of the nseeds inputs as it is, then
+ * mutations of them in turn, until `count` mutated inputs were checked or `seconds` (when > 0)
  * have passed. Returns the number of mutated inputs checked. */
-static JD_UNUSED unsigned long json_diff_run(unsigned char *const *seeds,
-                                   const size_t *lens, size_t nseeds,
-                                   unsigned long count, double seconds,
-                                   uint64_t seed) {
+static JD_UNUSED unsigned long jd_run(jd_check_fn check, unsigned char *const *seeds,
+                                      const size_t *lens, size_t nseeds,
+                                      unsigned long count, double seconds, uint64_t seed) {
   uint64_t st = seed ? seed : 0x9E3779B97F4A7C15ULL;
   size_t most = 0;
   for (size_t i = 0; i < nseeds; i++) {
-    json_diff_check(seeds[i], lens[i], 0);
-    json_diff_check(seeds[i], lens[i], jd_depth(&st));
+    check(seeds[i], lens[i], 0);
+    check(seeds[i], lens[i], jd_depth(&st));
     if (lens[i] > most) most = lens[i];
   }
-  json_diff_exhaustive();
+  jd_exhaustive(check);
   if (!nseeds) return 0;
   size_t cap = most + 1024;
   unsigned char *work = malloc(cap);
@@ -325,7 +226,7 @@ static JD_UNUSED unsigned long json_diff_run(unsigned char *const *seeds,
     unsigned char *exact = malloc(n ? n : 1);
     if (!exact) abort();
     memcpy(exact, work, n);
-    json_diff_check(exact, n, jd_depth(&st));
+    check(exact, n, jd_depth(&st));
     free(exact);
     done++;
   }
