@@ -15,10 +15,17 @@
  * computed once per block (SSE2 on x86-64, a SWAR word test elsewhere), so
  * finding a string's end is a shift and a count of trailing zeros; only
  * non-ASCII bytes go through the UTF-8 checks (out of line, with escapes
- * and errors, 16 or 8 bytes at a time between them). Member names, string
- * and object member values and compact separators have their own paths
- * without the general dispatch, and the tape is usually allocated once at
- * the most nodes the input can need, so pushes check no capacity.
+ * and errors, 16 or 8 bytes at a time between them). The shapes of a
+ * stream event have paths of their own without the general dispatch: a
+ * member name and its ':' and the value's first byte (one 2-byte test), a
+ * string or object member value, an attribute value {"S":"..."} or
+ * {"BOOL":true} read straight through (a one-letter type tag without a
+ * string scan), and ',"' between members. Each leaves for the general
+ * states at the same byte with the same tape, so what is accepted and
+ * every error message stay those of the general path, which
+ * tests/fuzz/json_diff.h checks against an earlier version of this file.
+ * The tape is usually allocated once at the most nodes the input can need,
+ * so pushes check no capacity.
  *
  * Error codes: MM_EINVAL for malformed input, MM_ELIMIT for the nesting
  * limit and oversized input, MM_ENOMEM when the tape cannot grow. Messages
@@ -270,7 +277,7 @@ typedef struct {
   __m128i two, lim, bslash;
 } stop_vec_t;
 #define STOP_VEC_INIT                                                       \
-  {_mm_set1_epi8(2), _mm_set1_epi8(0x21), _mm_set1_epi8('\\')}
+  {_mm_set1_epi8(2), _mm_set1_epi8(0x20), _mm_set1_epi8('\\')}
 #endif
 
 /* First byte in [p, end) that str_stop flags, or end. 16 bytes at a time
@@ -278,8 +285,11 @@ typedef struct {
  * then 8 at a time with SWAR, then bytewise; no read goes past end. In
  * the SSE2 test, x ^ 2 maps '"' to 0x20 and control characters onto
  * 0x00-0x1F, and leaves every other byte above 0x20 unless it is 0x80 or
- * more, so one signed "below 0x21" flags '"', control characters and
- * non-ASCII bytes; '\\' gets its own compare. Its one caller,
+ * more, so one signed "above 0x20" passes every byte but '"', control
+ * characters and non-ASCII bytes; '\\' gets its own compare, and the
+ * result is the mask of the bytes a string body takes as they are (with
+ * SSE2's two-operand forms that order needs no register copies), whose
+ * complement is the stop mask. Its one caller,
  * string_rest, sets the vectors and lim16 up once per string it finishes
  * (the parser's own string ends come from the block masks below). */
 static inline __attribute__((always_inline)) const uchar *
@@ -291,9 +301,10 @@ find_stop(const uchar *p, const uchar *end
 #ifdef MM_SSE2
   while ((uintptr_t)p <= lim16) {
     __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-    __m128i m = _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(x, v.two), v.lim),
-                             _mm_cmpeq_epi8(x, v.bslash));
-    unsigned mask = (unsigned)_mm_movemask_epi8(m);
+    __m128i ok = _mm_andnot_si128(
+        _mm_cmpeq_epi8(x, v.bslash),
+        _mm_cmpgt_epi8(_mm_xor_si128(x, v.two), v.lim));
+    unsigned mask = (unsigned)_mm_movemask_epi8(ok) ^ 0xFFFFu;
     if (mask) return p + (unsigned)__builtin_ctz(mask);
     p += 16;
   }
@@ -378,15 +389,17 @@ static inline __attribute__((always_inline)) uint64_t stop_mask64(const uchar *p
 #define STOP16(k)                                                           \
   do {                                                                      \
     __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k)); \
-    __m128i s = _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(x, v.two), v.lim), \
-                             _mm_cmpeq_epi8(x, v.bslash));                  \
-    m |= (uint64_t)(unsigned)_mm_movemask_epi8(s) << (16 * k);              \
+    __m128i ok = _mm_andnot_si128(                                          \
+        _mm_cmpeq_epi8(x, v.bslash),                                        \
+        _mm_cmpgt_epi8(_mm_xor_si128(x, v.two), v.lim));                    \
+    m |= (uint64_t)(unsigned)_mm_movemask_epi8(ok) << (16 * k);             \
   } while (0)
-  STOP16(0);
+  STOP16(0); /* m: the bytes find_stop passes */
   STOP16(1);
   STOP16(2);
   STOP16(3);
 #undef STOP16
+  m = ~m;
 #elif defined(MM_SWAR)
   for (int k = 0; k < 8; k++) {
     uint64_t x;
@@ -472,7 +485,7 @@ static __attribute__((noinline)) block_t block_seek(const uchar *t, block_t b,
         m_ = blk.stop >> (t_ - blk.at);                                     \
       }                                                                     \
     }                                                                       \
-    (q_out) = t_ + __builtin_ctzll(m_);                                     \
+    (q_out) = t_ + (unsigned)__builtin_ctzll(m_);                           \
   } while (0)
 
 /* Result of the slow string path: the closing quote (NULL after an error,
@@ -554,21 +567,85 @@ static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
   return t;
 }
 
-/* Appends a node whose `next` is provisional for containers (fixed when
- * they close). */
-#define PUSH(type_tag, off, ln, nxt)                                        \
+/* The 4 bytes at p as a word; LIT_* are the literals' words (loaded the
+ * same way, so byte order does not matter; the compiler folds them). */
+static inline uint32_t load32(const uchar *p) {
+  uint32_t x;
+  memcpy(&x, p, 4);
+  return x;
+}
+static inline uint32_t load16(const uchar *p) {
+  uint16_t x;
+  memcpy(&x, p, 2);
+  return x;
+}
+#define LIT_TRUE load32((const uchar *)"true")
+#define LIT_ALSE load32((const uchar *)"alse")
+#define LIT_NULL load32((const uchar *)"null")
+
+/* 1 when k holds '"', one byte a string body takes as it is, '"' and ':'
+ * (k + 4 readable): a one-letter member name such as DynamoDB's type tags
+ * S, N, B, M and L, read without a string scan. */
+static inline int short_key(const uchar *k) {
+  static const uchar mask[4] = {0xFF, 0, 0xFF, 0xFF};
+  static const uchar want[4] = {'"', 0, '"', ':'};
+  /* '#' to 0x7F but '\\': fewer tests than str_stop, and ' ' and '!',
+   * which it leaves to the general path, are no type tags */
+  return (load32(k) & load32(mask)) == load32(want) &&
+         (uchar)(k[1] - '#') <= 0x7F - '#' && k[1] != '\\';
+}
+
+/* Bytes a fast path may read from p when p is below `safe`. */
+#define SAFE_READ 8
+
+/* The parent link a container opened now gets: the index of `cur`, or
+ * NO_PARENT. */
+#define LINK() (cur ? (uint32_t)(cur - nodes) : NO_PARENT)
+
+/* Moves the tape's pointers to a grown tape (nodes NULL: out of memory). */
+#define GROW()                                                              \
   do {                                                                      \
-    if (!fixed && UNLIKELY(count == cap)) {                                 \
-      tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                    \
-      nodes = t_.nodes;                                                     \
-      cap = t_.cap;                                                         \
-      if (!nodes) goto nomem;                                               \
-    }                                                                       \
-    mm_json_node_t *n_ = &nodes[count];                                     \
-    n_->tag = (uint32_t)(type_tag) | ((uint32_t)(off) << 4);                \
+    size_t c_ = cur ? (size_t)(cur - nodes) : 0;                            \
+    tape_t t_ = grow_tape((tape_t){nodes, cap}, most);                      \
+    nodes = t_.nodes;                                                       \
+    cap = t_.cap;                                                           \
+    if (!nodes) goto nomem;                                                 \
+    np = nodes + count;                                                     \
+    if (cur) cur = nodes + c_;                                              \
+  } while (0)
+
+/* Appends a node for the value whose first byte is at `at`, with a
+ * `next` that is provisional for containers (fixed when they close). */
+#define PUSH(type_tag, at, ln, nxt)                                         \
+  do {                                                                      \
+    if (!fixed && UNLIKELY(count == cap)) GROW();                           \
+    mm_json_node_t *n_ = np++;                                              \
+    n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
     n_->len = (uint32_t)(ln);                                               \
-    n_->next = (nxt);                                                       \
+    n_->next = (uint32_t)(nxt);                                             \
     count++;                                                                \
+  } while (0)
+
+/* PUSH for an object that may turn out to have one member (OPEN_OBJ):
+ * `next` is left unwritten, set when it closes or becomes `cur`. */
+#define PUSH_OBJ(at, ln)                                                    \
+  do {                                                                      \
+    if (!fixed && UNLIKELY(count == cap)) GROW();                           \
+    mm_json_node_t *n_ = np++;                                              \
+    n_->tag = (uint32_t)MM_JSON_OBJ | ((uint32_t)((at) - base) << 4);       \
+    n_->len = (uint32_t)(ln);                                               \
+    count++;                                                                \
+  } while (0)
+
+/* PUSH for a scalar, whose `next` is the index after it. */
+#define PUSH_LEAF(type_tag, at, ln)                                         \
+  do {                                                                      \
+    if (!fixed && UNLIKELY(count == cap)) GROW();                           \
+    mm_json_node_t *n_ = np++;                                              \
+    n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
+    n_->len = (uint32_t)(ln);                                               \
+    count++;                                                                \
+    n_->next = (uint32_t)count;                                             \
   } while (0)
 
 /* Scans the string whose opening quote is at p, pushes its STR node and
@@ -579,12 +656,12 @@ static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
     const uchar *s_ = p + 1, *q_;                                           \
     BLOCK_FIND(s_, q_);                                                     \
     if (q_ < end && *q_ == '"') {                                           \
-      PUSH(MM_JSON_STR, s_ - base, q_ - s_, count + 1);                     \
+      PUSH_LEAF(MM_JSON_STR, s_, q_ - s_);                                  \
     } else {                                                                \
       str_end_t r_ = string_rest(q_, end, base, err);                       \
       if (!r_.q) goto fail_inval;                                           \
       q_ = r_.q;                                                            \
-      PUSH(MM_JSON_STR | r_.esc, s_ - base, q_ - s_, count + 1);            \
+      PUSH_LEAF(MM_JSON_STR | r_.esc, s_, q_ - s_);                         \
     }                                                                       \
     p = q_ + 1;                                                             \
   } while (0)
@@ -594,13 +671,17 @@ static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
 /*
  * The parser is a set of states joined by gotos: `value` (a value is
  * expected, white space allowed), `key` (p is at a member name's quote),
- * `open_obj`, `close` (container `cur` just ended), `after` (a scalar just
- * ended) and `obj_next`/`arr_next` (a container's element just ended).
- * While a container is open its node's `next` holds the parent link and
- * its `len` its element count so far (bumped in memory as each element
- * ends: a register for it made GCC spill the block mask instead); `next`
- * is put right when it closes, so nesting costs no memory beyond the
- * tape.
+ * `open_obj` and `member_obj` (an object, in a value or as a member's
+ * value), `close` (container `cur` just ended), `after` (a scalar just
+ * ended), `member_end` (a member's value just ended) and
+ * `obj_next`/`arr_next` (a container's element just ended). `cur` points
+ * at the innermost open container's node (NULL at the root; moved along
+ * when the tape grows). While a container is open its node's `next` holds
+ * the parent link (an index) and its `len` its element count so far
+ * (bumped in memory as each element ends: a register for it made GCC
+ * spill the block mask instead); `next` is put right when it closes, so
+ * nesting costs no memory beyond the tape. Pushes go through `np`, the
+ * next free node, kept beside `count`.
  *
  * Tape size: a node is pushed once its first byte is read, and every node
  * but the root was preceded by a byte of its own (',' or ':'), except a
@@ -622,6 +703,11 @@ static __attribute__((noinline)) tape_t grow_tape(tape_t t, uint32_t most) {
 #ifndef MM_JSON_TAPE_FIXED_MAX /* tests may set 0 to force growth */
 #define MM_JSON_TAPE_FIXED_MAX ((size_t)32 << 20)
 #endif
+/* Nodes of a tape that may grow, to start with (tests may set 1, so that
+ * small inputs grow it at every other push too). */
+#ifndef MM_JSON_TAPE_START
+#define MM_JSON_TAPE_START(len) ((len) / 4 + 16)
+#endif
 
 /* The parser proper, for buf[0..len) with BOM, limits and the first tape
  * (cap nodes, at most `most`) already settled by mm_json_parse. `fixed`
@@ -632,8 +718,13 @@ parse_tape(mm_json_doc_t *doc, const char *buf, size_t len, const uchar *p,
            unsigned max_depth, mm_err_t *err, mm_json_node_t *nodes,
            uint32_t cap, uint32_t most, const int fixed) {
   const uchar *base = (const uchar *)buf, *end = base + len;
-  uint32_t count = 0;       /* nodes written */
-  uint32_t cur = NO_PARENT; /* innermost open container */
+  size_t count = 0;         /* nodes written */
+  mm_json_node_t *np = nodes; /* nodes + count, where the next push goes */
+  mm_json_node_t *cur = NULL; /* innermost open container, NULL at the root */
+  /* below it, at least SAFE_READ bytes are left from p: the fast paths
+   * test several bytes at once without a bound check for each */
+  const uintptr_t safe =
+      len >= SAFE_READ ? (uintptr_t)end - (SAFE_READ - 1) : (uintptr_t)base;
   unsigned depth_left = max_depth; /* containers that may still open */
   int rc = MM_OK;
 #ifdef MM_SSE2
@@ -650,6 +741,15 @@ value: /* white space allowed before it */
     rc = fail_expect(err, base, p, end, "a value");
     goto fail;
   }
+  /* strings and objects (string sets' and lists' elements in stream
+   * events) before the jump table of the rest */
+  if (LIKELY(*p == '"')) {
+    STRING_NODE();
+    goto after;
+  }
+  if (*p == '{') goto open_obj;
+  /* (the switch's '"' and '{' cases are not reached: without them GCC
+   * makes slower code for the rest) */
   switch (*p) {
   case ' ': case '\t': case '\n': case '\r':
     SKIP_WS();
@@ -662,8 +762,8 @@ value: /* white space allowed before it */
   case '[':
     if (depth_left == 0) goto too_deep;
     depth_left--;
-    PUSH(MM_JSON_ARR, p - base, 0, cur);
-    cur = count - 1;
+    PUSH(MM_JSON_ARR, p, 0, LINK());
+    cur = np - 1;
     p++;
     SKIP_WS();
     if (p < end && *p == ']') {
@@ -676,7 +776,7 @@ value: /* white space allowed before it */
       rc = fail_at(err, base, p, "invalid literal (expected true)");
       goto fail;
     }
-    PUSH(MM_JSON_TRUE, p - base, 0, count + 1);
+    PUSH_LEAF(MM_JSON_TRUE, p, 0);
     p += 4;
     goto after;
   case 'f':
@@ -684,7 +784,7 @@ value: /* white space allowed before it */
       rc = fail_at(err, base, p, "invalid literal (expected false)");
       goto fail;
     }
-    PUSH(MM_JSON_FALSE, p - base, 0, count + 1);
+    PUSH_LEAF(MM_JSON_FALSE, p, 0);
     p += 5;
     goto after;
   case 'n':
@@ -692,7 +792,7 @@ value: /* white space allowed before it */
       rc = fail_at(err, base, p, "invalid literal (expected null)");
       goto fail;
     }
-    PUSH(MM_JSON_NULL, p - base, 0, count + 1);
+    PUSH_LEAF(MM_JSON_NULL, p, 0);
     p += 4;
     goto after;
   case '-': case '0': case '1': case '2': case '3': case '4': case '5':
@@ -728,7 +828,7 @@ value: /* white space allowed before it */
       }
       p = skip_digits(p, end);
     }
-    PUSH(MM_JSON_NUM, s - base, p - s, count + 1);
+    PUSH_LEAF(MM_JSON_NUM, s, p - s);
     goto after;
   }
   default:
@@ -736,37 +836,75 @@ value: /* white space allowed before it */
     goto fail;
   }
 
-open_obj: /* p is at '{' */
-  if (depth_left == 0) goto too_deep;
-  PUSH(MM_JSON_OBJ, p - base, 0, cur);
-  p++;
-  if (LIKELY(p < end) && LIKELY(*p == '"')) {
-    /* Most objects of an event are attribute values, {"S":"..."}: one
-     * member with a string value. They are read here straight through,
-     * without making the object `cur` and then closing it (parent link,
-     * depth counter, the close path's loads). Anything else joins the
-     * general states at the same byte with the same tape, so what is
-     * accepted and every error message stay the same. */
-    STRING_NODE();
-    if (LIKELY(end - p >= 2) && LIKELY(p[0] == ':') && LIKELY(p[1] == '"')) {
-      p++;
-      STRING_NODE();
-      mm_json_node_t *o = &nodes[count - 3];
-      o->len = 1;
-      if (LIKELY(p < end) && LIKELY(*p == '}')) {
-        o->next = count; /* closed: `cur` and the depth never changed */
-        p++;
-        goto after;
-      }
-      cur = count - 3; /* more members: the object is open after all */
-      depth_left--;
-      goto obj_next;
-    }
-    cur = count - 2; /* the first member's value is not a string */
-    depth_left--;
-    goto key_colon;
-  }
-  cur = count - 1;
+/*
+ * Most objects of an event are attribute values, {"S":"..."}, {"N":"..."}
+ * or {"BOOL":true}: one member with a string or literal value. They are
+ * read straight through, without making the object `cur` and then closing
+ * it (parent link, depth counter, the close path's loads). The object is
+ * pushed with len 1 and no parent link, which only the ways out that leave
+ * it open write. A one-letter name (the type tags S, N, B, M, L) is
+ * recognised from the 4 bytes after '{' while `safe` says they are there,
+ * without a string scan. Anything else joins the general states at the
+ * same byte with the same tape, so what is accepted and every error
+ * message stay the same. There are two copies: an object that is a
+ * member's value (the usual case) goes on at `member_end`, which knows
+ * that `cur` is an object; any other at `after`.
+ */
+#define OPEN_OBJ(closed_)                                                   \
+  do {                                                                      \
+    if (depth_left == 0) goto too_deep;                                     \
+    /* len 1 as if the object had one member: the other ways set it right */\
+    PUSH_OBJ(p, 1);                                                         \
+    if (LIKELY((uintptr_t)p < safe) && LIKELY(short_key(p + 1))) {          \
+      PUSH_LEAF(MM_JSON_STR, p + 2, 1);                                     \
+      p += 5;                                                               \
+    } else {                                                                \
+      p++;                                                                  \
+      if (UNLIKELY(p >= end) || UNLIKELY(*p != '"')) goto open_obj_rest;    \
+      STRING_NODE();                                                        \
+      if (UNLIKELY(end - p < 2) || UNLIKELY(p[0] != ':'))                   \
+        goto open_obj_key;                                                  \
+      p++;                                                                  \
+    }                                                                       \
+    /* p is after the ':' of the first member, and before end */            \
+    if (LIKELY(*p == '"')) {                                                \
+      STRING_NODE();                                                        \
+    } else if (*p == 't' && end - p >= 4 && load32(p) == LIT_TRUE) {        \
+      PUSH_LEAF(MM_JSON_TRUE, p, 0);                                        \
+      p += 4;                                                               \
+    } else if (*p == 'f' && end - p >= 5 && load32(p + 1) == LIT_ALSE) {    \
+      PUSH_LEAF(MM_JSON_FALSE, p, 0);                                       \
+      p += 5;                                                               \
+    } else if (*p == 'n' && end - p >= 4 && load32(p) == LIT_NULL) {        \
+      PUSH_LEAF(MM_JSON_NULL, p, 0);                                        \
+      p += 4;                                                               \
+    } else { /* another value, or a bad literal: the general path says */   \
+      p--;                                                                  \
+      goto open_obj_key;                                                    \
+    }                                                                       \
+    if (LIKELY(p < end) && LIKELY(*p == '}')) {                             \
+      np[-3].next = (uint32_t)count; /* `cur`, the depth never changed */   \
+      p++;                                                                  \
+      goto closed_;                                                         \
+    }                                                                       \
+    np[-3].next = LINK(); /* more members: the object is open after all */  \
+    cur = np - 3;                                                           \
+    depth_left--;                                                           \
+    goto obj_next;                                                          \
+  } while (0)
+
+open_obj: /* p is at '{' of a value that is not a member's */
+  OPEN_OBJ(after);
+open_obj_key: /* the first member's value is not a string (or literal) */
+  np[-2].len = 0;
+  np[-2].next = LINK();
+  cur = np - 2;
+  depth_left--;
+  goto key_colon;
+open_obj_rest: /* p is just after '{' and not at '"' */
+  np[-1].len = 0;
+  np[-1].next = LINK();
+  cur = np - 1;
   depth_left--;
   p = skip_ws_cold(p, end);
   if (p < end && *p == '}') {
@@ -783,6 +921,13 @@ key: /* p is at the opening quote of a member name */
   {
     STRING_NODE();
   key_colon: /* p is after the member name */
+    if (LIKELY((uintptr_t)p < safe)) { /* ':' and the value's first byte */
+      uint32_t w = load16(p);
+      p++;
+      if (LIKELY(w == load16((const uchar *)":\""))) goto member_str;
+      if (LIKELY(w == load16((const uchar *)":{"))) goto member_obj;
+      p--;
+    }
     if (LIKELY(p < end) && LIKELY(*p == ':')) {
       p++;
     } else {
@@ -797,35 +942,47 @@ key: /* p is at the opening quote of a member name */
      * its type tag's value) without the dispatch */
     if (p < end) {
       if (*p == '"') {
+      member_str:
         STRING_NODE();
-        nodes[cur].len++;
+        cur->len++;
         goto obj_next;
       }
-      if (*p == '{') goto open_obj;
+      if (*p == '{') {
+      member_obj:
+        OPEN_OBJ(member_end);
+      }
     }
     goto value;
   }
 
+member_end: /* a member's value just ended at p (not in the value states) */
+  cur->len++;
+  goto obj_next;
+
 close: /* the container `cur` just ended at p */
   {
-    mm_json_node_t *c = &nodes[cur];
-    uint32_t parent = c->next;
-    c->next = count;
-    cur = parent;
+    uint32_t link = cur->next;
+    cur->next = (uint32_t)count;
     depth_left++;
-    if (cur == NO_PARENT) goto done;
-    nodes[cur].len++;
-    if ((nodes[cur].tag & 7u) == MM_JSON_OBJ) goto obj_next;
+    if (link == NO_PARENT) goto done;
+    cur = nodes + link;
+    cur->len++;
+    if ((cur->tag & 7u) == MM_JSON_OBJ) goto obj_next;
     goto arr_next;
   }
 
 after: /* a scalar (or a container closed in open_obj) just ended at p */
-  if (cur == NO_PARENT) goto done;
-  nodes[cur].len++;
-  if ((nodes[cur].tag & 7u) != MM_JSON_OBJ) goto arr_next;
+  if (!cur) goto done;
+  cur->len++;
+  if ((cur->tag & 7u) != MM_JSON_OBJ) goto arr_next;
   /* fall through */
 
 obj_next: /* a member of object `cur` just ended at p */
+  if (LIKELY((uintptr_t)p < safe) &&
+      LIKELY(load16(p) == load16((const uchar *)",\""))) {
+    p++;
+    goto key;
+  }
   if (p < end) {
     if (*p == ',') goto obj_comma;
     if (*p == '}') {
@@ -876,7 +1033,7 @@ done:
   doc->src = buf;
   doc->src_len = len;
   doc->nodes = nodes;
-  doc->count = count;
+  doc->count = (uint32_t)count;
   doc->cap = cap;
   return MM_OK;
 
@@ -911,7 +1068,8 @@ int mm_json_parse(mm_json_doc_t *doc, const char *buf, size_t len,
       (uint32_t)((len + 1 + (max_depth < len ? max_depth : len)) / 2 + 1);
   int fixed = (size_t)most * sizeof(mm_json_node_t) <= MM_JSON_TAPE_FIXED_MAX;
   uint32_t cap = most;
-  if (!fixed && cap > len / 4 + 16) cap = (uint32_t)(len / 4 + 16);
+  if (!fixed && cap > MM_JSON_TAPE_START(len))
+    cap = (uint32_t)MM_JSON_TAPE_START(len);
   mm_json_node_t *nodes = malloc((size_t)cap * sizeof *nodes);
   if (!nodes) {
     return mm_err_set(err, MM_ENOMEM, "out of memory for the JSON tape "

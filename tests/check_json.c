@@ -199,6 +199,31 @@ static const struct {
     {"attribute value: non-string value", "{\"BOOL\":true}", "{\"BOOL\":true}"},
     {"attribute value: object value", "{\"M\":{\"a\":{\"S\":\"b\"}}}", "{\"M\":{\"a\":{\"S\":\"b\"}}}"},
     {"attribute value: escapes in both", "{\"\\u0053\":\"\\n\"}", "{\"\\u0053\":\"\\n\"}"},
+    /* literal values, one-letter names (read without a string scan) and
+     * one-member objects as member values (json.c OPEN_OBJ) */
+    {"attribute value: false", "{\"BOOL\":false}", "{\"BOOL\":false}"},
+    {"attribute value: null", "{\"NULL\":true}", "{\"NULL\":true}"},
+    {"attribute value: literal values in an array",
+     "[{\"BOOL\":false},{\"NULL\":null},{\"S\":true}]",
+     "[{\"BOOL\":false},{\"NULL\":null},{\"S\":true}]"},
+    {"attribute value: literal values as members",
+     "{\"a\":{\"BOOL\":true},\"b\":{\"NULL\":true},\"c\":{\"S\":\"x\"}}",
+     "{\"a\":{\"BOOL\":true},\"b\":{\"NULL\":true},\"c\":{\"S\":\"x\"}}"},
+    {"attribute value: literal then more members", "{\"a\":{\"BOOL\":true,\"x\":[1]}}",
+     "{\"a\":{\"BOOL\":true,\"x\":[1]}}"},
+    {"attribute value: number value", "{\"a\":{\"N\":12}}", "{\"a\":{\"N\":12}}"},
+    {"attribute value: one-letter names of any kind",
+     "[{\"#\":1},{\"~\":\"x\"},{\"\x7f\":true},{\" \":\"x\"},{\"!\":null},{\"\xC3\xA9\":1}]",
+     "[{\"#\":1},{\"~\":\"x\"},{\"\x7f\":true},{\" \":\"x\"},{\"!\":null},{\"\xC3\xA9\":1}]"},
+    {"attribute value: escaped one-letter name", "{\"a\":{\"\\n\":\"x\"}}",
+     "{\"a\":{\"\\n\":\"x\"}}"},
+    {"attribute value: empty name", "{\"a\":{\"\":\"x\"}}", "{\"a\":{\"\":\"x\"}}"},
+    {"attribute value: lists and maps", "{\"L\":[{\"M\":{\"a\":{\"SS\":[\"x\",\"y\"]}}},{\"L\":[]}]}",
+     "{\"L\":[{\"M\":{\"a\":{\"SS\":[\"x\",\"y\"]}}},{\"L\":[]}]}"},
+    {"attribute value: white space after the brace", "{\"a\":{ \"S\":\"x\"}}",
+     "{\"a\":{\"S\":\"x\"}}"},
+    {"attribute value: white space after the member name", "{\"a\" :{\"S\":\"x\"} ,\"b\":1}",
+     "{\"a\":{\"S\":\"x\"},\"b\":1}"},
 };
 
 START_TEST(valid_grammar) {
@@ -301,6 +326,25 @@ static const struct {
     {"attribute value: control character in the value", "{\"S\":\"\x01\"}", "byte 6: control character"},
     {"attribute value: bad escape in the key", "{\"\\q\":\"x\"}", "byte 2: invalid escape"},
     {"attribute value: trailing comma", "{\"S\":\"x\",}", "byte 9: expected a string key, found '}'"},
+    {"attribute value: truncated true", "{\"S\":tru}", "byte 5: invalid literal (expected true)"},
+    {"attribute value: misspelt false", "{\"BOOL\":fals}", "byte 8: invalid literal (expected false)"},
+    {"attribute value: truncated null", "{\"S\":nul}", "byte 5: invalid literal (expected null)"},
+    {"attribute value: literal glued to garbage", "{\"a\":{\"BOOL\":truex}}",
+     "byte 17: expected ',' or '}', found 'x'"},
+    {"attribute value: bracket after a literal", "{\"S\":true]", "byte 9: expected ',' or '}', found ']'"},
+    {"attribute value: literal at the end", "{\"S\":t", "byte 5: invalid literal (expected true)"},
+    {"attribute value: backslash name", "{\"\\\":1}", "byte 7: unterminated string"},
+    {"attribute value: quote name", "{\"\"\":1}", "byte 3: expected ':', found '\"'"},
+    {"attribute value: control character name", "{\"a\":{\"\x01\":\"x\"}}",
+     "byte 7: control character in string (must be escaped)"},
+    {"attribute value: truncated UTF-8 name", "{\"a\":{\"\xC3\":\"x\"}}",
+     "byte 7: invalid UTF-8 in string (truncated sequence)"},
+    {"attribute value: name then the end", "{\"S\"", "byte 4: expected ':' but the input ended"},
+    {"attribute value: bracket in a member", "{\"a\":{\"S\":\"x\"]}", "byte 13: expected ',' or '}', found ']'"},
+    {"attribute value: member name without a value", "{\"a\":{\"S\":\"x\"},\"b\"}",
+     "byte 18: expected ':', found '}'"},
+    {"attribute value: trailing comma after a literal", "[{\"NULL\":null,}]",
+     "byte 14: expected a string key, found '}'"},
 };
 
 START_TEST(invalid_grammar) {
@@ -1126,6 +1170,40 @@ START_TEST(fixture_truncated_message) {
 }
 END_TEST
 
+/* The fast paths test several bytes at once only while 8 bytes are left
+ * (json.c `safe`): each shape, followed by 0 to 12 spaces, so that the
+ * bound falls at every byte of it, gives the same tape, and each of its
+ * strict prefixes the same error as without the fast paths (the general
+ * path's message, pinned in invalid_cases for a few). */
+START_TEST(fast_paths_near_end) {
+  static const char *const shapes[] = {
+      "{\"S\":\"x\"}", "{\"BOOL\":false}", "{\"a\":{\"N\":\"1\"}}", "[{\"S\":true},{\"L\":[]}]",
+      "{\"a\":{\"S\":\"x\"},\"b\":{\"NULL\":true}}", "{\"ab\":\"c\",\"d\":{\"M\":{}}}"};
+  char buf[128], out[128];
+  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+    size_t n = strlen(shapes[k]);
+    for (size_t pad = 0; pad <= 12; pad++) {
+      memcpy(buf, shapes[k], n);
+      memset(buf + n, ' ', pad);
+      mm_json_doc_t d;
+      parse_ok(&d, buf, n + pad, shapes[k]);
+      check_tape(&d);
+      size_t pos = 0;
+      render(&d, 0, out, &pos, sizeof out);
+      ck_assert_msg(pos == n && memcmp(out, shapes[k], n) == 0, "%s + %zu spaces",
+                    shapes[k], pad);
+      mm_json_free(&d);
+    }
+    for (size_t m = 1; m < n; m++) { /* (parse_fail takes 0 as strlen) */
+      const char *msg = parse_fail(shapes[k], m, 0, NULL);
+      size_t at = (size_t)-1;
+      ck_assert_msg(sscanf(msg, "byte %zu: ", &at) == 1 && at <= m, "%s[%zu]: %s",
+                    shapes[k], m, msg);
+    }
+  }
+}
+END_TEST
+
 static Suite *json_suite(void) {
   Suite *s = suite_create("json");
   TCase *tc = tcase_create("grammar");
@@ -1134,6 +1212,7 @@ static Suite *json_suite(void) {
   tcase_add_loop_test(tc, invalid_grammar, 0,
                       sizeof invalid_cases / sizeof *invalid_cases);
   tcase_add_test(tc, every_prefix_fails);
+  tcase_add_test(tc, fast_paths_near_end);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("utf8");

@@ -19,7 +19,11 @@
  * fuzz_json target (MM_FUZZ=ON, clang), and with MM_FUZZ_REPLAY as a
  * plain program whose main() runs every file (or every file in every
  * directory) named on the command line, so CTest replays the seed corpus
- * and the fixtures in every normal test run.
+ * and the fixtures in every normal test run; the replay then runs the
+ * target on a bounded number of mutations of those inputs (json_mutate.h:
+ * REPLAY_MUTATIONS or REPLAY_SECONDS, whichever ends first). Comparing the
+ * parser byte for byte with an earlier version of itself is
+ * json_diff.sh's job.
  */
 #include <math.h>
 #include <stdint.h>
@@ -29,6 +33,7 @@
 
 #include "event.h"
 #include "json.h"
+#include "json_mutate.h"
 
 /* Depth limit used for fuzzing: small, so deep inputs hit it often. */
 #define FUZZ_DEPTH 16
@@ -406,6 +411,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #include <dirent.h>
 #include <sys/stat.h>
 
+/* The mutation pass after the replay: enough for a few seconds at most
+ * (about half a second in a normal build, a few under sanitizers). */
+#define REPLAY_MUTATIONS 200000
+#define REPLAY_SECONDS 3.0
+
+/* The replayed inputs, kept as the mutation pass's seeds. */
+static unsigned char **kept;
+static size_t *kept_len, nkept, capkept;
+
 /* Runs one file through the target. Returns 1 when it was a file. */
 static int replay_file(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -430,7 +444,14 @@ static int replay_file(const char *path) {
   memcpy(exact, buf, n);
   free(buf);
   LLVMFuzzerTestOneInput(exact, n);
-  free(exact);
+  if (nkept == capkept) {
+    capkept = capkept ? 2 * capkept : 64;
+    kept = realloc(kept, capkept * sizeof *kept);
+    kept_len = realloc(kept_len, capkept * sizeof *kept_len);
+    FZ_CHECK(kept != NULL && kept_len != NULL);
+  }
+  kept[nkept] = exact;
+  kept_len[nkept++] = n;
   return 1;
 }
 
@@ -459,10 +480,23 @@ static int replay(const char *path, int levels) {
   return seen;
 }
 
+/* The mutation pass's check: the target itself (its depth limit is its
+ * own). */
+static void check_mutated(const unsigned char *s, size_t n, unsigned depth) {
+  (void)depth;
+  LLVMFuzzerTestOneInput(s, n);
+}
+
 int main(int argc, char **argv) {
   int seen = 0;
   for (int i = 1; i < argc; i++) seen += replay(argv[i], 2);
   printf("fuzz_json_replay: %d inputs replayed\n", seen);
+  unsigned long m = jd_run(check_mutated, kept, kept_len, nkept, REPLAY_MUTATIONS,
+                           REPLAY_SECONDS, 1);
+  printf("fuzz_json_replay: %lu mutated inputs checked\n", m);
+  for (size_t k = 0; k < nkept; k++) free(kept[k]);
+  free(kept);
+  free(kept_len);
   return seen > 0 ? 0 : 1; /* an empty corpus is a broken test */
 }
 #endif
