@@ -1018,6 +1018,7 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
    * instruction (script.h). */
   mm_script_watch_begin(p->script);
   uint32_t node = n ? mm_json_first(&ev.doc, ev.records) : 0;
+  const int prefetch = ev.doc.src_len >= MM_JSON_PREFETCH_MIN;
   for (size_t i = 0; i < n; i++, node = mm_json_next(&ev.doc, node)) {
     rec_t *r = &recs[i];
     *r = (rec_t){.node = node, .state = REC_PENDING, .claim = -1, .same_as = -1};
@@ -1035,6 +1036,8 @@ int mm_pipeline_run(mm_pipeline_t *p, const mm_invoke_t *inv, mm_result_t *res) 
       p->metrics.deadline_skips++;
       continue;
     }
+    /* the next record comes to the caches while this one runs */
+    if (prefetch && i + 1 < n) mm_json_prefetch(&ev.doc, mm_json_next(&ev.doc, node), 4096);
     decode_one(p, &ev, r, &out);
     mm_outcome_free(&out);
   }

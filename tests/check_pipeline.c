@@ -413,6 +413,43 @@ START_TEST(additive_deltas_coalesced) {
 }
 END_TEST
 
+/* A batch above MM_JSON_PREFETCH_MIN, where the decode loop prefetches
+ * each next record: every record is still decoded once and in order -
+ * poison pills, skips and sums come out as in a small batch - and the
+ * last record (whose next is past the Records array) is no exception. */
+START_TEST(big_batch_prefetching_decodes_every_record) {
+  make(SUM_SCRIPT, 0);
+  mm_buf_t b = event_begin();
+  int n = 0;
+  while (b.len < MM_JSON_PREFETCH_MIN + 4096) {
+    const char *cust = n % 97 == 5 ? "bad" : n % 89 == 7 ? "skip" : n % 3 ? "c1" : "c0";
+    add_rec(&b, n, cust, n == 0 ? "0.5" : "1", 100);
+    n++;
+  }
+  add_rec(&b, n, "last", "7.25", 100); /* the final record gets no prefetch */
+  n++;
+  const char *resp = run(event_of(&b));
+  long bad = 0, c0 = 0, c1 = 0, skip = 0;
+  for (int i = 0; i < n - 1; i++) {
+    if (i % 97 == 5) bad++;
+    else if (i % 89 == 7) skip++;
+    else if (i % 3) c1++;
+    else c0++;
+  }
+  ck_assert_msg(strstr(resp, "\"batchItemFailures\":[]") != NULL, "%s", resp);
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->records, (uint64_t)n);
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->decode_errors, (uint64_t)bad);
+  ck_assert_uint_eq(mm_pipeline_metrics(pl)->skipped, (uint64_t)skip);
+  char want[64];
+  snprintf(want, sizeof want, "0=%ld.5;", c0 - 1); /* record 0 adds 0.5 */
+  ck_assert_str_eq(rows("c#c0"), want);
+  snprintf(want, sizeof want, "0=%ld;", c1);
+  ck_assert_str_eq(rows("c#c1"), want);
+  ck_assert_str_eq(rows("c#last"), "0=7.25;");
+  mm_buf_free(&b);
+}
+END_TEST
+
 /* Keys of every length from 1 to 37 bytes (each of the batch hash's read
  * paths: under 4, under 8, whole and partial 8-byte blocks), nine or so
  * contributions each: one merge per key, each with every contribution. */
@@ -842,6 +879,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, permanent_failures_are_not_retried);
   tcase_add_test(tc, unknown_outcome_is_metered_and_retried);
   tcase_add_test(tc, additive_deltas_coalesced);
+  tcase_add_test(tc, big_batch_prefetching_decodes_every_record);
   tcase_add_test(tc, coalescing_keys_of_every_length);
   tcase_add_test(tc, coalescing_limits);
   tcase_add_test(tc, coalesced_failure_reports_every_contributor);
