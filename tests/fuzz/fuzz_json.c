@@ -408,77 +408,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifdef MM_FUZZ_REPLAY
-#include <dirent.h>
-#include <sys/stat.h>
-
 /* The mutation pass after the replay: enough for a few seconds at most
  * (about half a second in a normal build, a few under sanitizers). */
 #define REPLAY_MUTATIONS 200000
 #define REPLAY_SECONDS 3.0
-
-/* The replayed inputs, kept as the mutation pass's seeds. */
-static unsigned char **kept;
-static size_t *kept_len, nkept, capkept;
-
-/* Runs one file through the target. Returns 1 when it was a file. */
-static int replay_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "fuzz_json_replay: cannot open %s\n", path);
-    exit(2);
-  }
-  size_t cap = 1 << 16, n = 0, r;
-  uint8_t *buf = malloc(cap);
-  FZ_CHECK(buf != NULL);
-  while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += r;
-    if (n == cap) {
-      buf = realloc(buf, cap *= 2);
-      FZ_CHECK(buf != NULL);
-    }
-  }
-  fclose(f);
-  /* an exact-size copy, so a sanitizer build sees any read past the end */
-  uint8_t *exact = malloc(n ? n : 1);
-  FZ_CHECK(exact != NULL);
-  memcpy(exact, buf, n);
-  free(buf);
-  LLVMFuzzerTestOneInput(exact, n);
-  if (nkept == capkept) {
-    capkept = capkept ? 2 * capkept : 64;
-    kept = realloc(kept, capkept * sizeof *kept);
-    kept_len = realloc(kept_len, capkept * sizeof *kept_len);
-    FZ_CHECK(kept != NULL && kept_len != NULL);
-  }
-  kept[nkept] = exact;
-  kept_len[nkept++] = n;
-  return 1;
-}
-
-/* Runs path: a file, or every regular file in a directory tree (two
- * levels, so the fixtures' non-event/ and invalid/ come along). */
-static int replay(const char *path, int levels) {
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    fprintf(stderr, "fuzz_json_replay: no such path %s\n", path);
-    exit(2);
-  }
-  if (!S_ISDIR(st.st_mode)) return replay_file(path);
-  if (levels == 0) return 0;
-  DIR *dp = opendir(path);
-  FZ_CHECK(dp != NULL);
-  int seen = 0;
-  struct dirent *de;
-  while ((de = readdir(dp))) {
-    if (de->d_name[0] == '.') continue;
-    char sub[4096];
-    int n = snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-    FZ_CHECK(n > 0 && (size_t)n < sizeof sub);
-    seen += replay(sub, levels - 1);
-  }
-  closedir(dp);
-  return seen;
-}
 
 /* The mutation pass's check: the target itself (its depth limit is its
  * own). */
@@ -488,15 +421,18 @@ static void check_mutated(const unsigned char *s, size_t n, unsigned depth) {
 }
 
 int main(int argc, char **argv) {
-  int seen = 0;
-  for (int i = 1; i < argc; i++) seen += replay(argv[i], 2);
-  printf("fuzz_json_replay: %d inputs replayed\n", seen);
-  unsigned long m = jd_run(check_mutated, kept, kept_len, nkept, REPLAY_MUTATIONS,
+  /* every file named, or in a named directory tree (two levels, so the
+   * fixtures' non-event/ and invalid/ come along), as it is; then the
+   * same inputs as the mutation pass's seeds */
+  jd_seeds_t sd = {0};
+  for (int i = 1; i < argc; i++) jd_seeds_add(&sd, argv[i], 2, "fuzz_json_replay");
+  for (size_t k = 0; k < sd.n; k++) LLVMFuzzerTestOneInput(sd.s[k], sd.len[k]);
+  printf("fuzz_json_replay: %zu inputs replayed\n", sd.n);
+  unsigned long m = jd_run(check_mutated, sd.s, sd.len, sd.n, REPLAY_MUTATIONS,
                            REPLAY_SECONDS, 1);
   printf("fuzz_json_replay: %lu mutated inputs checked\n", m);
-  for (size_t k = 0; k < nkept; k++) free(kept[k]);
-  free(kept);
-  free(kept_len);
-  return seen > 0 ? 0 : 1; /* an empty corpus is a broken test */
+  int ok = sd.n > 0; /* an empty corpus is a broken test */
+  jd_seeds_free(&sd);
+  return ok ? 0 : 1;
 }
 #endif

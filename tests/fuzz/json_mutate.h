@@ -13,6 +13,8 @@
  * every input one byte away from a few short inputs in the shapes the
  * parser has fast paths for.
  *
+ * jd_seeds_add reads seed files and directories for both programs.
+ *
  * Used by fuzz_json.c (its CTest replay runs the fuzz target's oracle and
  * invariants on a short mutation pass) and by json_diff.c (the parser
  * against an earlier version of itself, byte for byte; see json_diff.sh).
@@ -20,10 +22,12 @@
 #ifndef MM_JSON_MUTATE_H
 #define MM_JSON_MUTATE_H
 
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* Checks one input at depth limit `depth` (0: the default); aborts on a
@@ -32,6 +36,96 @@ typedef void (*jd_check_fn)(const unsigned char *s, size_t n, unsigned depth);
 
 /* The helpers below are not all used by every includer. */
 #define JD_UNUSED __attribute__((unused))
+
+/* ------------------------------------------------------------------ */
+/* Seeds                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Seed inputs read from files, each in an exact-size buffer (a sanitizer
+ * build then sees any read past the end). */
+typedef struct {
+  unsigned char **s;
+  size_t *len;
+  size_t n, cap;
+} jd_seeds_t;
+
+/* Reads file `path` into sd; any failure to read it exits 2, naming prog
+ * (these are test programs: a seed that cannot be read is a broken run). */
+static JD_UNUSED void jd_seeds_add_file(jd_seeds_t *sd, const char *path, const char *prog) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "%s: cannot open %s\n", prog, path);
+    exit(2);
+  }
+  size_t cap = 1 << 16, n = 0, r;
+  unsigned char *buf = malloc(cap);
+  while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+    n += r;
+    if (n == cap) {
+      unsigned char *nb = realloc(buf, cap *= 2);
+      if (!nb) free(buf);
+      buf = nb;
+    }
+  }
+  fclose(f);
+  if (sd->n == sd->cap) {
+    sd->cap = sd->cap ? 2 * sd->cap : 64;
+    sd->s = realloc(sd->s, sd->cap * sizeof *sd->s);
+    sd->len = realloc(sd->len, sd->cap * sizeof *sd->len);
+  }
+  unsigned char *exact = malloc(n ? n : 1);
+  if (!buf || !sd->s || !sd->len || !exact) {
+    fprintf(stderr, "%s: out of memory reading %s\n", prog, path);
+    exit(2);
+  }
+  memcpy(exact, buf, n);
+  free(buf);
+  sd->s[sd->n] = exact;
+  sd->len[sd->n++] = n;
+}
+
+/* Reads path into sd: a file, or every file of a directory tree `levels`
+ * deep (two takes the fixtures' non-event/ and invalid/ along); names
+ * starting with '.' are skipped. Returns the number of files read. */
+static JD_UNUSED size_t jd_seeds_add(jd_seeds_t *sd, const char *path, int levels,
+                                     const char *prog) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    fprintf(stderr, "%s: no such path %s\n", prog, path);
+    exit(2);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    jd_seeds_add_file(sd, path, prog);
+    return 1;
+  }
+  if (levels == 0) return 0;
+  DIR *dp = opendir(path);
+  if (!dp) {
+    fprintf(stderr, "%s: cannot read the directory %s\n", prog, path);
+    exit(2);
+  }
+  size_t seen = 0;
+  struct dirent *de;
+  while ((de = readdir(dp))) {
+    if (de->d_name[0] == '.') continue;
+    char sub[4096];
+    int n = snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+    if (n <= 0 || (size_t)n >= sizeof sub) {
+      fprintf(stderr, "%s: path too long under %s\n", prog, path);
+      exit(2);
+    }
+    seen += jd_seeds_add(sd, sub, levels - 1, prog);
+  }
+  closedir(dp);
+  return seen;
+}
+
+static JD_UNUSED void jd_seeds_free(jd_seeds_t *sd) {
+  for (size_t k = 0; k < sd->n; k++) free(sd->s[k]);
+  free(sd->s);
+  free(sd->len);
+  memset(sd, 0, sizeof *sd);
+}
 
 /* ------------------------------------------------------------------ */
 /* Mutations                                                            */
