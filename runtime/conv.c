@@ -41,6 +41,7 @@
 #include "conv.h"
 #include "decimal.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,9 +336,7 @@ static void omap_alloc(lua_State *L, conv_state_t *st, uint32_t cap, int move) {
  * a table conv has just made (the entry of an earlier table at its
  * address went when that table was freed). [-0, +0, m] */
 static void omap_add(lua_State *L, conv_state_t *st, const void *t, lua_Integer p, int lazy) {
-#ifndef NDEBUG
-  if (omap_find(st, t)) abort(); /* the map would not be exact */
-#endif
+  assert(!omap_find(st, t)); /* else the map would not be exact */
   if ((st->used + 1) * 2 > st->cap) omap_alloc(L, st, st->cap * 2, 1);
   uint32_t i = omap_hash(t, st->cap);
   while (st->map[i].gen == st->gen) i = (i + 1) & (st->cap - 1);
@@ -1366,14 +1365,22 @@ typedef struct lazy_ref {
   uint32_t moves;
 } lazy_ref_t;
 
+/* Looks table t (index) up in st's origin map into r: its entry, or NULL
+ * when t has none. [-0, +0, -] */
+static inline omap_ent_t *lazy_ref_find(lua_State *L, const conv_state_t *st, int t,
+                                        lazy_ref_t *r) {
+  r->p = lua_topointer(L, t);
+  r->e = omap_find(st, r->p);
+  r->moves = st->moves;
+  return r->e;
+}
+
 /* Reads the origin of lazy table t (absolute index) and fills r; raises
  * the stale-data error when t is not of the current document.
  * [-0, +0, v] */
 static void origin_at(ctx_t *c, int t, origin_t *o, lazy_ref_t *r) {
-  r->p = lua_topointer(c->L, t);
-  r->e = c->doc ? omap_find(c->st, r->p) : NULL;
-  r->moves = c->st->moves;
-  if (!r->e || !origin_entry(c->L, r->e, t, o) || o->node >= c->doc->count)
+  if (!c->doc || !lazy_ref_find(c->L, c->st, t, r) || !origin_entry(c->L, r->e, t, o) ||
+      o->node >= c->doc->count)
     raise_stale(c->L);
 }
 
@@ -1594,10 +1601,7 @@ static void prefill_member(ctx_t *c, int t, origin_t *o, const char *key, size_t
 static void prefill(ctx_t *c, int t) {
   origin_t o;
   lazy_ref_t r;
-  r.p = lua_topointer(c->L, t);
-  r.e = omap_find(c->st, r.p);
-  r.moves = c->st->moves;
-  if (!r.e || r.e->packed == OMAP_BIG) return;
+  if (!lazy_ref_find(c->L, c->st, t, &r) || r.e->packed == OMAP_BIG) return;
   unpack(r.e->packed, &o);
   uint32_t cnt = mm_json_len(c->doc, o.node);
   if (cnt > MASK_BITS) return;
@@ -1801,13 +1805,12 @@ static int lazy_newindex(lua_State *L) {
 
 static void touch_arg1(lua_State *L);
 
-/* touch_arg1 for a table at index 1 whose entry r->e (r->p: its address)
- * is lazy. [-0, +0, e] */
+/* touch_arg1 for a table at index 1 whose entry r (lazy_ref_find) is
+ * lazy. [-0, +0, e] */
 static void finish_arg1(lua_State *L, lazy_ref_t *r) {
   ctx_t c;
   origin_t o;
   ctx_meta(L, &c);
-  r->moves = c.st->moves;
   if (c.doc && origin_entry(L, r->e, 1, &o) && o.node < c.doc->count)
     finish(&c, 1, r, &o);
   else
@@ -1825,9 +1828,7 @@ static void touch_arg1(lua_State *L) {
   if (lua_type(L, 1) == LUA_TTABLE) {
     const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
     lazy_ref_t r;
-    r.p = lua_topointer(L, 1);
-    r.e = omap_find(st, r.p);
-    if (r.e) {
+    if (lazy_ref_find(L, st, 1, &r)) {
       if (r.e->lazy) finish_arg1(L, &r);
       return;
     }
@@ -1878,9 +1879,7 @@ static int conv_pairs(lua_State *L) {
   if (lua_type(L, 1) == LUA_TTABLE) { /* a lazy table of this document: at once */
     const conv_state_t *st = (const conv_state_t *)lua_touserdata(L, lua_upvalueindex(1));
     lazy_ref_t r;
-    r.p = lua_topointer(L, 1);
-    r.e = omap_find(st, r.p);
-    if (r.e && r.e->lazy) {
+    if (lazy_ref_find(L, st, 1, &r) && r.e->lazy) {
       lua_settop(L, 1);
       finish_arg1(L, &r);
       lua_pushcfunction(L, raw_next);

@@ -23,7 +23,7 @@
  * string scan), and ',"' between members. Each leaves for the general
  * states at the same byte with the same tape, so what is accepted and
  * every error message stay those of the general path, which
- * tests/fuzz/json_diff.h checks against an earlier version of this file.
+ * tests/fuzz/json_diff.sh checks against an earlier version of this file.
  * The tape is usually allocated once at the most nodes the input can need,
  * so pushes check no capacity.
  *
@@ -614,38 +614,34 @@ static inline int short_key(const uchar *k) {
     if (cur) cur = nodes + c_;                                              \
   } while (0)
 
-/* Appends a node for the value whose first byte is at `at`, with a
- * `next` that is provisional for containers (fixed when they close). */
-#define PUSH(type_tag, at, ln, nxt)                                         \
+/* Appends a node for the value whose first byte is at `at`, its `next`
+ * left for the caller (PUSH, PUSH_LEAF) or for later (PUSH_OBJ). */
+#define PUSH_NODE(type_tag, at, ln)                                         \
   do {                                                                      \
     if (!fixed && UNLIKELY(count == cap)) GROW();                           \
     mm_json_node_t *n_ = np++;                                              \
     n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
     n_->len = (uint32_t)(ln);                                               \
-    n_->next = (uint32_t)(nxt);                                             \
     count++;                                                                \
   } while (0)
 
-/* PUSH for an object that may turn out to have one member (OPEN_OBJ):
- * `next` is left unwritten, set when it closes or becomes `cur`. */
-#define PUSH_OBJ(at, ln)                                                    \
+/* PUSH_NODE with `next` nxt: provisional for containers (fixed when they
+ * close). */
+#define PUSH(type_tag, at, ln, nxt)                                         \
   do {                                                                      \
-    if (!fixed && UNLIKELY(count == cap)) GROW();                           \
-    mm_json_node_t *n_ = np++;                                              \
-    n_->tag = (uint32_t)MM_JSON_OBJ | ((uint32_t)((at) - base) << 4);       \
-    n_->len = (uint32_t)(ln);                                               \
-    count++;                                                                \
+    PUSH_NODE(type_tag, at, ln);                                            \
+    np[-1].next = (uint32_t)(nxt);                                          \
   } while (0)
+
+/* PUSH_NODE for an object that may turn out to have one member
+ * (OPEN_OBJ): `next` is set when it closes or becomes `cur`. */
+#define PUSH_OBJ(at, ln) PUSH_NODE(MM_JSON_OBJ, at, ln)
 
 /* PUSH for a scalar, whose `next` is the index after it. */
 #define PUSH_LEAF(type_tag, at, ln)                                         \
   do {                                                                      \
-    if (!fixed && UNLIKELY(count == cap)) GROW();                           \
-    mm_json_node_t *n_ = np++;                                              \
-    n_->tag = (uint32_t)(type_tag) | ((uint32_t)((at) - base) << 4);        \
-    n_->len = (uint32_t)(ln);                                               \
-    count++;                                                                \
-    n_->next = (uint32_t)count;                                             \
+    PUSH_NODE(type_tag, at, ln);                                            \
+    np[-1].next = (uint32_t)count;                                          \
   } while (0)
 
 /* Scans the string whose opening quote is at p, pushes its STR node and

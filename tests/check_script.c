@@ -619,12 +619,7 @@ START_TEST(record_decimal_at_reused_address) {
                "    return 1",
                "  key = function(v) return 'k' end,"));
   static char img[8000];
-  size_t n = (size_t)snprintf(img, sizeof img, "\"l\":{\"L\":[");
-  for (int i = 0; i < 250; i++)
-    n += (size_t)snprintf(img + n, sizeof img - n, "%s{\"M\":{\"t\":{\"N\":\"1.50\"}}}",
-                          i ? "," : "");
-  n += (size_t)snprintf(img + n, sizeof img - n, "]}");
-  ck_assert(n < sizeof img);
+  tu_list_member(img, sizeof img, "l", 250, "{\"M\":{\"t\":{\"N\":\"1.50\"}}}");
   event("INSERT", img);
   mm_outcome_t out;
   run_value(0, &out);

@@ -54,3 +54,12 @@ int tu_run_suite(Suite *s) {
   srunner_free(sr);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+size_t tu_list_member(char *buf, size_t cap, const char *name, int count, const char *elem) {
+  size_t n = (size_t)snprintf(buf, cap, "\"%s\":{\"L\":[", name);
+  for (int i = 0; i < count && n < cap; i++)
+    n += (size_t)snprintf(buf + n, cap - n, "%s%s", i ? "," : "", elem);
+  if (n < cap) n += (size_t)snprintf(buf + n, cap - n, "]}");
+  ck_assert_msg(n < cap, "tu_list_member: %d elements do not fit in %zu bytes", count, cap);
+  return n;
+}

@@ -25,4 +25,9 @@ char *tu_temp_dir(void);
 struct Suite;
 int tu_run_suite(struct Suite *s);
 
+/* Writes the image member `"name":{"L":[elem,elem,...]}` (count copies of
+ * elem) NUL-terminated into buf (cap bytes); returns its length. Fails
+ * the test when it does not fit. */
+size_t tu_list_member(char *buf, size_t cap, const char *name, int count, const char *elem);
+
 #endif
