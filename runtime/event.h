@@ -44,7 +44,8 @@ int mm_event_parse(mm_event_t *ev, const char *buf, size_t len,
                    const char **etype, mm_err_t *err);
 void mm_event_free(mm_event_t *ev);
 
-/* What the pipeline needs of one record. */
+/* What the pipeline needs of one record. mm_event_record sets each field
+ * itself (no memset: it runs per record), so a new field is set there. */
 typedef struct mm_record_info {
   uint32_t node;                     /* the record object */
   uint32_t dynamodb;                 /* its "dynamodb" object, 0 if none */

@@ -88,6 +88,8 @@ typedef enum {
                         the pipeline reports it for redelivery) */
 } mm_outcome_kind_t;
 
+/* mm_script_run_record sets each field itself (no memset of the 1 KB
+ * message per record), so a new field is set there. */
 typedef struct mm_outcome {
   mm_outcome_kind_t kind;
   char **keys;        /* owned: distinct keys in first-seen order */
